@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Set up and launch Tiles Creator: `bash scripts/run.sh [FOLDER]` (no folder: a demo folder).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/system-deps.sh --display
+python3 -m pip install -q -e .
+if [ $# -eq 0 ]; then
+  exec tilesapp gui --demo
+fi
+exec tilesapp gui "$@"

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Set up and run the whole test suite: `bash scripts/test.sh [pytest options]`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/system-deps.sh
+python3 -m pip install -q -e ".[test]"
+export QT_QPA_PLATFORM=offscreen
+exec python3 -m pytest "$@"

@@ -1,0 +1,141 @@
+import json
+
+import cv2
+import numpy as np
+import pytest
+import tifffile
+from helpers import drain, microscopy, write_imagej
+
+from tilesapp.core.errors import OutputError, SettingsError, TilesError
+from tilesapp.core.export import run_export
+from tilesapp.core.merge import blend_window, run_merge
+from tilesapp.core.pipeline import preview
+from tilesapp.core.settings import Settings
+from tilesapp.core.sources import inspect_image
+
+
+def cut_and_merge(tmp_path, image_path, settings, **merge_kwargs):
+    drain(run_export([image_path], tmp_path / "tiles", settings))
+    _, summary = drain(run_merge(tmp_path / "tiles", tmp_path / "merged", **merge_kwargs))
+    return summary
+
+
+@pytest.mark.parametrize(
+    "tile_size, overlap",
+    [(64, 0), (64, 16), (64, 32), (64, 48), (100, 70), (128, 120), (512, 128)],
+)
+@pytest.mark.parametrize("blend", ["flat", "gradient"])
+def test_round_trip_returns_the_recalibrated_image(tmp_path, tile_size, overlap, blend):
+    src = tmp_path / "in"
+    src.mkdir()
+    path = write_imagej(src / "wide.tif", microscopy((90, 131)), 0.5)  # non-square, rescaled 90→138, 131→202
+    settings = Settings(tile_size=tile_size, overlap=overlap, norm="none", dtype="float32")
+    summary = cut_and_merge(tmp_path, path, settings, blend=blend)
+    assert summary.exit_code == 0 and [p.name for p in summary.written] == ["wide.tif"]
+    merged = tifffile.imread(summary.written[0])
+    _, expected = preview(path, settings)
+    assert merged.shape == expected.shape[:2] == (138, 202)
+    np.testing.assert_allclose(merged, expected[..., 0], rtol=1e-6, atol=1e-3)
+    assert inspect_image(summary.written[0]).pixel_size_um == pytest.approx((0.325, 0.325))
+
+
+def test_round_trip_multichannel_and_restore_scale(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    img = microscopy((120, 90), channels=3)
+    path = write_imagej(src / "c.tif", img, 0.65, axes="CYX")
+    settings = Settings(tile_size=64, overlap=24, norm="none", dtype="float32")
+    summary = cut_and_merge(tmp_path, path, settings, blend="gradient", restore_scale=True)
+    merged = tifffile.imread(summary.written[0])
+    assert merged.shape == (3, 120, 90) and merged.dtype == np.float32
+    info = inspect_image(summary.written[0])
+    assert info.axes == "CYX" and info.pixel_size_um == pytest.approx((0.65, 0.65))
+    # 2× up then 2× down (area) returns the source up to cubic interpolation error
+    assert np.abs(merged - img).mean() < 0.01 * img.mean()
+
+
+def test_model_outputs_of_another_type_and_channels(tmp_path):
+    """Tiles replaced by a model's predictions: uint8 masks, one channel, even PNG-in-TIF names."""
+    src = tmp_path / "in"
+    src.mkdir()
+    img = microscopy((200, 230))
+    path = write_imagej(src / "a.tif", img, 0.325)
+    drain(run_export([path], tmp_path / "tiles", Settings(tile_size=64, overlap=16)))
+    manifest = json.loads((tmp_path / "tiles" / "manifest.json").read_text())
+    threshold = 0.5
+    for t in manifest["tiles"]:  # the "model": a threshold, written as uint8 0/255
+        tile = tifffile.imread(tmp_path / "tiles" / t["file"])
+        tifffile.imwrite(tmp_path / "tiles" / t["file"], ((tile > threshold) * 255).astype(np.uint8))
+    _, summary = drain(run_merge(tmp_path / "tiles", tmp_path / "merged", blend="flat"))
+    merged = tifffile.imread(summary.written[0])
+    assert merged.dtype == np.uint8 and merged.shape == (200, 230)
+    low, high = img.min(), img.max()
+    expected = ((img - low) / (high - low) > threshold) * 255
+    assert np.mean(merged == expected) > 0.999
+
+
+def test_predictions_with_two_channels_last_and_smaller_size(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    path = write_imagej(src / "a.tif", microscopy((128, 128)), 0.325)
+    drain(run_export([path], tmp_path / "tiles", Settings(tile_size=64, overlap=0)))
+    for f in (tmp_path / "tiles").glob("*.tif"):
+        tifffile.imwrite(f, np.full((32, 32, 2), (0.25, 0.75), np.float32))  # half-resolution model output
+    _, summary = drain(run_merge(tmp_path / "tiles", tmp_path / "merged"))
+    merged = tifffile.imread(summary.written[0])
+    assert merged.shape == (2, 128, 128)
+    assert np.allclose(merged[0], 0.25) and np.allclose(merged[1], 0.75)
+
+
+def test_gradient_blend_is_smoother_at_seams(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    path = write_imagej(src / "a.tif", microscopy((64, 112)), 0.325)
+    drain(run_export([path], tmp_path / "tiles", Settings(tile_size=64, overlap=32, norm="none")))
+    manifest = json.loads((tmp_path / "tiles" / "manifest.json").read_text())
+    for t in manifest["tiles"]:  # each "prediction" is a constant: the tile's index
+        tifffile.imwrite(tmp_path / "tiles" / t["file"], np.full((64, 64), float(t["index"]), np.float32))
+    flat = tifffile.imread(drain(run_merge(tmp_path / "tiles", tmp_path / "f", blend="flat"))[1].written[0])
+    grad = tifffile.imread(drain(run_merge(tmp_path / "tiles", tmp_path / "g", blend="gradient"))[1].written[0])
+    assert np.abs(np.diff(flat[0])).max() == pytest.approx(0.5)  # a step at each tile edge
+    assert np.abs(np.diff(grad[0])).max() < 0.1  # a ramp instead
+    assert grad[0, 0] == 0 and grad[0, -1] == 2
+
+
+def test_blend_window_values():
+    w = blend_window(8, 3, "gradient")
+    assert w.shape == (8, 8) and w.min() > 0 and w.max() == 1
+    assert w[3].tolist() == pytest.approx([0.25, 0.5, 0.75, 1, 1, 0.75, 0.5, 0.25])  # a middle row
+    assert w[0, 0] == pytest.approx(0.25 * 0.25)
+    assert np.all(blend_window(8, 0, "gradient") == 1) and np.all(blend_window(8, 3, "flat") == 1)
+    with pytest.raises(SettingsError, match="blend"):
+        blend_window(8, 3, "median")
+
+
+def test_missing_tile_fails_that_source_only(tmp_path, folder):
+    drain(run_export(folder, tmp_path / "tiles", Settings(tile_size=128, overlap=32)))
+    (tmp_path / "tiles" / "b_001.tif").unlink()
+    _, summary = drain(run_merge(tmp_path / "tiles", tmp_path / "merged"))
+    assert sorted(p.name for p in summary.written) == ["a.tif", "c.tif"]
+    assert summary.failed[0][0] == "b.tif" and "b_001.tif is missing" in summary.failed[0][1]
+    assert summary.exit_code == 1
+
+
+def test_merge_refuses_unsafe_output_and_missing_manifest(tmp_path, folder):
+    drain(run_export(folder, tmp_path / "tiles", Settings(tile_size=128, overlap=32)))
+    with pytest.raises(OutputError):
+        drain(run_merge(tmp_path / "tiles", tmp_path / "tiles" / "merged"))
+    with pytest.raises(TilesError, match="manifest.json"):
+        drain(run_merge(folder, tmp_path / "merged"))
+
+
+def test_png_tiles_merge(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    rgb = np.random.default_rng(0).integers(0, 255, (100, 140, 3), dtype=np.uint8)
+    cv2.imwrite(str(src / "rgb.png"), rgb[..., ::-1])
+    settings = Settings(tile_size=64, overlap=16, calibrate=False, norm="none", dtype="uint8", format="png")
+    drain(run_export(src, tmp_path / "tiles", settings))
+    _, summary = drain(run_merge(tmp_path / "tiles", tmp_path / "merged", blend="gradient"))
+    merged = tifffile.imread(summary.written[0])
+    assert merged.shape == (100, 140, 3) and np.array_equal(merged, rgb)

@@ -1,0 +1,125 @@
+import cv2
+import numpy as np
+import pytest
+import tifffile
+from helpers import microscopy, write_imagej, write_ome
+
+from tilesapp.core.calibration import canonical_unit, scale_factors, scaled_shape, to_um
+from tilesapp.core.errors import ImageError
+from tilesapp.core.sources import inspect_image, read_image, scan_folder
+
+
+def test_scan_orders_tiffs_first_and_lists_other_files(tmp_path):
+    for name in ["b.png", "img10.tif", "img2.tif", "c.jpg", "d.jpeg", "e.bmp", "f.TIFF", "notes.txt", "data.csv"]:
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "z.tif").write_bytes(b"x")
+    scan = scan_folder(tmp_path)
+    assert [p.name for p in scan.images] == ["f.TIFF", "img2.tif", "img10.tif", "b.png", "c.jpg", "d.jpeg", "e.bmp"]
+    assert sorted(p.name for p in scan.skipped) == ["data.csv", "notes.txt"]
+    assert "z.tif" in [p.name for p in scan_folder(tmp_path, recursive=True).images]
+
+
+def test_imagej_pixel_size(tmp_path):
+    info = inspect_image(write_imagej(tmp_path / "a.tif", microscopy(), 0.65))
+    assert info.pixel_size_um == pytest.approx((0.65, 0.65))
+    assert (info.calibration, info.axes, info.shape, info.dtype) == ("ImageJ", "YX", (300, 400), "uint16")
+
+
+def test_imagej_anisotropic_and_other_units(tmp_path):
+    path = tmp_path / "a.tif"
+    tifffile.imwrite(path, microscopy(), imagej=True, resolution=(1 / 0.002, 1 / 0.001), metadata={"unit": "mm"})
+    assert inspect_image(path).pixel_size_um == pytest.approx((1.0, 2.0))  # (y, x)
+    tifffile.imwrite(path, microscopy(), imagej=True, resolution=(1 / 0.5, 1 / 0.5), metadata={"unit": "\\u00B5m"})
+    assert inspect_image(path).pixel_size_um == pytest.approx((0.5, 0.5))
+    tifffile.imwrite(path, microscopy(), imagej=True, resolution=(2, 2), metadata={"unit": "pixel"})
+    assert inspect_image(path).pixel_size_um is None
+
+
+@pytest.mark.parametrize("value, unit, um", [(0.5, "µm", 0.5), (650, "nm", 0.65), (0.001, "mm", 1.0)])
+def test_ome_pixel_size_and_units(tmp_path, value, unit, um):
+    info = inspect_image(write_ome(tmp_path / "a.ome.tif", microscopy(), value, unit))
+    assert info.pixel_size_um == pytest.approx((um, um)) and info.calibration == "OME"
+
+
+def test_ome_default_unit_is_micrometre(tmp_path):
+    path = tmp_path / "a.ome.tif"
+    tifffile.imwrite(path, microscopy(), ome=True, metadata={"axes": "YX", "PhysicalSizeX": 0.4, "PhysicalSizeY": 0.3})
+    assert inspect_image(path).pixel_size_um == pytest.approx((0.3, 0.4))
+
+
+def test_plain_tiff_resolution_tags(tmp_path):
+    path = tmp_path / "cm.tif"
+    tifffile.imwrite(path, microscopy(), resolution=(1e4 / 0.65, 1e4 / 0.65), resolutionunit="CENTIMETER")
+    assert inspect_image(path).pixel_size_um == pytest.approx((0.65, 0.65))
+    tifffile.imwrite(path, microscopy(), resolution=(25400 / 2.0, 25400 / 2.0), resolutionunit="INCH")
+    assert inspect_image(path).pixel_size_um == pytest.approx((2.0, 2.0))
+    tifffile.imwrite(path, microscopy(), resolution=(1, 1), resolutionunit="NONE")
+    assert inspect_image(path).pixel_size_um is None
+    tifffile.imwrite(path, microscopy())
+    assert inspect_image(path).pixel_size_um is None
+    tifffile.imwrite(path, microscopy(), resolution=(72, 72), resolutionunit="INCH")  # a software default
+    assert inspect_image(path).pixel_size_um is None
+
+
+def test_axes_yx_yxs_cyx_read_as_rows_cols_channels(tmp_path):
+    rgb = np.random.default_rng(0).integers(0, 255, (40, 50, 3), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "rgb.tif", rgb, photometric="rgb")
+    cyx = microscopy((40, 50), channels=3)
+    write_imagej(tmp_path / "cyx.tif", cyx, 0.5, axes="CYX")
+    array, info = read_image(tmp_path / "rgb.tif")
+    assert info.axes == "YXS" and array.shape == (40, 50, 3) and np.array_equal(array, rgb)
+    array, info = read_image(tmp_path / "cyx.tif")
+    assert info.axes == "CYX" and info.channels == 3 and array.shape == (40, 50, 3)
+    assert np.array_equal(array[..., 2], cyx[2])
+
+
+def test_singleton_axes_are_dropped(tmp_path):
+    path = tmp_path / "t.tif"
+    tifffile.imwrite(path, microscopy((30, 40))[None, None], imagej=True, metadata={"axes": "TZYX"})
+    array, info = read_image(path)
+    assert info.axes == "YX" and array.shape == (30, 40, 1)
+
+
+def test_z_stack_is_a_clear_per_file_error(tmp_path):
+    path = tmp_path / "stack.tif"
+    tifffile.imwrite(path, np.zeros((5, 30, 40), np.uint16), imagej=True, metadata={"axes": "ZYX"})
+    with pytest.raises(ImageError, match=r"stack.tif: axes ZYX .*not supported"):
+        inspect_image(path)
+
+
+def test_png_rgb_colours_are_not_swapped(tmp_path):
+    rgb = np.zeros((10, 12, 3), np.uint8)
+    rgb[..., 0] = 200  # red
+    cv2.imwrite(str(tmp_path / "red.png"), rgb[..., ::-1])  # OpenCV writes BGR
+    array, info = read_image(tmp_path / "red.png")
+    assert info.axes == "YXS" and info.pixel_size_um is None
+    assert array[0, 0].tolist() == [200, 0, 0]
+
+
+def test_png_16_bit_grey(tmp_path):
+    img = microscopy((20, 30))
+    cv2.imwrite(str(tmp_path / "g.png"), img)
+    array, info = read_image(tmp_path / "g.png")
+    assert info.dtype == "uint16" and np.array_equal(array[..., 0], img)
+
+
+@pytest.mark.parametrize("content", [b"", b"II*\x00garbage", b"\x89PNG\r\n\x1a\nbroken"])
+def test_corrupt_files_raise_image_error_naming_the_file(tmp_path, content):
+    path = tmp_path / ("bad.png" if content.startswith(b"\x89") else "bad.tif")
+    path.write_bytes(content)
+    with pytest.raises(ImageError, match=path.name):
+        read_image(path)
+
+
+@pytest.mark.parametrize("unit, um", [("nm", 1e-3), ("µm", 1), ("μm", 1), ("um", 1), ("mm", 1e3), ("cm", 1e4), ("dm", 1e5), ("m", 1e6)])
+def test_units(unit, um):
+    assert to_um(1.0, unit) == pytest.approx(um)
+    assert canonical_unit(unit) in ("nm", "um", "mm", "cm", "dm", "m")
+
+
+def test_scale_factor_and_rounding():
+    assert scale_factors((0.65, 0.65), 0.325) == (2.0, 2.0)
+    assert scaled_shape((1400, 1400), scale_factors((0.5, 0.5), 0.325)) == (2154, 2154)
+    assert scaled_shape((10, 6), (0.25, 1.25)) == (3, 8)  # halves round up (2.5 -> 3, not 2)
+    assert scaled_shape((3, 3), (0.01, 0.01)) == (1, 1)

@@ -1,0 +1,51 @@
+"""Starting the application: run_app, --demo, --quit-after, the icon, the settings store."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tilesapp.gui.icon import draw_icon, icon_svg
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_gui(tmp_path, *args, timeout=60):
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", PYTHONPATH=str(ROOT))
+    return subprocess.run(
+        [sys.executable, "-m", "tilesapp.gui", *args], env=env, capture_output=True, text=True, timeout=timeout, cwd=tmp_path
+    )
+
+
+def test_demo_window_opens_and_quits_cleanly(tmp_path):
+    result = run_gui(tmp_path, "--demo", "--quit-after", "4")
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    log = (tmp_path / "logs" / "tilesapp.log").read_text()
+    assert "started" in log and "ERROR" not in log
+    # The demo folder lived in a temporary folder, removed at exit.
+    assert "tilesapp-demo-" not in " ".join(os.listdir(tmp_path))
+
+
+def test_run_app_in_process_returns_zero(qapp, tmp_path, make_folder):
+    from tilesapp.gui.app import run_app
+
+    folder = make_folder("imgs", [((64, 64), 0.325)])
+    try:
+        assert run_app(folder, demo=False, quit_after=0.5) == 0
+    finally:  # run_app set up logging for the whole process: undo it for the next tests
+        root = logging.getLogger()
+        for handler in [h for h in root.handlers if getattr(h, "_tilesapp", False)]:
+            root.removeHandler(handler)
+            handler.close()
+        logging.captureWarnings(False)
+    assert qapp.organizationName() and qapp.applicationName() == "tilesapp"
+
+
+def test_icon_is_a_tile_grid(qapp):
+    image = draw_icon(64)
+    assert image.width() == 64 and not image.isNull()
+    assert icon_svg().count("<rect") == 11  # background, 9 tiles, the highlighted one

@@ -1,0 +1,215 @@
+"""Export from the window: folder safety, emptying, writing, cancelling, closing mid-export."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import cv2
+import numpy as np
+import pytest
+import tifffile
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtWidgets import QWidget
+
+from tilesapp.core.geometry import TileGrid
+
+PARTIAL = ".partial"
+
+
+def find(window, name):
+    return window.findChild(QWidget, name)
+
+
+def partial_files(folder):
+    return [name for name in os.listdir(folder) if name.endswith(PARTIAL)]
+
+
+def choose_preset(window, label):
+    preset = find(window, "presetCombo")
+    preset.setCurrentIndex(preset.findText(label))
+    preset.activated.emit(preset.currentIndex())
+
+
+def test_export_writes_the_tiles_of_every_image(window, make_folder, load, tmp_path, qtbot):
+    folder = make_folder("input", [((100, 120), 0.65), ((90, 90), 0.65)])
+    load(window, folder)
+    choose_preset(window, "YOLO")
+    find(window, "patchSizeSpin").setValue(64)
+    find(window, "overlapSpin").setValue(16)
+    out = tmp_path / "tiles"
+    assert window.select_export_folder(out)
+    assert find(window, "exportButton").isEnabled()
+    with qtbot.waitSignal(window.exportEnded, timeout=20_000) as blocker:
+        qtbot.mouseClick(find(window, "exportButton"), Qt.MouseButton.LeftButton)
+    summary = blocker.args[0]
+    # Recalibrated 0.65 → 0.325 µm: (200, 240) and (180, 180).
+    grids = {"cell_01": TileGrid.for_shape((200, 240), 64, 16), "cell_02": TileGrid.for_shape((180, 180), 64, 16)}
+    expected = sorted(f"{stem}_{i:03d}.png" for stem, grid in grids.items() for i in range(len(grid)))
+    written = sorted(p.name for p in out.glob("*.png"))
+    assert written == expected
+    assert summary.tiles_written == len(expected) and not summary.failed and not summary.cancelled
+    tile = cv2.imread(str(out / expected[0]), cv2.IMREAD_UNCHANGED)
+    assert tile.dtype == np.uint8 and tile.shape == (64, 64)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert len(manifest["tiles"]) == len(expected)
+    assert f"{len(expected)} tiles" in find(window, "summaryLabel").text()
+    assert find(window, "progressBar").value() == 1000
+    assert find(window, "openFolderButton").isEnabled()
+    assert not partial_files(out)
+
+
+def test_float32_tif_tiles_for_unet(window, make_folder, load, tmp_path, qtbot):
+    folder = make_folder("unet", [((64, 64), 0.325)])
+    load(window, folder)
+    choose_preset(window, "UNet")
+    find(window, "patchSizeSpin").setValue(32)
+    find(window, "overlapSpin").setValue(0)
+    out = tmp_path / "out"
+    window.select_export_folder(out)
+    with qtbot.waitSignal(window.exportEnded, timeout=20_000):
+        window.export()
+    tiles = sorted(out.glob("cell_01_*.tif"))
+    assert len(tiles) == 4
+    data = tifffile.imread(tiles[0])
+    assert data.dtype == np.float32 and data.shape == (32, 32)
+    assert 0.0 <= data.min() and data.max() <= 1.0
+
+
+def test_export_folder_inside_the_input_is_refused(window, make_folder, load, dialogs):
+    folder = make_folder("in", [((64, 64), 0.325)])
+    load(window, folder)
+    assert not window.select_export_folder(folder)
+    assert not window.select_export_folder(folder / "tiles")
+    assert window.export_folder is None
+    assert len(dialogs.shown) == 2 and "input folder" in dialogs.texts[0]
+    assert not find(window, "exportButton").isEnabled()
+
+
+def test_non_empty_export_folder_asks_first(window, make_folder, load, tmp_path, qtbot, dialogs):
+    folder = make_folder("in", [((64, 64), 0.325)])
+    load(window, folder)
+    out = tmp_path / "busy"
+    out.mkdir()
+    (out / "old.txt").write_text("keep me")
+    window.select_export_folder(out)
+    dialogs.answer = False
+    window.export()
+    assert dialogs.asked and "already holds 1 file" in dialogs.asked[-1][1]
+    assert not window.jobs.busy("export")
+    assert sorted(p.name for p in out.iterdir()) == ["old.txt"]
+    dialogs.answer = True
+    with qtbot.waitSignal(window.exportEnded, timeout=20_000):
+        window.export()
+    assert (out / "manifest.json").exists() and (out / "old.txt").exists()
+
+
+def test_empty_export_folder_deletes_files_only_after_confirmation(window, tmp_path, qtbot, dialogs):
+    out = tmp_path / "out"
+    (out / "keep").mkdir(parents=True)
+    for name in ("a.tif", "b.tif", "manifest.json"):
+        (out / name).write_text("x")
+    (out / "keep" / "inner.tif").write_text("x")
+    window.select_export_folder(out)
+    dialogs.answer = False
+    qtbot.mouseClick(find(window, "emptyFolderButton"), Qt.MouseButton.LeftButton)
+    assert "Delete the 3 files" in dialogs.asked[-1][1]
+    assert len(list(out.iterdir())) == 4
+    dialogs.answer = True
+    window.empty_export_folder()
+    qtbot.waitUntil(lambda: not window.jobs.busy("empty"), timeout=10_000)
+    assert [p.name for p in out.iterdir()] == ["keep"]
+    assert (out / "keep" / "inner.tif").exists()
+
+
+def slow_folder(make_folder):
+    """Enough small tiles that an export lasts long enough to be interrupted."""
+    return make_folder("many", [((512, 512), None)] * 6)
+
+
+def start_long_export(window, make_folder, load, tmp_path, qtbot):
+    load(window, slow_folder(make_folder))
+    find(window, "calibrationCheck").setChecked(False)
+    choose_preset(window, "YOLO")
+    find(window, "patchSizeSpin").setValue(16)
+    find(window, "overlapSpin").setValue(0)
+    out = tmp_path / "out"
+    window.select_export_folder(out)
+    seen = []
+    window.export()
+    job = window.jobs.job("export")
+    job.signals.progressed.connect(lambda p: seen.append(p))
+    qtbot.waitUntil(lambda: any(p.done > 0 for p in seen), timeout=20_000)
+    return out, seen
+
+
+def test_cancel_stops_the_export_and_leaves_a_consistent_folder(window, make_folder, load, tmp_path, qtbot):
+    ticks = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(time.monotonic()))
+    timer.start(20)
+    import threading, traceback, sys as _sys
+    main_id = threading.get_ident()
+    def watchdog():
+        while timer.isActive():
+            time.sleep(0.05)
+            if ticks and time.monotonic() - ticks[-1] > 0.3:
+                print("STALL", time.monotonic() - ticks[-1], file=_sys.__stderr__)
+                print("".join(traceback.format_stack(_sys._current_frames()[main_id])[-12:]), file=_sys.__stderr__)
+                time.sleep(0.5)
+    threading.Thread(target=watchdog, daemon=True).start()  # DEBUG
+    out, seen = start_long_export(window, make_folder, load, tmp_path, qtbot)
+    qtbot.wait(600)  # tiles are being written meanwhile; the timer must keep ticking
+    assert find(window, "cancelButton").isEnabled()
+    assert not find(window, "exportButton").isEnabled()
+    with qtbot.waitSignal(window.exportEnded, timeout=20_000) as blocker:
+        qtbot.mouseClick(find(window, "cancelButton"), Qt.MouseButton.LeftButton)
+    timer.stop()
+    summary = blocker.args[0]
+    assert summary.cancelled
+    total = 6 * (512 // 16) ** 2
+    assert 0 < summary.tiles_written < total
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert len(manifest["tiles"]) == summary.tiles_written
+    assert all((out / t["file"]).exists() for t in manifest["tiles"])
+    assert not partial_files(out)
+    assert "Cancelled" in find(window, "summaryLabel").text()
+    assert find(window, "exportButton").isEnabled()
+    # The event loop kept running while tiles were written.
+    gaps = np.diff(ticks)
+    assert len(ticks) > 10 and gaps.max() < 0.5
+
+
+def test_closing_the_window_cancels_the_export(window, make_folder, load, tmp_path, qtbot):
+    out, _ = start_long_export(window, make_folder, load, tmp_path, qtbot)
+    job = window.jobs.job("export")
+    window.close()
+    assert job.done.is_set() and job.is_cancelled
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "cancelled"
+    assert all((out / t["file"]).exists() for t in manifest["tiles"])
+    assert not partial_files(out)
+
+
+def test_images_that_fail_are_listed(window, make_folder, load, tmp_path, qtbot, dialogs):
+    folder = make_folder("partly", [((64, 64), 0.325), ((64, 64), None)])
+    load(window, folder)
+    assert "1 of 2 images will fail" in find(window, "exportWarningLabel").text()
+    out = tmp_path / "out"
+    window.select_export_folder(out)
+    with qtbot.waitSignal(window.exportEnded, timeout=20_000) as blocker:
+        window.export()
+    summary = blocker.args[0]
+    assert summary.images_ok == 1 and [name for name, _ in summary.failed] == ["cell_02.tif"]
+    assert dialogs.shown and "could not be exported" in dialogs.texts[-1] and "cell_02.tif" in dialogs.texts[-1]
+    assert "cell_02.tif" in find(window, "summaryLabel").text()
+
+
+@pytest.mark.parametrize("drop_input", [False, True])
+def test_loading_a_folder_that_holds_the_export_folder_clears_it(window, make_folder, load, tmp_path, drop_input):
+    folder = make_folder("data", [((64, 64), 0.325)])
+    out = folder / "tiles" if drop_input else tmp_path / "elsewhere"
+    window.select_export_folder(out)
+    load(window, folder)
+    assert (window.export_folder is None) == drop_input

@@ -1,0 +1,87 @@
+"""The image view: tile overlay, highlight, scale bar, display conversion."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tilesapp.core.geometry import TileGrid
+from tilesapp.gui.viewer import DisplayImage, ImageViewer, display_image, format_length, nice_length
+
+
+@pytest.fixture
+def viewer(qtbot):
+    view = ImageViewer()
+    qtbot.addWidget(view)
+    view.resize(800, 600)
+    view.show()
+    return view
+
+
+@pytest.mark.parametrize(
+    ("limit", "expected"), [(37.0, 20.0), (0.7, 0.5), (1000.0, 1000.0), (9.99, 5.0), (1.2e-3, 1e-3), (0.0, 0.0)]
+)
+def test_nice_length_is_one_two_or_five_times_a_power_of_ten(limit, expected):
+    assert nice_length(limit) == pytest.approx(expected)
+
+
+def test_format_length_picks_a_readable_unit():
+    assert [format_length(v) for v in (0.2, 5, 50, 1500)] == ["200 nm", "5 µm", "50 µm", "1.5 mm"]
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+def test_display_image_keeps_grey_values_and_gives_levels(dtype):
+    image = (np.arange(100 * 80).reshape(100, 80, 1) % 200).astype(dtype)
+    shown = display_image(image)
+    assert shown.data.shape == (100, 80)
+    low, high = shown.levels
+    assert 0 <= low < high <= 199
+
+
+def test_two_channels_become_a_green_magenta_composite():
+    image = np.zeros((10, 10, 2), np.float32)
+    image[:, :5, 0] = 1  # channel 1 on the left
+    image[:, 5:, 1] = 1
+    shown = display_image(image, "CYX")
+    assert shown.data.shape == (10, 10, 3)
+    assert shown.data[0, 0].tolist() == [0, 1, 0] and shown.data[0, 9].tolist() == [1, 0, 1]
+
+
+def test_all_tiles_are_one_item_and_the_current_one_is_highlighted(viewer):
+    image = np.random.default_rng(0).random((300, 500), dtype=np.float32)
+    viewer.show_image(DisplayImage(image, (0, 1)), title="test", pixel_size_um=0.325)
+    grid = TileGrid.for_shape((300, 500), 128, 32)
+    viewer.set_grid(grid, current=4)
+    items = [item for item in viewer.view.childGroup.childItems() if type(item).__name__ == "TileGridItem"]
+    assert len(items) == 1
+    rect = viewer.grid_item.boundingRect()
+    assert (rect.left(), rect.top(), rect.right(), rect.bottom()) == (0, 0, 500, 300)
+    tile = grid.tile(4)
+    box = viewer.highlight.rect()
+    assert (box.x(), box.y(), box.width()) == (tile.x0, tile.y0, 128)
+    assert "tile 4" in viewer.highlight_label.toPlainText()
+    viewer.set_show_all(True)
+    assert viewer.grid_item.isVisible()
+
+
+def test_padding_extends_the_tile_beyond_a_small_image(viewer):
+    viewer.show_image(DisplayImage(np.zeros((50, 70), np.float32), (0, 1)))
+    grid = TileGrid.for_shape((50, 70), 64, 16)
+    viewer.set_grid(grid, current=0)
+    assert viewer.highlight.rect().width() == 64
+    assert viewer.grid_item.boundingRect().height() == 64
+
+
+def test_scale_bar_is_a_round_physical_length(viewer):
+    viewer.show_image(DisplayImage(np.zeros((400, 1000), np.float32), (0, 1)), pixel_size_um=0.325)
+    text = viewer.scale_bar.text.toPlainText()
+    number = float(text.split()[0])
+    assert text.endswith("µm") and str(number)[0] in "125"
+    assert viewer.scale_bar.size == pytest.approx(number / 0.325)
+    viewer.show_image(DisplayImage(np.zeros((10, 10), np.float32), (0, 1)))
+    assert not viewer.scale_bar.isVisible()
+
+
+def test_row_zero_is_at_the_top(viewer):
+    assert viewer.view.yInverted()
+    assert viewer.view.state["aspectLocked"]

@@ -1,0 +1,115 @@
+"""The generic job: one progressed per yield (throttled), result, errors, cancel."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from tilesapp.core.errors import Cancelled, ImageError
+from tilesapp.core.progress import Progress
+from tilesapp.gui.workers import Job, JobRunner, one_step
+
+
+def counting(n: int, cancel: threading.Event, delay: float = 0.0):
+    for i in range(n):
+        if cancel.is_set():
+            return "stopped"
+        if delay:
+            time.sleep(delay)
+        yield Progress(i + 1, n)
+    return "done"
+
+
+def test_job_reports_progress_and_result(qtbot):
+    runner = JobRunner()
+    job = Job(lambda cancel: counting(5, cancel, 0.01), interval=0.0)
+    seen = []
+    job.signals.progressed.connect(lambda p: seen.append(p.done))
+    with qtbot.waitSignal(job.signals.finished, timeout=5000) as blocker:
+        runner.start("a", job)
+    assert blocker.args == ["done"]
+    qtbot.waitUntil(lambda: seen == [1, 2, 3, 4, 5])
+    qtbot.waitUntil(lambda: not runner.busy("a"))
+
+
+def test_progress_is_throttled_but_last_record_arrives(qtbot):
+    runner = JobRunner()
+    job = Job(lambda cancel: counting(10_000, cancel), interval=10.0)
+    seen = []
+    job.signals.progressed.connect(lambda p: seen.append(p.done))
+    with qtbot.waitSignal(job.signals.finished, timeout=5000):
+        runner.start("a", job)
+    qtbot.waitUntil(lambda: bool(seen) and seen[-1] == 10_000)
+    assert len(seen) <= 3
+
+
+def test_error_reaches_errored_signal(qtbot):
+    def failing(cancel):
+        yield Progress(0, 1)
+        raise ImageError("broken.tif: cannot be read as an image.")
+
+    runner = JobRunner()
+    job = Job(failing, name="testing")
+    with qtbot.waitSignal(job.signals.errored, timeout=5000) as blocker:
+        runner.start("a", job)
+    assert isinstance(blocker.args[0], ImageError)
+    assert "broken.tif" in str(blocker.args[0])
+
+
+def test_cancel_ends_with_cancelled_and_the_generator_result(qtbot):
+    runner = JobRunner()
+    started = threading.Event()
+
+    def slow(cancel):
+        started.set()
+        return (yield from counting(1000, cancel, 0.005))
+
+    job = Job(slow)
+    with qtbot.waitSignal(job.signals.cancelled, timeout=5000) as blocker:
+        runner.start("a", job)
+        assert started.wait(2)
+        runner.cancel("a")
+    assert blocker.args == ["stopped"]
+
+
+def test_cancelled_exception_means_cancelled(qtbot):
+    def stopping(cancel):
+        yield Progress(0, 1)
+        raise Cancelled("stop")
+
+    runner = JobRunner()
+    job = Job(stopping)
+    with qtbot.waitSignal(job.signals.cancelled, timeout=5000) as blocker:
+        runner.start("a", job)
+    assert blocker.args == [None]
+
+
+def test_one_step_wraps_a_plain_function(qtbot):
+    runner = JobRunner()
+    job = Job(one_step(sum, [1, 2, 3]))
+    with qtbot.waitSignal(job.signals.finished, timeout=5000) as blocker:
+        runner.start("a", job)
+    assert blocker.args == [6]
+
+
+def test_new_job_in_a_slot_supersedes_the_old_one(qtbot):
+    runner = JobRunner()
+    first = Job(lambda cancel: counting(10_000, cancel, 0.001))
+    second = Job(one_step(lambda: "second"))
+    runner.start("view", first)
+    with qtbot.waitSignal(second.signals.finished, timeout=5000):
+        runner.start("view", second)
+    assert first.is_cancelled
+    assert not runner.is_current(first.signals)
+    assert runner.shutdown(timeout=5)
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.002])
+def test_shutdown_waits_for_jobs(qtbot, delay):
+    runner = JobRunner()
+    job = Job(lambda cancel: counting(100_000, cancel, delay))
+    runner.start("export", job)
+    assert runner.shutdown(timeout=5)
+    assert job.done.is_set()

@@ -1,0 +1,166 @@
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import tifffile
+from helpers import microscopy
+
+from tilesapp import __version__
+from tilesapp.cli import main
+from tilesapp.logs import log_path
+
+
+def run(*args):
+    """The installed command as users run it: real exit code, stdout and stderr."""
+    return subprocess.run([sys.executable, "-m", "tilesapp", *map(str, args)], capture_output=True, text=True, timeout=120)
+
+
+def test_version():
+    result = run("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"tilesapp {__version__}"
+
+
+def test_cut_then_merge_round_trip(folder, tmp_path):
+    out, merged = tmp_path / "tiles", tmp_path / "merged"
+    result = run("cut", folder, out, "--patch-size", 128, "--overlap", 48, "--norm", "none")
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert f"Wrote {len(manifest['tiles'])} tiles from 3 images" in result.stdout
+    assert "notes.txt" in result.stdout
+    assert "Traceback" not in result.stderr and result.stderr == ""  # no bar: not a terminal
+    result = run("merge", out, merged, "--blend", "gradient")
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in merged.iterdir()) == ["a.tif", "b.tif", "c.tif"]
+    assert tifffile.imread(merged / "a.tif").shape == (600, 800)
+
+
+def test_some_images_fail_exit_1_others_written(folder, tmp_path):
+    (folder / "broken.tif").write_bytes(b"II*\x00\x08\x00\x00\x00junk")
+    tifffile.imwrite(folder / "nocal.tif", microscopy((64, 64)))
+    result = run("cut", folder, tmp_path / "out", "--patch-size", 128, "--overlap", 32)
+    assert result.returncode == 1
+    assert "2 images failed" in result.stderr and "broken.tif" in result.stderr
+    assert "--pixel-size VALUE --unit UNIT" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert (tmp_path / "out" / "a_000.tif").exists()
+    sources = {s["file"]: s["status"] for s in json.loads((tmp_path / "out" / "manifest.json").read_text())["sources"]}
+    assert sources == {"a.tif": "ok", "b.tif": "ok", "c.tif": "ok", "broken.tif": "failed", "nocal.tif": "failed"}
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--overlap", "512"], "overlap must be smaller than the tile size"),
+        (["--dtype", "float32", "--format", "jpg"], ".jpg files can only store uint8"),
+        (["--dtype", "uint8", "--bounds", "0", "1.5"], "whole numbers"),
+        (["--preset", "yolo", "--format", "jpg", "--bounds", "0", "300"], "0–255"),
+        (["--unit", "parsec", "--pixel-size", "3"], "not a length unit"),
+        (["--pixel-size", "-1"], "greater than 0"),
+    ],
+)
+def test_bad_settings_exit_2_with_one_sentence_and_nothing_written(folder, tmp_path, args, words):
+    out = tmp_path / "out"
+    result = run("cut", folder, out, *args)
+    assert result.returncode == 2
+    assert words in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_unsafe_output_folders_exit_2(folder, tmp_path):
+    result = run("cut", folder, folder / "tiles")
+    assert result.returncode == 2 and "inside the input folder" in result.stderr
+    assert not (folder / "tiles").exists()
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "x.txt").write_text("x")
+    result = run("cut", folder, busy)
+    assert result.returncode == 2 and "--overwrite" in result.stderr
+    assert main(["cut", str(folder), str(busy), "--overwrite", "--quiet", "--patch-size", "256"]) == 0
+
+
+def test_missing_input_and_bad_arguments(tmp_path):
+    result = run("cut", tmp_path / "nope", tmp_path / "out")
+    assert result.returncode == 2 and "does not exist" in result.stderr
+    result = run("cut", tmp_path, tmp_path / "out", "--norm", "median")
+    assert result.returncode == 2 and "invalid choice" in result.stderr
+
+
+def test_config_file_and_flags_override(folder, tmp_path):
+    config = tmp_path / "settings.json"
+    config.write_text(json.dumps({"tile_size": 256, "overlap": 64, "norm": "local", "colour": "red"}))
+    out = tmp_path / "out"
+    code = main(["cut", str(folder), str(out), "--config", str(config), "--overlap", "16", "--quiet",
+                 "--save-config", str(tmp_path / "effective.json")])
+    assert code == 0
+    settings = json.loads((out / "manifest.json").read_text())["settings"]
+    assert (settings["tile_size"], settings["overlap"], settings["norm"]) == (256, 16, "local")
+    assert json.loads((tmp_path / "effective.json").read_text())["overlap"] == 16
+
+
+def test_unknown_config_key_is_reported_not_fatal(folder, tmp_path, capsys):
+    config = tmp_path / "settings.json"
+    config.write_text(json.dumps({"tile_size": 256, "colour": "red"}))
+    assert main(["cut", str(folder), str(tmp_path / "out"), "--config", str(config), "--quiet"]) == 0
+    assert "colour" in capsys.readouterr().err
+
+
+def test_presets_and_manual_calibration(folder, tmp_path):
+    out = tmp_path / "out"
+    assert main(["cut", str(folder), str(out), "--preset", "yolo", "--pixel-size", "650", "--unit", "nm",
+                 "--patch-size", "256", "--overlap", "0", "-q"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["settings"]["dtype"] == "uint8" and manifest["format"] == "png"
+    assert all(s["calibration"] == "manual" for s in manifest["sources"])
+    tile = cv2.imread(str(out / manifest["tiles"][0]["file"]), cv2.IMREAD_UNCHANGED)
+    assert tile.shape == (256, 256) and tile.dtype == np.uint8
+
+
+def test_no_calibration_keeps_pixels(folder, tmp_path):
+    out = tmp_path / "out"
+    assert main(["cut", str(folder), str(out), "--no-calibration", "--patch-size", "100", "--overlap", "0", "-q"]) == 0
+    a = json.loads((out / "manifest.json").read_text())["sources"][0]
+    assert a["scaled_shape"] == [300, 400] and a["scale_factor"] == [1.0, 1.0]
+
+
+def test_info_table_and_json(folder, capsys):
+    assert main(["info", str(folder)]) == 0
+    text = capsys.readouterr().out
+    assert "a.tif" in text and "300 × 400" in text and "ImageJ" in text and "OME" in text
+    assert "notes.txt" in text
+    assert main(["info", str(folder), "--json", "--patch-size", "128", "--overlap", "32"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    a = data["images"][0]
+    assert a["file"] == "a.tif" and a["shape"] == [300, 400] and a["axes"] == "YX" and a["dtype"] == "uint16"
+    assert a["pixel_size_um"] == pytest.approx([0.65, 0.65]) and a["scaled_shape"] == [600, 800]
+    assert data["skipped"] == ["notes.txt"] and data["tiles"] == sum(i["tiles"] for i in data["images"])
+
+
+def test_sample_mosaic(folder, tmp_path):
+    out = tmp_path / "mosaic.png"
+    result = run("sample", folder, out, "--seed", 1)
+    assert result.returncode == 0, result.stderr
+    mosaic = cv2.imread(str(out))
+    assert mosaic.shape[0] <= 2 * 520 + 8 and mosaic.shape[2] == 3
+    result = run("sample", folder, out)
+    assert result.returncode == 2 and "already exists" in result.stderr
+    result = run("sample", folder, folder / "m.png")
+    assert result.returncode == 2 and "inside the input folder" in result.stderr
+    assert not (folder / "m.png").exists()
+
+
+def test_unexpected_error_goes_to_the_log_not_the_screen(folder, tmp_path, monkeypatch, capsys):
+    from tilesapp.core import export
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("something internal")
+
+    monkeypatch.setattr(export, "collect_inputs", boom)
+    assert main(["cut", str(folder), str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert "unexpected error: something internal" in err and "Traceback" not in err
+    assert str(log_path()) in err
+    assert "Traceback" in log_path().read_text() and "something internal" in log_path().read_text()

@@ -1,0 +1,5 @@
+import sys
+
+from tilesapp.cli import main
+
+sys.exit(main())

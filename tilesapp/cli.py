@@ -1,0 +1,383 @@
+"""The command line: ``tilesapp cut | merge | sample | info | gui``.
+
+Exit codes: 0 all done; 1 some images failed (the others were written); 2 bad arguments or
+settings (nothing written); 130 interrupted. Users see one sentence per error; tracebacks go
+to the log file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import shutil
+import sys
+import threading
+import time
+from collections.abc import Generator, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from tilesapp import APP_NAME, __version__
+from tilesapp.core.calibration import UNITS, format_pixel_size
+from tilesapp.core.errors import ImageError, OutputError, SettingsError, TilesError
+from tilesapp.core.settings import DTYPES, FORMATS, NORMS, PAD_MODES, PRESETS, Settings, load_settings
+from tilesapp.logs import setup_logging
+
+log = logging.getLogger("tilesapp.cli")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+# --- progress bar ----------------------------------------------------------------------------
+class ProgressBar:
+    """A one-line progress bar on a terminal (nothing at all elsewhere)."""
+
+    def __init__(self, unit: str, stream: TextIO = sys.stderr, enabled: bool = True):
+        self.unit, self.stream = unit, stream
+        self.enabled = enabled and stream.isatty()
+        self.start = time.monotonic()
+        self.last = 0.0
+        self.shown = False
+
+    def update(self, progress) -> None:
+        now = time.monotonic()
+        if not self.enabled or (now - self.last < 0.1 and progress.done < progress.total):
+            return
+        self.last = now
+        width = shutil.get_terminal_size((80, 20)).columns
+        if progress.total <= 0:
+            line = f"{progress.message}… {progress.images_done}/{progress.images_total} images"
+        else:
+            fraction = progress.fraction
+            elapsed = now - self.start
+            eta = f" ETA {_clock(elapsed / fraction - elapsed)}" if 0.02 < fraction < 1 else ""
+            counts = f" {fraction:4.0%} {progress.done}/{progress.total} {self.unit}{eta} "
+            bar_width = max(10, min(40, width - len(counts) - 30))
+            filled = int(bar_width * fraction)
+            line = f"[{'#' * filled}{'.' * (bar_width - filled)}]{counts}{progress.current}"
+        self.stream.write("\r" + line[: width - 1].ljust(width - 1))
+        self.stream.flush()
+        self.shown = True
+
+    def close(self) -> None:
+        if self.shown:
+            self.stream.write("\r" + " " * (shutil.get_terminal_size((80, 20)).columns - 1) + "\r")
+            self.stream.flush()
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def drive(gen: Generator, bar: ProgressBar) -> Any:
+    """Run a core generator to its end, feeding the bar; returns the generator's value."""
+    try:
+        while True:
+            bar.update(next(gen))
+    except StopIteration as stop:
+        return stop.value
+    finally:
+        bar.close()
+
+
+# --- argument parsing --------------------------------------------------------------------------
+def _pixel_size(text: str):
+    text = text.strip()
+    if text.lower() == "auto":
+        return "auto"
+    parts = [p for p in text.replace("x", ",").replace("×", ",").split(",") if p.strip()]
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto', a number or Y,X; got {text!r}") from None
+    if len(values) == 1:
+        return values[0]
+    if len(values) == 2:
+        return values
+    raise argparse.ArgumentTypeError(f"expected 'auto', a number or Y,X; got {text!r}")
+
+
+def _settings_parent() -> argparse.ArgumentParser:
+    """Options that make a Settings object (cut, and info to count tiles)."""
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("settings (command-line values override --config and --preset)")
+    g.add_argument("--config", metavar="SETTINGS.json", help="settings file saved by the window or by hand")
+    g.add_argument("--preset", choices=sorted(PRESETS), help="unet: global 0–1 float32 .tif; yolo: global 0–255 uint8 .png")
+    g.add_argument("--patch-size", "--tile-size", dest="tile_size", type=int, metavar="N", help="tile side in pixels (512)")
+    g.add_argument("--overlap", type=int, metavar="N", help="overlap between neighbouring tiles in pixels (128)")
+    g.add_argument("--pixel-size", type=_pixel_size, metavar="auto|VALUE|Y,X",
+                   help="input pixel size; auto (default) reads each file's metadata")
+    g.add_argument("--unit", metavar="UNIT", help=f"unit of --pixel-size: {', '.join(UNITS)} (µm also accepted)")
+    g.add_argument("--target-pixel-size", type=float, metavar="VALUE", help="pixel size of the tiles (0.325)")
+    g.add_argument("--target-unit", metavar="UNIT", help="unit of --target-pixel-size (um)")
+    g.add_argument("--no-calibration", dest="calibrate", action="store_const", const=False,
+                   help="keep the images' pixels: no rescaling")
+    g.add_argument("--norm", choices=NORMS, help="histogram stretching per channel: none, per tile, per image (global)")
+    g.add_argument("--percentiles", nargs=2, type=float, metavar=("LOW", "HIGH"), help="percentiles instead of min/max (0 100)")
+    g.add_argument("--bounds", nargs=2, type=float, metavar=("LOW", "HIGH"), help="target bounds of normalized values (0 1)")
+    g.add_argument("--dtype", choices=DTYPES, help="output type (float32)")
+    g.add_argument("--format", choices=FORMATS, help="output format (tif)")
+    g.add_argument("--pad-mode", choices=PAD_MODES, help="padding of images smaller than a tile (zero)")
+    g.add_argument("--recursive", action="store_const", const=True, help="also take images from sub-folders")
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tilesapp",
+        description=f"{APP_NAME}: cut calibrated microscopy images into normalized, overlapping tiles "
+        "for deep learning, and merge tiles back. Without a command, opens the window.",
+    )
+    parser.add_argument("--version", action="version", version=f"tilesapp {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    settings = _settings_parent()
+    quiet = argparse.ArgumentParser(add_help=False)
+    quiet.add_argument("-q", "--quiet", action="store_true", help="print errors only (for scripts)")
+
+    cut = sub.add_parser("cut", parents=[settings, quiet], help="cut every image of a folder into tiles",
+                         description="Cut every image of INPUT into tiles in OUTPUT, with a manifest.json.")
+    cut.add_argument("input", metavar="INPUT", help="folder of images (.tif/.tiff, .png, .jpg/.jpeg, .bmp)")
+    cut.add_argument("output", metavar="OUTPUT", help="export folder (created if missing; must be empty)")
+    cut.add_argument("--overwrite", action="store_true", help="allow a non-empty OUTPUT (same names are replaced)")
+    cut.add_argument("--workers", type=int, metavar="N", help="images processed at once (one per core)")
+    cut.add_argument("--save-config", metavar="SETTINGS.json", help="also save the effective settings to this file")
+
+    merge = sub.add_parser("merge", parents=[quiet], help="merge tiles (or a model's outputs) back into images",
+                           description="Rebuild every source image from the tiles of TILES (a folder written by "
+                           "'tilesapp cut', whose tiles may be replaced by model outputs of the same names).")
+    merge.add_argument("tiles", metavar="TILES", help="folder written by 'tilesapp cut'")
+    merge.add_argument("output", metavar="OUTPUT", help="folder for the merged images (one .tif per source)")
+    merge.add_argument("--blend", choices=("flat", "gradient"), default="flat",
+                       help="averaging in overlaps: flat, or gradient (weights fade across the overlap)")
+    merge.add_argument("--restore-scale", action="store_true", help="resample back to the original pixel size")
+    merge.add_argument("--overwrite", action="store_true", help="allow a non-empty OUTPUT")
+
+    sample = sub.add_parser("sample", parents=[quiet], help="save a mosaic of up to 25 random images",
+                            description="Save a mosaic of random images of INPUT, each at most 512 px, names drawn on them.")
+    sample.add_argument("input", metavar="INPUT", help="folder of images")
+    sample.add_argument("output", metavar="MOSAIC.png", help="image file to write (.png, .jpg or .tif)")
+    sample.add_argument("--count", type=int, default=25, metavar="N", help="number of images (at most 25)")
+    sample.add_argument("--size", type=int, default=512, metavar="PX", help="cell size in pixels (at most 512)")
+    sample.add_argument("--seed", type=int, help="seed of the random choice (reproducible mosaics)")
+    sample.add_argument("--recursive", action="store_true", help="also take images from sub-folders")
+    sample.add_argument("--overwrite", action="store_true", help="replace MOSAIC.png if it exists")
+
+    info = sub.add_parser("info", parents=[settings], help="list the images of a folder and what would be cut",
+                          description="What INPUT holds: files, shapes, axes, types, pixel sizes, tiles per image "
+                          "under the given settings, and the files that would be skipped.")
+    info.add_argument("input", metavar="INPUT", help="folder of images")
+    info.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    gui = sub.add_parser("gui", help="open the window (the default without a command)")
+    gui.add_argument("folder", metavar="FOLDER", nargs="?", help="folder to open")
+    gui.add_argument("--demo", action="store_true", help="open a folder of synthetic demo images")
+    gui.add_argument("--quit-after", type=float, metavar="SECONDS", help="close the window after SECONDS (smoke tests)")
+    return parser
+
+
+def build_settings(args: argparse.Namespace) -> tuple[Settings, list[str]]:
+    """Settings from defaults < --config < --preset < explicit flags; unknown config keys returned."""
+    settings, unknown = (load_settings(args.config) if args.config else (Settings(), []))
+    if args.preset:
+        settings = settings.with_preset(args.preset)
+    names = {f.name for f in dataclasses.fields(Settings)}
+    overrides = {k: v for k, v in vars(args).items() if k in names and v is not None}
+    if "percentiles" in overrides:
+        overrides["percentiles"] = tuple(overrides["percentiles"])
+    if "bounds" in overrides:
+        overrides["bounds"] = tuple(overrides["bounds"])
+    return dataclasses.replace(settings, **overrides), unknown
+
+
+# --- commands ------------------------------------------------------------------------------------
+def _say(args, *lines: str) -> None:
+    if not getattr(args, "quiet", False):
+        for line in lines:
+            print(line)
+
+
+def cmd_cut(args) -> int:
+    from tilesapp.core.export import run_export
+    from tilesapp.core.settings import save_settings
+
+    settings, unknown = build_settings(args)
+    if unknown:
+        _warn(f"{args.config}: ignored unknown setting{'s' * (len(unknown) > 1)} {', '.join(unknown)}.")
+    if args.workers is not None and args.workers < 1:
+        raise SettingsError("workers", f"--workers must be at least 1; got {args.workers}.")
+    cancel = threading.Event()
+    gen = run_export(args.input, args.output, settings, overwrite=args.overwrite, cancel=cancel, workers=args.workers)
+    try:
+        summary = drive(gen, ProgressBar("tiles", enabled=not args.quiet))
+    except KeyboardInterrupt:
+        cancel.set()
+        gen.close()
+        _warn(f"Interrupted: {Path(args.output) / 'manifest.json'} lists the tiles written so far.")
+        return EXIT_INTERRUPTED
+    if args.save_config:
+        save_settings(settings, args.save_config)
+    n_images = summary.images_ok
+    _say(args, f"Wrote {summary.tiles_written} tiles from {n_images} image{'s' * (n_images != 1)} "
+               f"to {summary.output} (see {summary.manifest_path.name}).")
+    if summary.skipped:
+        _say(args, f"Skipped {len(summary.skipped)} file{'s' * (len(summary.skipped) != 1)} that "
+                   f"{'are' if len(summary.skipped) != 1 else 'is'} not an image: {', '.join(summary.skipped[:10])}"
+                   f"{' …' if len(summary.skipped) > 10 else ''}")
+    if summary.failed:
+        _warn(f"{len(summary.failed)} image{'s' * (len(summary.failed) != 1)} failed:")
+        for _name, reason in summary.failed:
+            _warn(f"  {reason}")
+    if summary.stopped_by:
+        _warn(f"Stopped: {summary.stopped_by}")
+    return summary.exit_code
+
+
+def cmd_merge(args) -> int:
+    from tilesapp.core.merge import run_merge
+
+    gen = run_merge(args.tiles, args.output, blend=args.blend, restore_scale=args.restore_scale, overwrite=args.overwrite)
+    try:
+        summary = drive(gen, ProgressBar("tiles", enabled=not args.quiet))
+    except KeyboardInterrupt:
+        gen.close()
+        _warn("Interrupted.")
+        return EXIT_INTERRUPTED
+    _say(args, f"Wrote {len(summary.written)} merged image{'s' * (len(summary.written) != 1)} to {summary.output}.")
+    for name, reason in summary.not_cut:
+        _say(args, f"Not merged, its cut did not complete: {name} ({reason})")
+    for _name, reason in summary.failed:
+        _warn(f"Failed: {reason}")
+    return summary.exit_code
+
+
+def cmd_sample(args) -> int:
+    from tilesapp.core.export import collect_inputs, is_inside
+    from tilesapp.core.mosaic import make_mosaic
+    from tilesapp.core.writers import encode, write_image
+
+    out = Path(args.output).expanduser()
+    if not 1 <= args.count <= 25:
+        raise SettingsError("count", f"--count must be between 1 and 25; got {args.count}.")
+    if not 16 <= args.size <= 512:
+        raise SettingsError("size", f"--size must be between 16 and 512; got {args.size}.")
+    if out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".tif", ".tiff"):
+        raise SettingsError("output", f"{out.name}: the mosaic must be a .png, .jpg or .tif file.")
+    inputs = collect_inputs(args.input, args.recursive)
+    if any(is_inside(out.parent, folder) for folder in inputs.folders):
+        raise OutputError(f"{out} is inside the input folder; save the mosaic somewhere else so the input is never touched.")
+    if out.exists() and not args.overwrite:
+        raise OutputError(f"{out} already exists; choose another name or pass --overwrite.")
+    if not out.parent.is_dir():
+        raise OutputError(f"The folder {out.parent} does not exist; create it first.")
+    mosaic = drive(make_mosaic(inputs.images, args.count, args.size, args.seed), ProgressBar("images", enabled=not args.quiet))
+    if out.suffix.lower() in (".tif", ".tiff"):
+        write_image(out, mosaic, "YXS")
+    else:
+        out.write_bytes(encode(mosaic, "YXS", out.suffix.lower()))
+    _say(args, f"Wrote a mosaic of {min(args.count, len(inputs.images))} images to {out}.")
+    return EXIT_OK
+
+
+def cmd_info(args) -> int:
+    from tilesapp.core.export import collect_inputs
+    from tilesapp.core.pipeline import plan_image
+    from tilesapp.core.sources import inspect_image
+
+    settings, unknown = build_settings(args)
+    inputs = collect_inputs(args.input, settings.recursive)
+    rows, total, failures = [], 0, 0
+    for path in inputs.images:
+        name = path.relative_to(inputs.root).as_posix()
+        row: dict[str, Any] = {"file": name}
+        try:
+            info = inspect_image(path)
+            row.update(shape=list(info.shape), axes=info.axes, dtype=info.dtype,
+                       pixel_size_um=list(info.pixel_size_um) if info.pixel_size_um else None,
+                       calibration=info.calibration)
+            plan = plan_image(info, settings)
+            row.update(scaled_shape=list(plan.scaled_shape), tiles=len(plan.grid))
+            total += len(plan.grid)
+        except ImageError as exc:
+            row["error"] = str(exc)
+            failures += 1
+        rows.append(row)
+    skipped = [p.relative_to(inputs.root).as_posix() for p in inputs.skipped]
+    if args.json:
+        print(json.dumps({"input": str(inputs.root), "settings": settings.to_dict(), "images": rows,
+                          "skipped": skipped, "tiles": total}, indent=2, ensure_ascii=False))
+        return EXIT_OK
+    _print_info_table(inputs.root, rows, skipped, total, settings)
+    if unknown:
+        _warn(f"{args.config}: ignored unknown settings {', '.join(unknown)}.")
+    return EXIT_OK
+
+
+def _print_info_table(root: Path, rows: list[dict], skipped: list[str], total: int, settings: Settings) -> None:
+    headers = ("file", "shape", "axes", "dtype", "pixel size", "from", "after rescale", "tiles")
+    table = []
+    for r in rows:
+        if "shape" not in r:
+            table.append((r["file"], "", "", "", "", "", "", "error"))
+            continue
+        shape = " × ".join(map(str, r["shape"]))
+        size = format_pixel_size(tuple(r["pixel_size_um"])) if r["pixel_size_um"] else "none"
+        scaled = " × ".join(map(str, r["scaled_shape"])) if "scaled_shape" in r else "—"
+        table.append((r["file"], shape, r["axes"], r["dtype"], size, r["calibration"] or "", scaled, str(r.get("tiles", "—"))))
+    widths = [max(len(h), *(len(t[i]) for t in table)) if table else len(h) for i, h in enumerate(headers)]
+    print(f"{root}: {len(rows)} image{'s' * (len(rows) != 1)}, {len(skipped)} other file{'s' * (len(skipped) != 1)}")
+    print("  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip())
+    for t in table:
+        print("  ".join(c.ljust(w) for c, w in zip(t, widths)).rstrip())
+    for r in rows:
+        if "error" in r:
+            print(f"  ! {r['error']}")
+    if skipped:
+        print(f"Skipped (not images): {', '.join(skipped)}")
+    target = f"{settings.target_pixel_size:g} {settings.target_unit.replace('um', 'µm')}" if settings.calibrate else "no rescaling"
+    print(f"{total} tiles of {settings.tile_size} px, overlap {settings.overlap} px, {target}.")
+
+
+def cmd_gui(args) -> int:
+    try:
+        from tilesapp.gui.app import run_app
+    except ImportError as exc:
+        log.exception("the window cannot start")
+        _warn(f"The window cannot start ({exc}); reinstall Tiles Creator, or use the commands (tilesapp --help).")
+        return EXIT_FAILED
+    folder = Path(args.folder) if getattr(args, "folder", None) else None
+    return run_app(folder, demo=getattr(args, "demo", False), quit_after=getattr(args, "quit_after", None))
+
+
+COMMANDS = {"cut": cmd_cut, "merge": cmd_merge, "sample": cmd_sample, "info": cmd_info, "gui": cmd_gui}
+
+
+def _warn(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``tilesapp`` command; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)  # exits 2 with a usage message on bad arguments
+    log_file = setup_logging()
+    command = COMMANDS.get(args.command or "gui")
+    try:
+        return command(args)
+    except (SettingsError, OutputError) as exc:
+        _warn(f"tilesapp: error: {exc}")
+        return EXIT_USAGE
+    except TilesError as exc:
+        _warn(f"tilesapp: error: {exc}")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        _warn("Interrupted.")
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        log.exception("unexpected error in 'tilesapp %s'", " ".join(argv))
+        where = f" Details are in {log_file}." if log_file else ""
+        _warn(f"tilesapp: unexpected error: {exc}.{where}")
+        return EXIT_FAILED

@@ -1,0 +1,491 @@
+"""The export: every image of a folder turned into tiles, plus ``manifest.json``.
+
+:func:`run_export` is a generator: it yields :class:`Progress` records and returns an
+:class:`ExportSummary`. Images are processed by a pool of threads (reading, OpenCV resampling,
+numpy arithmetic and file writes all release the GIL); tiles and manifest keep the order of
+the sources whatever order the threads finish in. Setting ``cancel`` (a ``threading.Event``)
+stops the run between two tiles; closing the generator does the same.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import errno
+import json
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Generator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tilesapp import __version__
+from tilesapp.core.errors import ImageError, OutputError, SettingsError, TilesError
+from tilesapp.core.geometry import Tile, index_width
+from tilesapp.core.normalize import cast, channel_range, check_fits, stretch
+from tilesapp.core.pipeline import ImagePlan, plan_image, scale
+from tilesapp.core.progress import Progress
+from tilesapp.core.settings import Settings
+from tilesapp.core.sources import IMAGE_SUFFIXES, from_yxc, inspect_image, read_image, scan_folder
+from tilesapp.core.writers import PARTIAL_SUFFIX, write_image
+
+log = logging.getLogger(__name__)
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_VERSION = 1
+# Errors after which no further write can succeed: stop the whole run.
+_FATAL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+_PAD_MODES = {"zero": "constant", "reflect": "reflect", "edge": "edge"}
+_MANIFEST_INTERVAL = 5.0  # seconds between two progressive manifest writes
+_PROGRESS_INTERVAL = 0.05
+
+
+@dataclass
+class ExportSummary:
+    """What an export did."""
+
+    output: Path
+    manifest_path: Path
+    tiles_written: int = 0
+    images_ok: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    cancelled: bool = False
+    stopped_by: str | None = None  # a full disk or a lost permission ended the run
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every image was exported, 1 otherwise."""
+        return 0 if not (self.failed or self.cancelled or self.stopped_by) else 1
+
+
+# --- the export folder -----------------------------------------------------------------------
+def is_inside(path: str | Path, folder: str | Path) -> bool:
+    """True when ``path`` is ``folder`` or lies below it (symlinks resolved)."""
+    path, folder = Path(path).expanduser().resolve(), Path(folder).expanduser().resolve()
+    return path == folder or folder in path.parents
+
+
+def count_files(folder: str | Path) -> int:
+    """Number of files directly in ``folder`` (0 when it does not exist)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    return sum(1 for p in folder.iterdir() if p.is_file() or p.is_symlink())
+
+
+def empty_folder(folder: str | Path) -> int:
+    """Delete the files directly in ``folder`` (never sub-folders); return how many."""
+    removed = 0
+    for path in Path(folder).iterdir():
+        if path.is_file() or path.is_symlink():
+            path.unlink()
+            removed += 1
+    return removed
+
+
+def check_output_folder(output: str | Path, inputs: Sequence[str | Path], overwrite: bool = False) -> None:
+    """Refuse an export folder that breaks a safety rule; raises :class:`OutputError`.
+
+    The export folder may not be an input folder nor lie inside one, may not be a file, and
+    must be empty unless ``overwrite`` is set.
+    """
+    out = Path(output).expanduser()
+    for folder in inputs:
+        if is_inside(out, folder):
+            where = "is the input folder" if out.resolve() == Path(folder).resolve() else f"is inside the input folder {folder}"
+            raise OutputError(f"The export folder {out} {where}; choose a folder outside it so the source images are never touched.")
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out} is a file, not a folder; choose a folder for the tiles.")
+    if out.is_dir() and not overwrite:
+        entries = sum(1 for _ in out.iterdir())
+        if entries:
+            raise OutputError(
+                f"The export folder {out} is not empty ({entries} item{'s' * (entries != 1)}); "
+                f"empty it, choose another folder, or allow overwriting (--overwrite)."
+            )
+
+
+def _prepare_output(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".tilesapp-write-test{PARTIAL_SUFFIX}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise OutputError(f"Cannot write to the export folder {out} ({exc.strerror or exc}); choose a folder you can write to.") from exc
+
+
+# --- inputs ------------------------------------------------------------------------------------
+@dataclass
+class _Inputs:
+    root: Path
+    folders: list[Path]
+    images: list[Path]
+    skipped: list[Path]
+
+
+def collect_inputs(sources: str | Path | Sequence[str | Path], recursive: bool = False) -> _Inputs:
+    """Images to export from a folder, or from a list of image files (as dropped on the window)."""
+    if isinstance(sources, (str, os.PathLike)):
+        folder = Path(sources).expanduser()
+        if not folder.exists():
+            raise SettingsError("input", f"The input folder {folder} does not exist; check the path.")
+        if folder.is_file():
+            sources = [folder]
+        else:
+            scan = scan_folder(folder, recursive)
+            if not scan.images:
+                raise SettingsError(
+                    "input", f"The folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)}); choose the folder that holds them."
+                )
+            return _Inputs(folder.absolute(), [folder.absolute()], list(scan.images), list(scan.skipped))
+    files = [Path(p).expanduser().absolute() for p in sources]
+    missing = [p for p in files if not p.is_file()]
+    if missing:
+        raise SettingsError("input", f"{missing[0]} does not exist or is not a file; check the path.")
+    images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+    if not images:
+        raise SettingsError("input", f"None of the {len(files)} files is an image ({', '.join(IMAGE_SUFFIXES)}).")
+    folders = sorted({p.parent for p in images})
+    root = Path(os.path.commonpath([str(f) for f in folders]))
+    return _Inputs(root, folders, images, [p for p in files if p not in images])
+
+
+def tile_stems(paths: Sequence[Path]) -> list[str]:
+    """A file-name stem per source such that no two sources share one (case-insensitively).
+
+    >>> tile_stems([Path("a.tif"), Path("a.png"), Path("A.tif"), Path("b.tif")])
+    ['a', 'a-png', 'A-tif', 'b']
+    """
+    taken: set[str] = set()
+    stems = []
+    for path in paths:
+        suffix = path.suffix.lower().lstrip(".")
+        candidates = [path.stem, f"{path.stem}-{suffix}"]
+        candidates += (f"{path.stem}-{suffix}-{k}" for k in range(2, len(paths) + 2))
+        stem = next(c for c in candidates if c.casefold() not in taken)
+        taken.add(stem.casefold())
+        stems.append(stem)
+    return stems
+
+
+# --- the run -------------------------------------------------------------------------------------
+@dataclass
+class _Job:
+    number: int
+    path: Path
+    name: str  # path relative to the input root, as written in the manifest
+    stem: str
+    plan: ImagePlan | None = None
+    status: str = "pending"
+    error: str | None = None
+    normalization: dict[str, Any] | None = None
+    tiles: list[dict[str, Any]] = field(default_factory=list)
+
+
+class _Stop(Exception):
+    """A write failed in a way that will fail again for every tile (disk full, no permission)."""
+
+
+def run_export(
+    sources: str | Path | Sequence[str | Path],
+    output: str | Path,
+    settings: Settings,
+    *,
+    overwrite: bool = False,
+    cancel: threading.Event | None = None,
+    workers: int | None = None,
+) -> Generator[Progress, None, ExportSummary]:
+    """Cut every image of ``sources`` into tiles in ``output``; a generator of progress.
+
+    Parameters
+    ----------
+    sources : path or sequence of paths
+        An input folder, or image files.
+    output : path
+        Export folder; created when missing. Checked before anything is written
+        (:func:`check_output_folder`): raises :class:`OutputError` or :class:`SettingsError`.
+    settings : Settings
+    overwrite : bool
+        Allow a non-empty export folder (files of the same names are replaced).
+    cancel : threading.Event, optional
+        Set it to stop between two tiles; the summary then says ``cancelled``.
+    workers : int, optional
+        Threads processing images at once (default: one per core).
+
+    Returns
+    -------
+    ExportSummary
+        As the generator's return value (``StopIteration.value``).
+    """
+    inputs = collect_inputs(sources, settings.recursive)
+    out = Path(output).expanduser().absolute()
+    check_output_folder(out, inputs.folders, overwrite)
+    _prepare_output(out)
+    return (yield from _Export(inputs, out, settings, cancel or threading.Event(), workers).run())
+
+
+class _Export:
+    def __init__(self, inputs: _Inputs, out: Path, settings: Settings, cancel: threading.Event, workers: int | None):
+        self.inputs, self.out, self.settings, self.cancel = inputs, out, settings, cancel
+        self.workers = workers or os.cpu_count() or 1
+        self.events: queue.Queue[int] = queue.Queue()
+        self.stop_reason: str | None = None
+        self.status = "running"
+        self.created = _now()
+        names = [p.relative_to(inputs.root).as_posix() for p in inputs.images]
+        stems = tile_stems(inputs.images)
+        self.jobs = [_Job(i, p, n, s) for i, (p, n, s) in enumerate(zip(inputs.images, names, stems))]
+        self.summary = ExportSummary(out, out / MANIFEST_NAME, skipped=[p.name for p in inputs.skipped])
+
+    def run(self) -> Generator[Progress, None, ExportSummary]:
+        n_images = len(self.jobs)
+        try:
+            last = 0.0
+            for job in self.jobs:
+                if self.cancel.is_set():
+                    break
+                try:
+                    job.plan = plan_image(inspect_image(job.path), self.settings)
+                except ImageError as exc:
+                    job.status, job.error = "failed", str(exc)
+                if time.monotonic() - last > _PROGRESS_INTERVAL:
+                    last = time.monotonic()
+                    yield Progress(0, 0, job.number, n_images, job.name, "Reading image metadata")
+            total = sum(len(j.plan.grid) for j in self.jobs if j.plan is not None and j.status == "pending")
+            yield from self._cut(total)
+        except BaseException:
+            # The consumer closed the generator, or an interrupt arrived: what is not done is
+            # cancelled (the worker threads have stopped by now).
+            self.cancel.set()
+            raise
+        finally:
+            self._finish()  # the manifest describes exactly what is on disk
+        return self.summary
+
+    def _cut(self, total: int) -> Generator[Progress, None, None]:
+        pending = [j for j in self.jobs if j.status == "pending" and j.plan is not None]
+        n_images, done, finished = len(self.jobs), 0, sum(j.status == "failed" for j in self.jobs)
+        last_yield = last_manifest = time.monotonic()
+        current = pending[0].name if pending else ""
+        with ThreadPoolExecutor(max_workers=max(1, min(self.workers, len(pending) or 1)), thread_name_prefix="tilesapp-export") as pool:
+            try:
+                futures = {pool.submit(self._process, job): job for job in pending}
+                while futures:
+                    try:
+                        done += self.events.get(timeout=0.1)
+                    except queue.Empty:
+                        pass
+                    for future in [f for f in futures if f.done()]:
+                        job = futures.pop(future)
+                        future.result()  # _process catches everything it expects
+                        finished += 1
+                        current = job.name
+                    now = time.monotonic()
+                    if now - last_yield >= _PROGRESS_INTERVAL or not futures:
+                        last_yield = now
+                        while not self.events.empty():
+                            done += self.events.get_nowait()
+                        yield Progress(done, total, finished, n_images, current, "Writing tiles")
+                    if now - last_manifest >= _MANIFEST_INTERVAL:
+                        last_manifest = now
+                        self._write_manifest()
+            except BaseException:
+                self.cancel.set()  # let the threads stop at their next tile before the pool joins
+                raise
+
+    def _process(self, job: _Job) -> None:
+        """Cut one image (runs in a worker thread)."""
+        if self.cancel.is_set():
+            job.status = "cancelled"
+            return
+        try:
+            self._cut_image(job)
+        except _Stop as exc:
+            job.status, job.error = "stopped", str(exc)
+        except ImageError as exc:
+            job.status, job.error = "failed", str(exc)
+        except MemoryError:
+            job.status = "failed"
+            job.error = (f"{job.name}: not enough memory for {job.plan.scaled_shape[1]}×{job.plan.scaled_shape[0]} "
+                         f"pixels after recalibration; close other programs or use a larger target pixel size.")
+        except Exception as exc:  # an unforeseen bug must not take the other images down
+            log.exception("unexpected error while exporting %s", job.path)
+            job.status, job.error = "failed", f"{job.name}: unexpected error ({exc}); see the log file for details."
+        if job.status in ("failed", "stopped"):
+            self.events.put(len(job.plan.grid) - len(job.tiles))  # the progress bar still reaches its end
+            # Half an image is worse than none in a training set: take its tiles back.
+            for record in job.tiles:
+                (self.out / record["file"]).unlink(missing_ok=True)
+            job.tiles.clear()
+
+    def _cut_image(self, job: _Job) -> None:
+        settings, plan = self.settings, job.plan
+        image, _ = read_image(job.path)
+        scaled = scale(image, plan)
+        del image
+        norm = settings.norm
+        if norm == "none":
+            check_fits(scaled, settings.dtype, job.name)
+            job.normalization = {"mode": "none"}
+        elif norm == "global":
+            low, high = channel_range(scaled, settings.percentiles)
+            job.normalization = {"mode": "global", "low": low.tolist(), "high": high.tolist()}
+        else:
+            job.normalization = {"mode": "local"}
+        axes = plan.info.axes
+        width = index_width(len(plan.grid))
+        pad_y, pad_x = plan.grid.padding
+        for tile in plan.grid:
+            if self.cancel.is_set():
+                job.status = "cancelled"
+                return
+            region = scaled[tile.y0 : tile.y1, tile.x0 : tile.x1]
+            record = _tile_record(job, tile, width, settings.format)
+            if norm == "local":
+                low, high = channel_range(region, settings.percentiles)
+                record["low"], record["high"] = low.tolist(), high.tolist()
+            values = region if norm == "none" else stretch(region, low, high, settings.bounds)
+            if pad_y or pad_x:
+                values = _pad(values, pad_y, pad_x, settings.pad_mode)
+            try:
+                write_image(self.out / record["file"], from_yxc(cast(values, settings.dtype), axes), axes, plan.output_pixel_size_um)
+            except OSError as exc:
+                if exc.errno in _FATAL_ERRNOS:
+                    self.stop_reason = self.stop_reason or _stop_message(exc, self.out)
+                    self.cancel.set()
+                    raise _Stop(self.stop_reason) from exc
+                raise ImageError(f"{job.name}: writing {record['file']} failed ({exc.strerror or exc}).") from exc
+            job.tiles.append(record)
+            self.events.put(1)
+        job.status = "ok"
+
+    def _finish(self) -> None:
+        summary = self.summary
+        cancelled = self.cancel.is_set() and not self.stop_reason
+        for job in self.jobs:
+            if job.status == "pending":
+                job.status = "cancelled" if (cancelled or self.stop_reason) else "failed"
+        summary.tiles_written = sum(len(j.tiles) for j in self.jobs)
+        summary.images_ok = sum(j.status == "ok" for j in self.jobs)
+        summary.failed = [(j.name, j.error or "") for j in self.jobs if j.status == "failed"]
+        summary.cancelled = cancelled and any(j.status == "cancelled" for j in self.jobs)
+        summary.stopped_by = self.stop_reason
+        self.status = "stopped" if self.stop_reason else ("cancelled" if summary.cancelled else "complete")
+        try:
+            self._write_manifest()
+        except OSError as exc:
+            summary.stopped_by = summary.stopped_by or _stop_message(exc, self.out)
+
+    def _write_manifest(self) -> None:
+        write_manifest(self.out / MANIFEST_NAME, self._manifest())
+
+    def _manifest(self) -> dict[str, Any]:
+        s = self.settings
+        return {
+            "tilesapp_manifest": MANIFEST_VERSION,
+            "version": __version__,
+            "created": self.created,
+            "updated": _now(),
+            "status": self.status,
+            "input": str(self.inputs.root),
+            "settings": s.to_dict(),
+            "tile_size": s.tile_size,
+            "overlap": s.overlap,
+            "dtype": s.dtype,
+            "format": s.format,
+            "sources": [_source_record(j) for j in self.jobs],
+            "tiles": [t for j in self.jobs for t in list(j.tiles)],
+            "skipped": [p.relative_to(self.inputs.root).as_posix() if p.is_relative_to(self.inputs.root) else str(p)
+                        for p in self.inputs.skipped],
+            "stopped_by": self.stop_reason,
+        }
+
+
+def _tile_record(job: _Job, tile: Tile, width: int, fmt: str) -> dict[str, Any]:
+    return {
+        "file": f"{job.stem}_{tile.index:0{width}d}.{fmt}",
+        "source": job.name,
+        "index": tile.index,
+        "row": tile.row,
+        "col": tile.col,
+        "y0": tile.y0,
+        "x0": tile.x0,
+        "y1": tile.y1,
+        "x1": tile.x1,
+        "pad_y": tile.pad_y,
+        "pad_x": tile.pad_x,
+    }
+
+
+def _source_record(job: _Job) -> dict[str, Any]:
+    record: dict[str, Any] = {"file": job.name, "tile_stem": job.stem, "status": job.status, "error": job.error}
+    plan = job.plan
+    if plan is not None:
+        info = plan.info
+        record.update(
+            shape=list(info.shape),
+            axes=info.axes,
+            dtype=info.dtype,
+            pixel_size_um=_pair(plan.input_pixel_size_um),
+            calibration=plan.calibration,
+            scale_factor=list(plan.factors),
+            scaled_shape=list(plan.scaled_shape),
+            output_pixel_size_um=_pair(plan.output_pixel_size_um),
+            grid=[plan.grid.n_rows, plan.grid.n_cols],
+            padding=list(plan.grid.padding),
+            normalization=job.normalization,
+            tiles=len(job.tiles),
+        )
+    return record
+
+
+def _pair(value) -> list[float] | None:
+    return None if value is None else [float(value[0]), float(value[1])]
+
+
+def _pad(values: np.ndarray, pad_y: int, pad_x: int, mode: str) -> np.ndarray:
+    np_mode = _PAD_MODES[mode]
+    if np_mode == "reflect" and min(values.shape[:2]) < 2:
+        np_mode = "edge"  # nothing to reflect in a single row or column
+    return np.pad(values, ((0, pad_y), (0, pad_x), (0, 0)), mode=np_mode)
+
+
+def _stop_message(exc: OSError, out: Path) -> str:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"The disk holding {out} is full; free some space (or choose another folder) and export again."
+    if exc.errno == errno.EROFS:
+        return f"The export folder {out} is on a read-only disk; choose another folder."
+    return f"Permission to write in {out} was refused; choose a folder you can write to."
+
+
+def write_manifest(path: Path, manifest: dict[str, Any]) -> None:
+    """Write ``manifest`` as JSON, atomically (temporary name, then rename)."""
+    tmp = path.with_name(f".{path.name}{PARTIAL_SUFFIX}")
+    tmp.write_text(json.dumps(manifest, indent=1, ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_manifest(folder: str | Path) -> dict[str, Any]:
+    """Load ``manifest.json`` of a tile folder; raises :class:`TilesError` with a readable reason."""
+    path = Path(folder) / MANIFEST_NAME
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TilesError(f"{Path(folder)} has no {MANIFEST_NAME}; merge needs the folder written by 'tilesapp cut'.") from None
+    except (OSError, ValueError) as exc:
+        raise TilesError(f"{path} cannot be read ({exc}); it may be damaged.") from None
+    if not isinstance(manifest, dict) or "tiles" not in manifest or "sources" not in manifest:
+        raise TilesError(f"{path} is not a Tiles Creator manifest.")
+    return manifest
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).astimezone().isoformat(timespec="seconds")

@@ -1,0 +1,89 @@
+"""Histogram stretching per channel, and casting to the output type.
+
+``out = t_low + (v - low) / (high - low) * (t_high - t_low)``, clipped to ``[t_low, t_high]``;
+a constant channel (``high == low``) maps to ``t_low``, never NaN or inf.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tilesapp.core.errors import ImageError
+from tilesapp.core.settings import DTYPE_RANGES
+
+
+def channel_range(image: np.ndarray, percentiles: tuple[float, float] = (0.0, 100.0)) -> tuple[np.ndarray, np.ndarray]:
+    """Low and high value of each channel of a (rows, cols, channels) image.
+
+    Min/max for percentiles (0, 100), the given percentiles otherwise; NaN pixels are ignored.
+
+    >>> img = np.array([[[0, 5], [10, 5]]], dtype=float)
+    >>> channel_range(img)
+    (array([0., 5.]), array([10.,  5.]))
+    """
+    flat = image.reshape(-1, image.shape[-1])
+    has_nan = flat.dtype.kind == "f" and bool(np.isnan(flat).any())
+    low_p, high_p = percentiles
+    if (low_p, high_p) == (0.0, 100.0):
+        lo_fn, hi_fn = (np.nanmin, np.nanmax) if has_nan else (np.min, np.max)
+        low, high = lo_fn(flat, axis=0), hi_fn(flat, axis=0)
+    else:
+        fn = np.nanpercentile if has_nan else np.percentile
+        low, high = fn(flat, [low_p, high_p], axis=0)
+    low = np.nan_to_num(np.asarray(low, dtype=np.float64), nan=0.0)
+    high = np.nan_to_num(np.asarray(high, dtype=np.float64), nan=0.0)
+    return low, high
+
+
+def stretch(
+    image: np.ndarray, low: np.ndarray, high: np.ndarray, bounds: tuple[float, float]
+) -> np.ndarray:
+    """Map ``[low, high]`` of each channel onto ``bounds``; float32 result, clipped.
+
+    >>> stretch(np.array([[[0.], [5.], [10.]]]), np.array([0.]), np.array([10.]), (0, 1))[..., 0]
+    array([[0. , 0.5, 1. ]], dtype=float32)
+    """
+    t_low, t_high = float(bounds[0]), float(bounds[1])
+    low = np.asarray(low, dtype=np.float64)
+    span = np.asarray(high, dtype=np.float64) - low
+    # Division (not multiplication by 1/span) so that v == high gives exactly 1, and the
+    # upper bound is reached exactly; an infinite span sends a constant channel to t_low.
+    span = np.where(span > 0, span, np.inf).astype(np.float32)
+    out = image.astype(np.float32, copy=True)  # float32: exact enough, half the memory traffic
+    out -= low.astype(np.float32)
+    out /= span
+    if t_low == 0.0:
+        out *= np.float32(t_high)
+    else:
+        out *= np.float32(t_high - t_low)
+        out += np.float32(t_low)
+    np.clip(out, t_low, t_high, out=out)
+    np.nan_to_num(out, copy=False, nan=t_low)
+    return out
+
+
+def check_fits(image: np.ndarray, dtype: str, name: str) -> None:
+    """Raise ImageError when ``image`` holds values that ``dtype`` cannot store (norm "none")."""
+    if image.size == 0:
+        return
+    if dtype in DTYPE_RANGES:
+        lo, hi = DTYPE_RANGES[dtype]
+    else:
+        lo, hi = float(np.finfo(np.float32).min), float(np.finfo(np.float32).max)
+    vmin, vmax = float(np.nanmin(image)), float(np.nanmax(image))
+    if vmin < lo or vmax > hi:
+        raise ImageError(
+            f"{name}: values range from {vmin:g} to {vmax:g}, which {dtype} ({lo:g}–{hi:g}) cannot hold "
+            f"without normalization; choose a normalization or a wider output type."
+        )
+
+
+def cast(image: np.ndarray, dtype: str) -> np.ndarray:
+    """Convert to the output type, rounding to the nearest integer for integer types."""
+    target = np.dtype(dtype)
+    if image.dtype == target:
+        return image
+    if target.kind in "iu" and image.dtype.kind == "f":
+        lo, hi = DTYPE_RANGES[dtype]
+        return np.clip(np.rint(image), lo, hi).astype(target)
+    return image.astype(target)

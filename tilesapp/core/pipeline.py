@@ -1,0 +1,96 @@
+"""Per-image planning and recalibration shared by the export, the preview and the merge.
+
+A plan is computed from metadata alone (no pixels): the scale factors, the recalibrated shape
+and the tile grid of one image under the current settings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tilesapp.core.calibration import scale_factors, scaled_shape
+from tilesapp.core.errors import ImageError
+from tilesapp.core.geometry import TileGrid
+from tilesapp.core.resample import resample
+from tilesapp.core.settings import Settings
+from tilesapp.core.sources import SourceInfo, read_image
+
+#: Channels each format can store (1 = grey, 3 = RGB, 4 = RGBA).
+FORMAT_CHANNELS = {"tif": None, "png": (1, 3, 4), "jpg": (1, 3)}
+
+
+@dataclass(frozen=True)
+class ImagePlan:
+    """How one image will be recalibrated and cut."""
+
+    info: SourceInfo
+    factors: tuple[float, float]
+    input_pixel_size_um: tuple[float, float] | None
+    output_pixel_size_um: tuple[float, float] | None
+    calibration: str | None
+    scaled_shape: tuple[int, int]
+    grid: TileGrid
+
+    @property
+    def rescaled(self) -> bool:
+        return self.scaled_shape != self.info.shape_yx
+
+
+def plan_image(info: SourceInfo, settings: Settings) -> ImagePlan:
+    """Plan the recalibration and the tiles of one image.
+
+    Raises :class:`ImageError` when calibration is on, the pixel size is "auto" and the file
+    carries none, or when the output format cannot store the image's channels.
+    """
+    allowed = FORMAT_CHANNELS[settings.format]
+    if allowed is not None and info.channels not in allowed:
+        raise ImageError(
+            f"{info.name}: .{settings.format} files cannot store {info.channels} channels "
+            f"({'/'.join(map(str, allowed))} only); choose .tif."
+        )
+    if not settings.calibrate:
+        factors = (1.0, 1.0)
+        size_in = info.pixel_size_um
+        size_out, origin = size_in, info.calibration
+    else:
+        if settings.pixel_size_um is not None:
+            size_in, origin = settings.pixel_size_um, "manual"
+        elif info.pixel_size_um is not None:
+            size_in, origin = info.pixel_size_um, info.calibration
+        else:
+            raise ImageError(
+                f"{info.name} carries no pixel size in its metadata; give one "
+                f"(--pixel-size VALUE --unit UNIT, or the Calibration panel) or turn calibration off "
+                f"(--no-calibration)."
+            )
+        target = settings.target_pixel_size_um
+        factors = scale_factors(size_in, target)
+        size_out = (target, target)
+    shape = scaled_shape(info.shape_yx, factors)
+    grid = TileGrid.for_shape(shape, settings.tile_size, settings.overlap)
+    return ImagePlan(info, factors, size_in, size_out, origin, shape, grid)
+
+
+def scale(image: np.ndarray, plan: ImagePlan) -> np.ndarray:
+    """Recalibrate a (rows, cols, channels) image read from ``plan.info.path``."""
+    if image.shape[:2] != plan.info.shape_yx:
+        raise ImageError(f"{plan.info.name} changed on disk while it was being processed; try again.")
+    if not plan.rescaled:
+        return image
+    return resample(image, plan.scaled_shape)
+
+
+def load_scaled(plan: ImagePlan) -> np.ndarray:
+    """Read and recalibrate the image of ``plan``: (rows, cols, channels)."""
+    image, _ = read_image(plan.info.path)
+    return scale(image, plan)
+
+
+def preview(path: str | Path, settings: Settings) -> tuple[ImagePlan, np.ndarray]:
+    """Read one image, plan it and recalibrate it: what the window shows under the tile grid."""
+    image, info = read_image(path)
+    plan = plan_image(info, settings)
+    return plan, scale(image, plan)

@@ -1,0 +1,120 @@
+"""What every panel of the control column shares: settings in and out, and error labels."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QGroupBox, QLabel, QWidget
+
+from tilesapp.core.settings import Settings
+
+ERROR_STYLE = "QLabel { color: #c62828; }"
+NOTE_STYLE = "QLabel { color: #858585; }"
+
+
+class Panel(QGroupBox):
+    """A group of controls that edits some fields of the one :class:`Settings` object.
+
+    A panel never validates: it hands the raw values of its widgets to the main window
+    (:meth:`values`), which builds the settings and sends back any ``SettingsError`` to the
+    panel that owns the field (:meth:`show_error`).
+
+    Signals
+    -------
+    edited()
+        The user changed a value of this panel.
+    """
+
+    edited = Signal()
+    #: Settings fields this panel edits (and whose errors it shows).
+    FIELDS: tuple[str, ...] = ()
+
+    def __init__(self, title: str, parent: QWidget | None = None):
+        super().__init__(title, parent)
+        self._updating = False
+        self._error_labels: dict[str, QLabel] = {}
+
+    # --- settings in and out -------------------------------------------------------------------
+    def values(self) -> dict[str, Any]:
+        """Raw values of this panel's fields, as the widgets hold them."""
+        return {}
+
+    def set_settings(self, settings: Settings) -> None:
+        """Show ``settings`` in the widgets without emitting :attr:`edited`."""
+        with self.updating():
+            self._apply(settings)
+
+    def _apply(self, settings: Settings) -> None:
+        pass
+
+    @contextmanager
+    def updating(self):
+        """Changes made inside do not count as user edits."""
+        previous, self._updating = self._updating, True
+        try:
+            yield
+        finally:
+            self._updating = previous
+
+    def _emit_edited(self, *args) -> None:
+        if not self._updating:
+            self.edited.emit()
+
+    # --- errors ----------------------------------------------------------------------------------
+    def make_error_label(self, *fields: str, name: str = "") -> QLabel:
+        """A red label, hidden until an error of one of ``fields`` is shown."""
+        label = QLabel()
+        label.setObjectName(name or f"{fields[0]}Error")
+        label.setWordWrap(True)
+        label.setStyleSheet(ERROR_STYLE)
+        label.setVisible(False)
+        for field in fields:
+            self._error_labels[field] = label
+        return label
+
+    def owns(self, field: str) -> bool:
+        return field in self.FIELDS or field in self._error_labels
+
+    def show_error(self, field: str, message: str) -> bool:
+        """Show ``message`` next to ``field``; False when this panel does not own it."""
+        label = self._error_labels.get(field)
+        if label is None:
+            return False
+        label.setText(f"⚠ {message}")
+        label.setToolTip(message)
+        label.setVisible(True)
+        return True
+
+    def clear_errors(self) -> None:
+        for label in set(self._error_labels.values()):
+            label.clear()
+            label.setVisible(False)
+
+    def error_text(self) -> str:
+        """The error shown, if any (for tests and tooltips)."""
+        return " ".join(label.text() for label in set(self._error_labels.values()) if label.isVisible())
+
+
+def note_label(text: str = "", name: str = "") -> QLabel:
+    """A small grey label for explanations."""
+    label = QLabel(text)
+    if name:
+        label.setObjectName(name)
+    label.setWordWrap(True)
+    label.setStyleSheet(NOTE_STYLE)
+    return label
+
+
+def elide_path(path: str, width: int = 42) -> str:
+    """Shorten a long path from the left, keeping its end (the folder's name).
+
+    >>> elide_path("/a/very/long/path/to/images", 12)
+    '…/to/images'
+    """
+    if len(path) <= width:
+        return path
+    tail = path[-(width - 1):]
+    cut = tail.find("/") if "/" in tail else tail.find("\\")
+    return "…" + (tail[cut:] if cut > 0 else tail)

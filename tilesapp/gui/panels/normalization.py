@@ -1,0 +1,185 @@
+"""Normalization panel: histogram stretching, target bounds, output type and format, presets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (
+    QButtonGroup,
+    QComboBox,
+    QDoubleSpinBox,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QRadioButton,
+    QWidget,
+)
+
+from tilesapp.core.settings import DTYPES, FORMATS, PRESETS, Settings
+from tilesapp.gui.panels._base import Panel
+
+CUSTOM = "Custom"
+#: How presets are named in the combo box.
+PRESET_LABELS = {"unet": "UNet", "yolo": "YOLO"}
+NORM_TIPS = {
+    "none": "Values are kept as they are; the output type must hold them.",
+    "local": "Each tile is stretched from its own minimum/maximum (noise gets stretched too).",
+    "global": "Each image is stretched from its minimum/maximum; dim regions stay dim.",
+}
+
+
+def bound_text(value: float) -> str:
+    """``0``, ``255``, ``0.5``: bounds without useless decimals."""
+    return f"{value:.10g}"
+
+
+class NormalizationPanel(Panel):
+    """None / local / global, percentiles, target bounds, output type and format, presets.
+
+    Signals
+    -------
+    presetChosen(str)
+        The user picked a preset ("unet" or "yolo").
+    """
+
+    FIELDS = ("norm", "percentiles", "bounds", "dtype", "format")
+    presetChosen = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__("Normalization", parent)
+        self.setObjectName("normalizationPanel")
+        self.presetCombo = QComboBox()
+        self.presetCombo.setObjectName("presetCombo")
+        self.presetCombo.addItem(CUSTOM, "")
+        for name in PRESETS:
+            self.presetCombo.addItem(PRESET_LABELS.get(name, name), name)
+        self.presetCombo.setToolTip(
+            "UNet: global, 0–1, float32, .tif.  YOLO: global, 0–255, uint8, .png.\nSets the four fields below."
+        )
+
+        self.normNone = QRadioButton("None")
+        self.normNone.setObjectName("normNone")
+        self.normLocal = QRadioButton("Local")
+        self.normLocal.setObjectName("normLocal")
+        self.normGlobal = QRadioButton("Global")
+        self.normGlobal.setObjectName("normGlobal")
+        self._norm_buttons = {"none": self.normNone, "local": self.normLocal, "global": self.normGlobal}
+        self._norm_group = QButtonGroup(self)
+        for name, button in self._norm_buttons.items():
+            button.setToolTip(NORM_TIPS[name])
+            self._norm_group.addButton(button)
+
+        self.lowPercentileSpin = self._percentile_spin("lowPercentileSpin")
+        self.highPercentileSpin = self._percentile_spin("highPercentileSpin")
+        self.lowPercentileSpin.setToolTip("Values below this percentile map to the lower bound (0 = minimum).")
+        self.highPercentileSpin.setToolTip("Values above this percentile map to the upper bound (100 = maximum).")
+        self.lowerBoundEdit = QLineEdit()
+        self.lowerBoundEdit.setObjectName("lowerBoundEdit")
+        self.upperBoundEdit = QLineEdit()
+        self.upperBoundEdit.setObjectName("upperBoundEdit")
+        for edit in (self.lowerBoundEdit, self.upperBoundEdit):
+            edit.setToolTip("Target bounds of the stretched values (e.g. 0–1 for float32, 0–255 for uint8).")
+        self.dtypeCombo = QComboBox()
+        self.dtypeCombo.setObjectName("dtypeCombo")
+        for dtype in DTYPES:
+            self.dtypeCombo.addItem(dtype, dtype)
+        self.formatCombo = QComboBox()
+        self.formatCombo.setObjectName("formatCombo")
+        for fmt in FORMATS:
+            self.formatCombo.addItem(f".{fmt}", fmt)
+        self.formatCombo.setToolTip(".tif stores any type; .png uint8 and uint16; .jpg uint8 only (lossy).")
+
+        norms = QHBoxLayout()
+        for button in self._norm_buttons.values():
+            norms.addWidget(button)
+        norms.addStretch(1)
+        grid = QGridLayout(self)
+        grid.setColumnStretch(1, 1)
+        grid.setColumnStretch(3, 1)
+        grid.addWidget(QLabel("Preset:"), 0, 0)
+        grid.addWidget(self.presetCombo, 0, 1, 1, 3)
+        grid.addWidget(QLabel("Stretch:"), 1, 0)
+        grid.addLayout(norms, 1, 1, 1, 3)
+        grid.addWidget(QLabel("Percentiles:"), 2, 0)
+        grid.addWidget(self.lowPercentileSpin, 2, 1)
+        grid.addWidget(QLabel("to"), 2, 2)
+        grid.addWidget(self.highPercentileSpin, 2, 3)
+        grid.addWidget(self.make_error_label("percentiles"), 3, 0, 1, 4)
+        grid.addWidget(QLabel("Bounds:"), 4, 0)
+        grid.addWidget(self.lowerBoundEdit, 4, 1)
+        grid.addWidget(QLabel("to"), 4, 2)
+        grid.addWidget(self.upperBoundEdit, 4, 3)
+        grid.addWidget(self.make_error_label("bounds", name="boundsError"), 5, 0, 1, 4)
+        grid.addWidget(QLabel("Type:"), 6, 0)
+        grid.addWidget(self.dtypeCombo, 6, 1)
+        grid.addWidget(QLabel("as"), 6, 2)
+        grid.addWidget(self.formatCombo, 6, 3)
+        grid.addWidget(self.make_error_label("dtype", "format", "norm", name="outputError"), 7, 0, 1, 4)
+
+        self.presetCombo.activated.connect(self._on_preset)
+        self._norm_group.buttonToggled.connect(self._on_norm_toggled)
+        for spin in (self.lowPercentileSpin, self.highPercentileSpin):
+            spin.valueChanged.connect(self._emit_edited)
+        for edit in (self.lowerBoundEdit, self.upperBoundEdit):
+            edit.textEdited.connect(self._emit_edited)
+        for combo in (self.dtypeCombo, self.formatCombo):
+            combo.currentIndexChanged.connect(self._emit_edited)
+
+    @staticmethod
+    def _percentile_spin(name: str) -> QDoubleSpinBox:
+        spin = QDoubleSpinBox()
+        spin.setObjectName(name)
+        spin.setRange(0.0, 100.0)
+        spin.setDecimals(2)
+        spin.setSingleStep(0.1)
+        spin.setSuffix(" %")
+        return spin
+
+    def norm(self) -> str:
+        return next((name for name, b in self._norm_buttons.items() if b.isChecked()), "global")
+
+    def values(self) -> dict[str, Any]:
+        return {
+            "norm": self.norm(),
+            "percentiles": (self.lowPercentileSpin.value(), self.highPercentileSpin.value()),
+            "bounds": (
+                self.lowerBoundEdit.text().strip().replace(",", "."),
+                self.upperBoundEdit.text().strip().replace(",", "."),
+            ),
+            "dtype": self.dtypeCombo.currentData(),
+            "format": self.formatCombo.currentData(),
+        }
+
+    def _apply(self, settings: Settings) -> None:
+        self._norm_buttons[settings.norm].setChecked(True)
+        self.lowPercentileSpin.setValue(settings.percentiles[0])
+        self.highPercentileSpin.setValue(settings.percentiles[1])
+        self.lowerBoundEdit.setText(bound_text(settings.bounds[0]))
+        self.upperBoundEdit.setText(bound_text(settings.bounds[1]))
+        self.dtypeCombo.setCurrentIndex(max(0, self.dtypeCombo.findData(settings.dtype)))
+        self.formatCombo.setCurrentIndex(max(0, self.formatCombo.findData(settings.format)))
+        self._enable_stretch()
+        self.show_preset(settings.preset)
+
+    def show_preset(self, name: str | None) -> None:
+        """Show which preset the current values match ("Custom" for none)."""
+        with self.updating():
+            self.presetCombo.setCurrentIndex(max(0, self.presetCombo.findData(name or "")))
+
+    def _on_preset(self, index: int) -> None:
+        name = self.presetCombo.itemData(index)
+        if name:
+            self.presetChosen.emit(name)
+
+    def _on_norm_toggled(self, button, checked: bool) -> None:
+        if checked:
+            self._enable_stretch()
+            self._emit_edited()
+
+    def _enable_stretch(self) -> None:
+        # With "none" the values are kept: bounds and percentiles play no part.
+        on = self.norm() != "none"
+        for widget in (self.lowPercentileSpin, self.highPercentileSpin, self.lowerBoundEdit, self.upperBoundEdit):
+            widget.setEnabled(on)

@@ -1,0 +1,166 @@
+"""Tiles panel: tile size and overlap, the preview and stepping through its tiles."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSlider,
+    QSpinBox,
+    QWidget,
+)
+
+from tilesapp.core.settings import PAD_MODES, Settings
+from tilesapp.gui.panels._base import Panel, note_label
+
+MIN_TILE, MAX_TILE = 16, 8192
+
+
+class TilesPanel(Panel):
+    """Tile size, overlap, padding; Preview tiles, another image, slider, show all, count.
+
+    Signals
+    -------
+    previewRequested(), anotherRequested()
+    currentTileChanged(int)
+        The slider moved to tile ``index``.
+    showAllToggled(bool)
+    """
+
+    FIELDS = ("tile_size", "overlap", "pad_mode")
+    previewRequested = Signal()
+    anotherRequested = Signal()
+    currentTileChanged = Signal(int)
+    showAllToggled = Signal(bool)
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__("Tiles", parent)
+        self.setObjectName("tilesPanel")
+        self.patchSizeSpin = QSpinBox()  # objectName kept from the ancestor widget
+        self.patchSizeSpin.setObjectName("patchSizeSpin")
+        self.patchSizeSpin.setRange(MIN_TILE, MAX_TILE)
+        self.patchSizeSpin.setSingleStep(16)
+        self.patchSizeSpin.setSuffix(" px")
+        self.patchSizeSpin.setToolTip("Side of the square tiles, in pixels of the recalibrated image.")
+        self.overlapSpin = QSpinBox()
+        self.overlapSpin.setObjectName("overlapSpin")
+        self.overlapSpin.setRange(0, MIN_TILE - 1)
+        self.overlapSpin.setSingleStep(8)
+        self.overlapSpin.setSuffix(" px")
+        self.overlapSpin.setToolTip("Pixels shared by neighbouring tiles; the last tile of a row or column may share more.")
+        self.padModeCombo = QComboBox()
+        self.padModeCombo.setObjectName("padModeCombo")
+        for mode in PAD_MODES:
+            self.padModeCombo.addItem(mode, mode)
+        self.padModeCombo.setToolTip("How an image smaller than a tile is filled up to the tile size.")
+
+        self.previewButton = QPushButton("Preview tiles")
+        self.previewButton.setObjectName("previewButton")
+        self.previewButton.setToolTip("Recalibrate a random image of the folder and draw its tiles.")
+        self.anotherButton = QPushButton("Another image")
+        self.anotherButton.setObjectName("anotherImageButton")
+        self.anotherButton.setToolTip("Preview a different random image.")
+        self.tileSlider = QSlider(Qt.Orientation.Horizontal)
+        self.tileSlider.setObjectName("tileSlider")
+        self.tileSlider.setRange(0, 0)
+        self.tileSlider.setPageStep(1)
+        self.tileSlider.setToolTip("Step through the tiles of the previewed image (← → keys when focused).")
+        self.tileIndexLabel = QLabel("–")
+        self.tileIndexLabel.setObjectName("tileIndexLabel")
+        self.tileIndexLabel.setMinimumWidth(72)
+        self.tileIndexLabel.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        self.showAllCheck = QCheckBox("Show all tiles")
+        self.showAllCheck.setObjectName("showAllCheck")
+        self.tileCountLabel = QLabel("–")
+        self.tileCountLabel.setObjectName("tileCountLabel")
+        self.tileCountLabel.setWordWrap(True)
+        self.folderTilesLabel = note_label("", "folderTilesLabel")
+
+        grid = QGridLayout(self)
+        grid.setColumnStretch(1, 1)
+        grid.setColumnStretch(3, 1)
+        grid.addWidget(QLabel("Size:"), 0, 0)
+        grid.addWidget(self.patchSizeSpin, 0, 1)
+        grid.addWidget(QLabel("Overlap:"), 0, 2)
+        grid.addWidget(self.overlapSpin, 0, 3)
+        grid.addWidget(QLabel("Padding:"), 1, 0)
+        grid.addWidget(self.padModeCombo, 1, 1)
+        grid.addWidget(self.make_error_label("tile_size", "overlap", "pad_mode", name="tilesError"), 2, 0, 1, 4)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.previewButton)
+        buttons.addWidget(self.anotherButton)
+        grid.addLayout(buttons, 3, 0, 1, 4)
+        slider = QHBoxLayout()
+        slider.addWidget(self.tileSlider, 1)
+        slider.addWidget(self.tileIndexLabel)
+        grid.addLayout(slider, 4, 0, 1, 4)
+        grid.addWidget(self.showAllCheck, 5, 0, 1, 2)
+        grid.addWidget(QLabel("Tiles:"), 6, 0)
+        grid.addWidget(self.tileCountLabel, 6, 1, 1, 3)
+        grid.addWidget(self.folderTilesLabel, 7, 0, 1, 4)
+
+        self.patchSizeSpin.valueChanged.connect(self._on_tile_size)
+        self.overlapSpin.valueChanged.connect(self._emit_edited)
+        self.padModeCombo.currentIndexChanged.connect(self._emit_edited)
+        self.previewButton.clicked.connect(self.previewRequested)
+        self.anotherButton.clicked.connect(self.anotherRequested)
+        self.tileSlider.valueChanged.connect(self._on_slider)
+        self.showAllCheck.toggled.connect(self.showAllToggled)
+        self.set_tiles(None)
+
+    def values(self) -> dict[str, Any]:
+        return {
+            "tile_size": self.patchSizeSpin.value(),
+            "overlap": self.overlapSpin.value(),
+            "pad_mode": self.padModeCombo.currentData(),
+        }
+
+    def _apply(self, settings: Settings) -> None:
+        self.patchSizeSpin.setValue(settings.tile_size)
+        self.overlapSpin.setMaximum(settings.tile_size - 1)
+        self.overlapSpin.setValue(settings.overlap)
+        self.padModeCombo.setCurrentIndex(max(0, self.padModeCombo.findData(settings.pad_mode)))
+
+    def _on_tile_size(self, size: int) -> None:
+        # The overlap must stay below the tile size; clamping it is part of the same edit.
+        with self.updating():
+            self.overlapSpin.setMaximum(size - 1)
+        self._emit_edited()
+
+    def set_tiles(self, count: int | None, text: str = "", current: int = 0) -> None:
+        """Tiles of the previewed image (None: no preview): slider range and count label."""
+        with self.updating():
+            self.tileSlider.blockSignals(True)
+            self.tileSlider.setRange(0, max(0, (count or 1) - 1))
+            self.tileSlider.setValue(min(current, max(0, (count or 1) - 1)))
+            self.tileSlider.blockSignals(False)
+        has = bool(count)
+        self.tileSlider.setEnabled(has)
+        self.showAllCheck.setEnabled(has)
+        self.tileCountLabel.setText(text if has else "– (preview an image)")
+        self._show_index()
+
+    def current_tile(self) -> int:
+        return self.tileSlider.value()
+
+    def set_folder_tiles(self, text: str, tooltip: str = "") -> None:
+        """Tiles the whole folder will give."""
+        self.folderTilesLabel.setText(text)
+        self.folderTilesLabel.setToolTip(tooltip)
+
+    def _on_slider(self, index: int) -> None:
+        self._show_index()
+        self.currentTileChanged.emit(index)
+
+    def _show_index(self) -> None:
+        if self.tileSlider.isEnabled():
+            self.tileIndexLabel.setText(f"tile #{self.tileSlider.value()}")
+        else:
+            self.tileIndexLabel.setText("–")

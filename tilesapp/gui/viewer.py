@@ -1,0 +1,342 @@
+"""The central image view: pan/zoom, levels, tile grid overlay and a scale bar.
+
+Coordinates are data pixels with row 0 at the top: pixel ``(row, col)`` covers
+``[col, col + 1] × [row, row + 1]``, so a tile box ``[y0:y1, x0:x1]`` is drawn as the rectangle
+from ``(x0, y0)`` to ``(x1, y1)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QBrush, QColor, QPainter, QPen, QPicture
+from PySide6.QtWidgets import QGraphicsRectItem, QLabel, QStackedLayout, QWidget
+
+from tilesapp.core.geometry import TileGrid
+
+# Before any ImageItem exists: arrays are (rows, cols[, channels]) like everywhere else.
+pg.setConfigOptions(imageAxisOrder="row-major")
+
+#: Outline colours cycled over tiles in "show all" mode, so overlapping tiles stay apart.
+TILE_COLORS = ("#4fc3f7", "#ffb74d", "#81c784", "#f06292", "#ba68c8", "#fff176")
+HIGHLIGHT_COLOR = "#ffd54f"
+
+
+@dataclass(frozen=True)
+class DisplayImage:
+    """An image ready for the screen: (rows, cols) grey or (rows, cols, 3) colour, and levels."""
+
+    data: np.ndarray
+    levels: tuple[float, float]
+    note: str = ""  # e.g. how channels were combined
+
+
+def display_image(image: np.ndarray, axes: str = "YX") -> DisplayImage:
+    """Turn an engine image (rows, cols, channels) into something the view can show.
+
+    Grey images keep their values (the histogram shows them); RGB stays RGB; several
+    fluorescence channels become a colour composite, each channel stretched on its own.
+    Meant to run in a worker thread: it touches every pixel once.
+    """
+    if image.ndim == 2:
+        image = image[:, :, np.newaxis]
+    channels = image.shape[2]
+    if channels == 1:
+        data = image[:, :, 0]
+        return DisplayImage(data, robust_levels(data))
+    if axes == "YXS":  # colour photographs: one set of levels for the three colours
+        data = image[:, :, :3]
+        return DisplayImage(data, robust_levels(data), "" if channels == 3 else "alpha not shown")
+    stretched = []
+    for c in range(min(channels, 3)):
+        low, high = robust_levels(image[:, :, c])
+        stretched.append(np.clip((image[:, :, c] - low) / max(high - low, 1e-12), 0, 1).astype(np.float32))
+    if len(stretched) == 2:  # green / magenta, readable by colour-blind users
+        green, magenta = stretched
+        rgb = np.stack([magenta, green, magenta], axis=-1)
+        note = "channel 1 green, channel 2 magenta"
+    else:
+        rgb = np.stack(stretched, axis=-1)
+        note = "channels 1–3 as red, green, blue" + (f" (of {channels})" if channels > 3 else "")
+    return DisplayImage(rgb, (0.0, 1.0), note)
+
+
+def robust_levels(data: np.ndarray, low: float = 0.1, high: float = 99.9) -> tuple[float, float]:
+    """Display levels from percentiles of a subsample (fast on large images)."""
+    step = max(1, int(math.sqrt(data.shape[0] * data.shape[1] / 250_000)))
+    sample = np.asarray(data[::step, ::step], dtype=np.float64)
+    sample = sample[np.isfinite(sample)]
+    if sample.size == 0:
+        return (0.0, 1.0)
+    lo, hi = np.percentile(sample, [low, high])
+    if hi <= lo:
+        lo, hi = float(sample.min()), float(sample.max())
+    if hi <= lo:
+        hi = lo + 1.0
+    return (float(lo), float(hi))
+
+
+def nice_length(max_length: float) -> float:
+    """Largest round length (1, 2 or 5 × 10^k) not above ``max_length``.
+
+    >>> nice_length(37.0), nice_length(0.7), nice_length(1000)
+    (20.0, 0.5, 1000.0)
+    """
+    if not max_length > 0:
+        return 0.0
+    exponent = math.floor(math.log10(max_length))
+    for mantissa in (5, 2, 1):
+        value = mantissa * 10.0**exponent
+        if value <= max_length * (1 + 1e-9):
+            return float(f"{value:.12g}")
+    return 10.0**exponent
+
+
+def format_length(length_um: float) -> str:
+    """A length in the unit that reads best: ``500 nm``, ``20 µm``, ``1 mm``.
+
+    >>> format_length(0.5), format_length(20), format_length(2000)
+    ('500 nm', '20 µm', '2 mm')
+    """
+    if length_um < 1:
+        return f"{length_um * 1000:.4g} nm"
+    if length_um >= 1000:
+        return f"{length_um / 1000:.4g} mm"
+    return f"{length_um:.4g} µm"
+
+
+class TileGridItem(pg.GraphicsObject):
+    """Every tile outline of an image, painted by one item into a cached ``QPicture``.
+
+    Overlapping tiles share edges, so outlines cycle through a few colours; the part of a tile
+    that lies beyond the image (padding) is hatched.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._picture = QPicture()
+        self._rect = QRectF()
+        self.setZValue(10)
+        self.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
+
+    def set_grid(self, grid: TileGrid | None) -> None:
+        """Draw the tiles of ``grid`` (nothing when None)."""
+        self.prepareGeometryChange()
+        self._picture = QPicture()
+        self._rect = QRectF()
+        if grid is not None and len(grid):
+            size = grid.tile_size
+            painter = QPainter(self._picture)
+            hatch = QBrush(QColor(255, 255, 255, 60), Qt.BrushStyle.BDiagPattern)
+            for tile in grid:
+                box = QRectF(tile.x0, tile.y0, size, size)
+                if tile.pad_y or tile.pad_x:
+                    painter.setPen(Qt.PenStyle.NoPen)
+                    painter.setBrush(hatch)
+                    if tile.pad_x:
+                        painter.drawRect(QRectF(tile.x1, tile.y0, tile.pad_x, size))
+                    if tile.pad_y:
+                        painter.drawRect(QRectF(tile.x0, tile.y1, tile.x1 - tile.x0, tile.pad_y))
+                pen = QPen(QColor(TILE_COLORS[tile.index % len(TILE_COLORS)]))
+                pen.setCosmetic(True)  # width in screen pixels, whatever the zoom
+                pen.setWidthF(1.5)
+                painter.setPen(pen)
+                painter.setBrush(Qt.BrushStyle.NoBrush)
+                painter.drawRect(box)
+                self._rect = self._rect.united(box)
+            painter.end()
+        self.update()
+
+    def paint(self, painter, *args):
+        self._picture.play(painter)
+
+    def boundingRect(self) -> QRectF:
+        return QRectF(self._rect)
+
+
+class ImageViewer(QWidget):
+    """Image view with a histogram/levels bar, the tile overlay and a scale bar.
+
+    Signals
+    -------
+    hovered(str)
+        Position and value under the mouse, for the status bar ("" when outside the image).
+    """
+
+    hovered = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("imageViewer")
+        self._values: np.ndarray | None = None  # what hovering reads (not the display copy)
+        self._pixel_size_um: float | None = None
+        self._grid: TileGrid | None = None
+        self._current: int | None = None
+        self._show_all = False
+
+        self.graphics = pg.GraphicsLayoutWidget()
+        self.graphics.setObjectName("imageGraphics")
+        self.graphics.ci.setContentsMargins(4, 4, 4, 4)
+        self.title = self.graphics.addLabel("", row=0, col=0, colspan=2, justify="left", size="10pt")
+        self.view = self.graphics.addViewBox(row=1, col=0, lockAspect=True, invertY=True, enableMenu=True)
+        self.view.setAspectLocked(True)
+        self.view.invertY(True)  # row 0 at the top, as in every image viewer
+        self.image = pg.ImageItem(autoDownsample=True)
+        self.view.addItem(self.image)
+        self.histogram = pg.HistogramLUTItem(self.image)
+        self.histogram.setMaximumWidth(130)
+        self.graphics.addItem(self.histogram, row=1, col=1)
+
+        self.grid_item = TileGridItem()
+        self.grid_item.setVisible(False)
+        self.view.addItem(self.grid_item, ignoreBounds=True)
+        self.highlight = QGraphicsRectItem()
+        pen = QPen(QColor(HIGHLIGHT_COLOR))
+        pen.setCosmetic(True)
+        pen.setWidthF(3.0)
+        self.highlight.setPen(pen)
+        self.highlight.setBrush(QColor(255, 213, 79, 45))
+        self.highlight.setZValue(20)
+        self.highlight.setVisible(False)
+        self.view.addItem(self.highlight, ignoreBounds=True)
+        self.highlight_label = pg.TextItem("", color="#202020", fill=pg.mkBrush(HIGHLIGHT_COLOR), anchor=(0, 0))
+        self.highlight_label.setZValue(21)
+        self.highlight_label.setVisible(False)
+        self.view.addItem(self.highlight_label, ignoreBounds=True)
+
+        self.scale_bar = pg.ScaleBar(size=1.0, width=6, brush="w", pen=pg.mkPen("k", width=1), offset=(-24, -28))
+        self.scale_bar.setParentItem(self.view)
+        self.scale_bar.text.setColor("w")
+        self.scale_bar.setVisible(False)
+        self.view.sigRangeChanged.connect(self._update_scale_bar)
+        self.graphics.scene().sigMouseMoved.connect(self._on_mouse_moved)
+
+        self.placeholder = QLabel()
+        self.placeholder.setObjectName("viewerPlaceholder")
+        self.placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.placeholder.setWordWrap(True)
+        self.placeholder.setStyleSheet("QLabel { background: #1e1e1e; color: #bbbbbb; font-size: 13pt; padding: 24px; }")
+        self._stack = QStackedLayout(self)
+        self._stack.setContentsMargins(0, 0, 0, 0)
+        self._stack.addWidget(self.placeholder)
+        self._stack.addWidget(self.graphics)
+        # Drops are the main window's business: do not let the view swallow them.
+        for widget in (self, self.graphics, self.graphics.viewport(), self.placeholder):
+            widget.setAcceptDrops(False)
+        self.show_placeholder(
+            "<p style='font-size:15pt; color:#e0e0e0'>Drop a folder of images here</p>"
+            "<p>or use <b>Load…</b> in the Media panel (File ▸ Open folder, Ctrl+O).</p>"
+        )
+
+    # --- content ------------------------------------------------------------------------------
+    def show_placeholder(self, html: str) -> None:
+        """Show a message instead of an image."""
+        self.placeholder.setText(html)
+        self._stack.setCurrentWidget(self.placeholder)
+
+    def show_image(
+        self,
+        image: DisplayImage,
+        *,
+        title: str = "",
+        values: np.ndarray | None = None,
+        pixel_size_um: float | None = None,
+        keep_view: bool = False,
+    ) -> None:
+        """Show ``image``; ``values`` is what hovering reports, ``pixel_size_um`` enables the scale bar.
+
+        ``keep_view`` keeps the zoom when the new image has the same shape (same image,
+        recomputed).
+        """
+        same_shape = self._values is not None and values is not None and self._values.shape[:2] == values.shape[:2]
+        self._values = values if values is not None else image.data
+        self._pixel_size_um = pixel_size_um
+        self.image.setImage(image.data, autoLevels=False, levels=image.levels)
+        self.histogram.setHistogramRange(*image.levels, padding=0.05)
+        self.histogram.setLevels(*image.levels)
+        self.title.setText(title)
+        self._stack.setCurrentWidget(self.graphics)
+        if not (keep_view and same_shape):
+            self.view.autoRange(padding=0.02)
+        self._update_scale_bar()
+
+    def clear(self) -> None:
+        """Forget the image and the tiles."""
+        self._values = None
+        self.image.clear()
+        self.set_grid(None)
+        self.title.setText("")
+        self._pixel_size_um = None
+        self._update_scale_bar()
+
+    def set_grid(self, grid: TileGrid | None, current: int | None = None) -> None:
+        """Tiles to draw over the image, and the highlighted one."""
+        self._grid = grid
+        self.grid_item.set_grid(grid)
+        self.grid_item.setVisible(grid is not None and self._show_all)
+        self.set_current_tile(current)
+
+    def set_show_all(self, show: bool) -> None:
+        """Draw every tile outline, or the current tile only."""
+        self._show_all = show
+        self.grid_item.setVisible(self._grid is not None and show)
+
+    def set_current_tile(self, index: int | None) -> None:
+        """Highlight tile ``index`` of the grid (None: no highlight)."""
+        self._current = index
+        if self._grid is None or index is None or not 0 <= index < len(self._grid):
+            self.highlight.setVisible(False)
+            self.highlight_label.setVisible(False)
+            return
+        tile = self._grid.tile(index)
+        size = self._grid.tile_size
+        self.highlight.setRect(QRectF(tile.x0, tile.y0, size, size))
+        self.highlight.setVisible(True)
+        self.highlight_label.setText(f" tile {index} · row {tile.row}, col {tile.col} ")
+        self.highlight_label.setPos(QPointF(tile.x0, tile.y0))
+        self.highlight_label.setVisible(True)
+
+    def reset_view(self) -> None:
+        """Fit the whole image in the view."""
+        self.view.autoRange(padding=0.02)
+
+    @property
+    def has_image(self) -> bool:
+        return self._values is not None
+
+    # --- scale bar and hover -----------------------------------------------------------------------
+    def _update_scale_bar(self, *args) -> None:
+        if self._pixel_size_um is None or self._values is None:
+            self.scale_bar.setVisible(False)
+            return
+        (x_min, x_max), _ = self.view.viewRange()
+        width_um = (x_max - x_min) * self._pixel_size_um
+        length_um = nice_length(width_um / 5)
+        if length_um <= 0:
+            self.scale_bar.setVisible(False)
+            return
+        self.scale_bar.size = length_um / self._pixel_size_um  # in data pixels
+        self.scale_bar.text.setText(format_length(length_um))
+        self.scale_bar.updateBar()
+        self.scale_bar.setVisible(True)
+
+    def _on_mouse_moved(self, pos) -> None:
+        if self._values is None or not self.view.sceneBoundingRect().contains(pos):
+            self.hovered.emit("")
+            return
+        point = self.view.mapSceneToView(pos)
+        row, col = int(math.floor(point.y())), int(math.floor(point.x()))
+        rows, cols = self._values.shape[:2]
+        if not (0 <= row < rows and 0 <= col < cols):
+            self.hovered.emit("")
+            return
+        value = self._values[row, col]
+        if np.ndim(value) == 0:
+            text = f"{float(value):.6g}"
+        else:
+            text = ", ".join(f"{float(v):.5g}" for v in np.ravel(value)[:4])
+        self.hovered.emit(f"row {row}, col {col}   value {text}")
