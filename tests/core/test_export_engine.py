@@ -278,16 +278,16 @@ def test_closing_the_generator_writes_the_manifest(folder, tmp_path):
 
 
 def test_full_disk_stops_the_run_with_a_clear_message(folder, tmp_path, monkeypatch):
-    real_write = export_module.write_image
+    real_write = export_module.TileWriter.write
     calls = {"n": 0}
 
-    def failing_write(path, *args, **kwargs):
+    def failing_write(self, path, *args, **kwargs):
         calls["n"] += 1
         if calls["n"] > 4:
             raise OSError(errno.ENOSPC, "No space left on device")
-        return real_write(path, *args, **kwargs)
+        return real_write(self, path, *args, **kwargs)
 
-    monkeypatch.setattr(export_module, "write_image", failing_write)
+    monkeypatch.setattr(export_module.TileWriter, "write", failing_write)
     out = tmp_path / "out"
     _, summary = drain(run_export(folder, out, SMALL, workers=1))
     assert summary.stopped_by and "disk" in summary.stopped_by and "full" in summary.stopped_by

@@ -33,7 +33,7 @@ from tilesapp.core.pipeline import ImagePlan, plan_image, scale
 from tilesapp.core.progress import Progress
 from tilesapp.core.settings import Settings
 from tilesapp.core.sources import IMAGE_SUFFIXES, from_yxc, inspect_image, read_image, scan_folder
-from tilesapp.core.writers import PARTIAL_SUFFIX, write_image
+from tilesapp.core.writers import PARTIAL_SUFFIX, TileWriter
 
 log = logging.getLogger(__name__)
 
@@ -329,34 +329,41 @@ class _Export:
     def _cut_image(self, job: _Job) -> None:
         settings, plan = self.settings, job.plan
         image, _ = read_image(job.path)
+        may_have_nan = image.dtype.kind == "f"
         scaled = scale(image, plan)
         del image
         norm = settings.norm
+        # Global and none are done once on the whole image, not per tile: overlapping tiles
+        # would repeat the work on up to twice the pixels. Local needs each tile's own range.
         if norm == "none":
             check_fits(scaled, settings.dtype, job.name)
             job.normalization = {"mode": "none"}
+            scaled = cast(scaled, settings.dtype)
         elif norm == "global":
             low, high = channel_range(scaled, settings.percentiles)
             job.normalization = {"mode": "global", "low": low.tolist(), "high": high.tolist()}
+            # in place: `scaled` is this thread's own copy (freshly read or resampled)
+            scaled = cast(stretch(scaled, low, high, settings.bounds, in_place=True, may_have_nan=may_have_nan), settings.dtype)
         else:
             job.normalization = {"mode": "local"}
         axes = plan.info.axes
         width = index_width(len(plan.grid))
         pad_y, pad_x = plan.grid.padding
+        writer = TileWriter()
         for tile in plan.grid:
             if self.cancel.is_set():
                 job.status = "cancelled"
                 return
-            region = scaled[tile.y0 : tile.y1, tile.x0 : tile.x1]
+            values = scaled[tile.y0 : tile.y1, tile.x0 : tile.x1]
             record = _tile_record(job, tile, width, settings.format)
             if norm == "local":
-                low, high = channel_range(region, settings.percentiles)
+                low, high = channel_range(values, settings.percentiles)
                 record["low"], record["high"] = low.tolist(), high.tolist()
-            values = region if norm == "none" else stretch(region, low, high, settings.bounds)
+                values = cast(stretch(values, low, high, settings.bounds, may_have_nan=may_have_nan), settings.dtype)
             if pad_y or pad_x:
                 values = _pad(values, pad_y, pad_x, settings.pad_mode)
             try:
-                write_image(self.out / record["file"], from_yxc(cast(values, settings.dtype), axes), axes, plan.output_pixel_size_um)
+                writer.write(self.out / record["file"], from_yxc(values, axes), axes, plan.output_pixel_size_um)
             except OSError as exc:
                 if exc.errno in _FATAL_ERRNOS:
                     self.stop_reason = self.stop_reason or _stop_message(exc, self.out)

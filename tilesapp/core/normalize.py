@@ -22,23 +22,35 @@ def channel_range(image: np.ndarray, percentiles: tuple[float, float] = (0.0, 10
     (array([0., 5.]), array([10.,  5.]))
     """
     flat = image.reshape(-1, image.shape[-1])
-    has_nan = flat.dtype.kind == "f" and bool(np.isnan(flat).any())
     low_p, high_p = percentiles
+    # NaN propagates through min/max/percentile: the NaN-aware (slower) versions are needed
+    # only when a result says so.
     if (low_p, high_p) == (0.0, 100.0):
-        lo_fn, hi_fn = (np.nanmin, np.nanmax) if has_nan else (np.min, np.max)
-        low, high = lo_fn(flat, axis=0), hi_fn(flat, axis=0)
+        low, high = flat.min(axis=0), flat.max(axis=0)
+        if np.isnan(low).any() or np.isnan(high).any():
+            low, high = np.nanmin(flat, axis=0), np.nanmax(flat, axis=0)
     else:
-        fn = np.nanpercentile if has_nan else np.percentile
-        low, high = fn(flat, [low_p, high_p], axis=0)
+        low, high = np.percentile(flat, [low_p, high_p], axis=0)
+        if np.isnan(low).any() or np.isnan(high).any():
+            low, high = np.nanpercentile(flat, [low_p, high_p], axis=0)
     low = np.nan_to_num(np.asarray(low, dtype=np.float64), nan=0.0)
     high = np.nan_to_num(np.asarray(high, dtype=np.float64), nan=0.0)
     return low, high
 
 
 def stretch(
-    image: np.ndarray, low: np.ndarray, high: np.ndarray, bounds: tuple[float, float]
+    image: np.ndarray,
+    low: np.ndarray,
+    high: np.ndarray,
+    bounds: tuple[float, float],
+    *,
+    in_place: bool = False,
+    may_have_nan: bool = True,
 ) -> np.ndarray:
     """Map ``[low, high]`` of each channel onto ``bounds``; float32 result, clipped.
+
+    ``in_place`` reuses a float32 ``image`` as the result; ``may_have_nan=False`` (integer
+    sources) skips the pass that turns NaN pixels into ``t_low``.
 
     >>> stretch(np.array([[[0.], [5.], [10.]]]), np.array([0.]), np.array([10.]), (0, 1))[..., 0]
     array([[0. , 0.5, 1. ]], dtype=float32)
@@ -49,7 +61,8 @@ def stretch(
     # Division (not multiplication by 1/span) so that v == high gives exactly 1, and the
     # upper bound is reached exactly; an infinite span sends a constant channel to t_low.
     span = np.where(span > 0, span, np.inf).astype(np.float32)
-    out = image.astype(np.float32, copy=True)  # float32: exact enough, half the memory traffic
+    # float32: exact enough for every output type, half the memory traffic of float64
+    out = image if (in_place and image.dtype == np.float32) else image.astype(np.float32)
     out -= low.astype(np.float32)
     out /= span
     if t_low == 0.0:
@@ -58,7 +71,8 @@ def stretch(
         out *= np.float32(t_high - t_low)
         out += np.float32(t_low)
     np.clip(out, t_low, t_high, out=out)
-    np.nan_to_num(out, copy=False, nan=t_low)
+    if may_have_nan:
+        np.nan_to_num(out, copy=False, nan=t_low)
     return out
 
 
