@@ -53,7 +53,8 @@ class ProgressBar:
             fraction = progress.fraction
             elapsed = now - self.start
             eta = f" ETA {_clock(elapsed / fraction - elapsed)}" if 0.02 < fraction < 1 else ""
-            counts = f" {fraction:4.0%} {progress.done}/{progress.total} {self.unit}{eta} "
+            digits = len(str(progress.total))
+            counts = f" {fraction:4.0%} {progress.done:>{digits}}/{progress.total} {self.unit}{eta} "
             bar_width = max(10, min(40, width - len(counts) - 30))
             filled = int(bar_width * fraction)
             line = f"[{'#' * filled}{'.' * (bar_width - filled)}]{counts}{progress.current}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 from PySide6.QtWidgets import QCheckBox, QComboBox, QLabel, QLineEdit, QPushButton, QRadioButton, QSlider, QSpinBox
 
@@ -93,13 +93,27 @@ def test_different_images_give_auto_pixel_size_and_different_shapes(window, make
 def drop(window, paths):
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
-    event = QDropEvent(QPointF(300, 300), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    event = QDropEvent(
+        QPointF(300, 300), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+    )
     window.dropEvent(event)
     return event
 
 
 def test_dropping_a_folder_loads_it(window, make_folder, qtbot):
+    from PySide6.QtGui import QDragEnterEvent
+
     folder = make_folder("dropped", [((100, 120), 0.65)] * 2)
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(folder))])
+    enter = QDragEnterEvent(
+        QPoint(300, 300), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+    )
+    window.dragEnterEvent(enter)
+    assert enter.isAccepted()
+    # Anywhere on the window: no text field or view keeps the drop for itself.
+    assert not any(edit.acceptDrops() for edit in window.findChildren(QLineEdit))
+    assert not window.viewer.graphics.viewport().acceptDrops()
     with qtbot.waitSignal(window.sourcesLoaded, timeout=10_000):
         event = drop(window, [folder])
     assert event.isAccepted()
@@ -244,7 +258,7 @@ def test_unet_preset_and_a_broken_bound(window, qtbot):
     qtbot.keyClicks(upper, "abc")
     label = window.normalization.findChild(QLabel, "boundsError")
     assert label.isVisible() and "number" in label.text()
-    assert preset.currentText() == "UNet"  # the last valid settings still match it
+    assert preset.currentText() == "Custom"  # the fields no longer show the preset
     # Other panels keep working while the bound is broken.
     find(window, "patchSizeSpin").setValue(256)
     assert window.settings.tile_size == 256
@@ -377,3 +391,27 @@ def test_metadata_pixel_size_is_not_remembered_nor_carried_over(window, make_fol
     load(window, make_folder("bare2", [((64, 64), None)]))
     assert window.settings.pixel_size == (0.4, 0.4)
     assert window.store.load_settings().pixel_size == (0.4, 0.4)
+
+
+def test_colour_and_multichannel_images_preview_in_colour(window, tmp_path, load, qtbot):
+    import cv2
+    import numpy as np
+    import tifffile
+
+    folder = tmp_path / "colour"
+    folder.mkdir()
+    rgb = np.zeros((60, 80, 3), np.uint8)
+    rgb[:, :, 2] = 200  # blue in RGB order
+    cv2.imwrite(str(folder / "photo.png"), rgb[:, :, ::-1])  # OpenCV writes BGR
+    channels = np.stack([np.full((50, 70), 100, np.uint16), np.arange(50 * 70, dtype=np.uint16).reshape(50, 70)])
+    tifffile.imwrite(folder / "stack.tif", channels, imagej=True, resolution=(1 / 0.325, 1 / 0.325),
+                     metadata={"unit": "um", "axes": "CYX"})
+    load(window, folder)
+    find(window, "calibrationCheck").setChecked(False)
+    for name, note in (("photo.png", ""), ("stack.tif", "magenta")):
+        with qtbot.waitSignal(window.previewShown, timeout=10_000) as blocker:
+            window.preview_image(folder / name)
+        preview = blocker.args[0]
+        assert preview.display.data.ndim == 3 and preview.display.data.shape[2] == 3
+        assert note in preview.display.note
+    assert window.preview.values.shape == (50, 70, 2)

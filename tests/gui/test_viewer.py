@@ -85,3 +85,13 @@ def test_scale_bar_is_a_round_physical_length(viewer):
 def test_row_zero_is_at_the_top(viewer):
     assert viewer.view.yInverted()
     assert viewer.view.state["aspectLocked"]
+
+
+def test_large_images_are_reduced_for_display_but_keep_their_coordinates(viewer):
+    image = np.random.default_rng(1).random((300, 9000, 1), dtype=np.float32)
+    shown = display_image(image)
+    assert max(shown.data.shape) <= 4096 and shown.extent == (300, 9000)
+    assert "resolution" in shown.note
+    viewer.show_image(shown, values=image[:, :, 0])
+    rect = viewer.image.mapRectToParent(viewer.image.boundingRect())
+    assert (rect.width(), rect.height()) == pytest.approx((9000, 300))

@@ -124,14 +124,16 @@ def _prepare_output(out: Path) -> None:
 
 # --- inputs ------------------------------------------------------------------------------------
 @dataclass
-class _Inputs:
+class Inputs:
+    """The images of an export: their common folder, the folders they lie in, what was skipped."""
+
     root: Path
     folders: list[Path]
     images: list[Path]
     skipped: list[Path]
 
 
-def collect_inputs(sources: str | Path | Sequence[str | Path], recursive: bool = False) -> _Inputs:
+def collect_inputs(sources: str | Path | Sequence[str | Path], recursive: bool = False) -> Inputs:
     """Images to export from a folder, or from a list of image files (as dropped on the window)."""
     if isinstance(sources, (str, os.PathLike)):
         folder = Path(sources).expanduser()
@@ -145,7 +147,7 @@ def collect_inputs(sources: str | Path | Sequence[str | Path], recursive: bool =
                 raise SettingsError(
                     "input", f"The folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)}); choose the folder that holds them."
                 )
-            return _Inputs(folder.absolute(), [folder.absolute()], list(scan.images), list(scan.skipped))
+            return Inputs(folder.absolute(), [folder.absolute()], list(scan.images), list(scan.skipped))
     files = [Path(p).expanduser().absolute() for p in sources]
     missing = [p for p in files if not p.is_file()]
     if missing:
@@ -155,7 +157,7 @@ def collect_inputs(sources: str | Path | Sequence[str | Path], recursive: bool =
         raise SettingsError("input", f"None of the {len(files)} files is an image ({', '.join(IMAGE_SUFFIXES)}).")
     folders = sorted({p.parent for p in images})
     root = Path(os.path.commonpath([str(f) for f in folders]))
-    return _Inputs(root, folders, images, [p for p in files if p not in images])
+    return Inputs(root, folders, images, [p for p in files if p not in images])
 
 
 def tile_stems(paths: Sequence[Path]) -> list[str]:
@@ -233,7 +235,7 @@ def run_export(
 
 
 class _Export:
-    def __init__(self, inputs: _Inputs, out: Path, settings: Settings, cancel: threading.Event, workers: int | None):
+    def __init__(self, inputs: Inputs, out: Path, settings: Settings, cancel: threading.Event, workers: int | None):
         self.inputs, self.out, self.settings, self.cancel = inputs, out, settings, cancel
         self.workers = workers or os.cpu_count() or 1
         self.events: queue.Queue[int] = queue.Queue()

@@ -9,6 +9,7 @@ images and a throw-away settings file, never the user's settings.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -40,7 +41,9 @@ def take_screenshots(out_dir: Path) -> list[Path]:
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     configure_application(app)
-    folder = make_demo_folder(tmp / "demo images")
+    # Nested like a real project, so the elided paths on screen read naturally.
+    project = tmp / "lab" / "microglia-2024"
+    folder = make_demo_folder(project / "images")
     window = MainWindow()
     window.resize(*SIZE)
     window.show()
@@ -48,7 +51,7 @@ def take_screenshots(out_dir: Path) -> list[Path]:
     window.sampleShown.connect(lambda: samples.append(1))
     window.open_folder(folder)
     _wait(app, lambda: samples)
-    window.select_export_folder(tmp / "tiles")
+    window.select_export_folder(project / "tiles-unet")
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
 
@@ -71,6 +74,7 @@ def take_screenshots(out_dir: Path) -> list[Path]:
     window.close()
     window.deleteLater()
     app.processEvents()
+    shutil.rmtree(tmp, ignore_errors=True)
     return paths
 
 

@@ -14,13 +14,12 @@ from tilesapp import APP_NAME, __version__
 
 log = logging.getLogger(__name__)
 
-ORGANIZATION = "TilesCreator"
-APPLICATION = "tilesapp"
 
 
 def configure_application(app: QApplication) -> None:
     """Names (where QSettings keeps things), style and icon of the application."""
     from tilesapp.gui.icon import app_icon
+    from tilesapp.gui.settings_store import APPLICATION, ORGANIZATION
 
     app.setOrganizationName(ORGANIZATION)
     app.setApplicationName(APPLICATION)
@@ -87,7 +86,15 @@ def run_app(folder: Path | None = None, demo: bool = False, quit_after: float | 
         elif folder is not None:
             window.open_folder(Path(folder))
         if quit_after is not None:
-            QTimer.singleShot(max(0, int(quit_after * 1000)), window.close)
+
+            def quit_now() -> None:
+                window.close()  # cancels background work like a user closing the window
+                # A dialog left open (e.g. an error message) would keep the application alive.
+                # Closing the last window quits through the event queue: never call exit()
+                # here, it would leave a quit event behind for the next event loop.
+                QApplication.closeAllWindows()
+
+            QTimer.singleShot(max(0, int(quit_after * 1000)), quit_now)
         # Let Ctrl+C in the terminal close the window: Python only sees signals between Qt events.
         previous_sigint = signal.signal(signal.SIGINT, lambda *args: window.close())
         ticker = QTimer()

@@ -21,6 +21,7 @@ from pathlib import Path
 from PySide6.QtCore import QSize, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QAction, QDesktopServices, QKeySequence
 from PySide6.QtWidgets import (
+    QApplication,
     QLabel,
     QLineEdit,
     QMainWindow,
@@ -33,7 +34,7 @@ from PySide6.QtWidgets import (
 )
 
 from tilesapp import APP_NAME, __version__
-from tilesapp.core.calibration import format_pixel_size
+from tilesapp.core.calibration import format_pixel_size, scale_factors
 from tilesapp.core.errors import ImageError, OutputError, SettingsError, TilesError
 from tilesapp.core.export import check_output_folder, count_files, empty_folder, run_export
 from tilesapp.core.mosaic import make_mosaic
@@ -43,6 +44,7 @@ from tilesapp.core.settings import Settings, load_settings, save_settings
 from tilesapp.gui import dialogs
 from tilesapp.gui.icon import app_icon
 from tilesapp.gui.panels import CalibrationPanel, ExportPanel, MediaPanel, NormalizationPanel, TilesPanel
+from tilesapp.gui.panels.normalization import PRESET_LABELS
 from tilesapp.gui.settings_store import SettingsStore
 from tilesapp.gui.tasks import Preview, Sources, inspect_sources, make_preview, preview_settings
 from tilesapp.gui.viewer import DisplayImage, ImageViewer
@@ -52,8 +54,6 @@ log = logging.getLogger(__name__)
 
 MOSAIC_IMAGES, MOSAIC_CELL = 25, 512
 SETTINGS_FILTER = "Settings (*.json);;All files (*)"
-#: Fields whose change alters the recalibrated preview image (not only its grid).
-_CALIBRATION_FIELDS = CalibrationPanel.FIELDS
 
 
 def error_text(exc: BaseException, doing: str) -> str:
@@ -123,6 +123,8 @@ class MainWindow(QMainWindow):
         self._demo_dir: Path | None = None
         self._rng = random.Random()
         self._closing = False
+        self._export_plan_text = ""
+        self._merge_dialog = None
 
         self._build_ui()
         self._build_menus()
@@ -146,9 +148,10 @@ class MainWindow(QMainWindow):
         column = QWidget()
         column.setObjectName("controlColumn")
         layout = QVBoxLayout(column)
-        layout.setContentsMargins(8, 8, 8, 8)
-        layout.setSpacing(8)
+        layout.setContentsMargins(6, 6, 6, 6)
+        layout.setSpacing(6)
         for panel in self.panels:
+            panel.compact()
             layout.addWidget(panel)
         layout.addStretch(1)
         self.scroll = QScrollArea()
@@ -170,6 +173,7 @@ class MainWindow(QMainWindow):
 
         self.hoverLabel = QLabel()
         self.hoverLabel.setObjectName("hoverLabel")
+        self.hoverLabel.setMinimumWidth(280)  # no jumping status bar while the mouse moves
         self.statusProgress = QProgressBar()
         self.statusProgress.setObjectName("statusProgressBar")
         self.statusProgress.setRange(0, 1000)
@@ -191,6 +195,8 @@ class MainWindow(QMainWindow):
         self.recentMenu.setObjectName("recentMenu")
         self.recentMenu.aboutToShow.connect(self._fill_recent_menu)
         file_menu.addAction(self._action("Open &demo images", self.open_demo))
+        file_menu.addSeparator()
+        file_menu.addAction(self._action("&Merge tiles…", self.show_merge_dialog, "Ctrl+M"))
         file_menu.addSeparator()
         file_menu.addAction(self._action("&Load settings…", self.load_settings_file, "Ctrl+L"))
         file_menu.addAction(self._action("&Save settings…", self.save_settings_file, QKeySequence.StandardKey.Save))
@@ -232,19 +238,25 @@ class MainWindow(QMainWindow):
         self._preview_timer.timeout.connect(self._refresh_preview)
 
     def _restore_layout(self) -> None:
-        self.resize(1320, 860)
-        self.splitter.setSizes([400, 920])
+        # As large as the panel column needs (no scrolling) where the screen allows it.
+        width, height = 1440, 960
+        screen = self.screen() or QApplication.primaryScreen()
+        if screen is not None:
+            available = screen.availableGeometry()
+            width, height = min(width, available.width() - 40), min(height, available.height() - 40)
+        self.resize(max(width, 900), max(height, 600))
+        self.splitter.setSizes([400, max(500, width - 400)])
         geometry, state = self.store.window_state()
         try:
             if geometry is not None:
                 self.restoreGeometry(geometry)
             if state is not None:
-                self.restoreState(state)
+                self.splitter.restoreState(state)
         except Exception:  # a layout from another version must not stop the window
             log.warning("Ignoring the stored window layout", exc_info=True)
 
     def sizeHint(self) -> QSize:
-        return QSize(1320, 860)
+        return QSize(1440, 960)
 
     # --- public state ------------------------------------------------------------------------------
     @property
@@ -318,10 +330,14 @@ class MainWindow(QMainWindow):
             self._demo_dir = Path(tempfile.mkdtemp(prefix="tilesapp-demo-"))
         folder = self._demo_dir / "demo images"
         job = Job(one_step(make_demo_folder, folder), name="making the demo images")
-        job.signals.finished.connect(self.open_folder)
+        job.signals.finished.connect(self._on_demo_ready)
         job.signals.errored.connect(self._on_demo_failed)
         self._busy_message("Making the demo images…")
         self.jobs.start("scan", job)
+
+    @_from_current_job
+    def _on_demo_ready(self, folder: Path) -> None:
+        self.open_folder(folder)
 
     @_from_current_job
     def _on_demo_failed(self, exc: BaseException) -> None:
@@ -387,7 +403,9 @@ class MainWindow(QMainWindow):
             notes.append(f"{_plural(len(sources.skipped), 'other file')} skipped")
         if notes:
             text += f" ({', '.join(notes)})"
-        tooltip = "\n".join([f"{name}: {reason}" for name, reason in sources.unreadable] + [f"skipped: {p.name}" for p in sources.skipped[:20]])
+        lines = [f"{name}: {reason}" for name, reason in sources.unreadable]
+        lines += [f"skipped: {p.name}" for p in sources.skipped[:20]]
+        tooltip = "\n".join(lines)
         self.media.set_sources(text, tooltip)
         shapes = {info.shape_yx for info in infos}
         channels = {info.channels for info in infos}
@@ -414,7 +432,7 @@ class MainWindow(QMainWindow):
             return
         distinct: list[tuple[float, float]] = []
         for size in known:
-            if not any(math.isclose(size[0], d[0], rel_tol=1e-6) and math.isclose(size[1], d[1], rel_tol=1e-6) for d in distinct):
+            if not any(all(math.isclose(a, b, rel_tol=1e-6) for a, b in zip(size, d)) for d in distinct):
                 distinct.append(size)
         origins = sorted({info.calibration for info in sources.infos if info.calibration})
         origin = f" ({', '.join(origins)})" if origins else ""
@@ -432,10 +450,7 @@ class MainWindow(QMainWindow):
                 )
             else:
                 xs = sorted(s[1] for s in distinct)
-                text = (
-                    f"The images differ ({format_pixel_size((xs[0], xs[0]))} to "
-                    f"{format_pixel_size((xs[-1], xs[-1]))}){origin}: each file's own is used."
-                )
+                text = f"Pixel sizes differ ({xs[0]:.4g}–{xs[-1]:.4g} µm): each file's own metadata is used."
             tooltip = "\n".join(f"{i.name}: {format_pixel_size(i.pixel_size_um)}" for i in sources.infos[:40])
             self.calibration.set_metadata(text, tooltip)
         elif self.calibration.prefilled or self._settings.pixel_size is None:
@@ -455,21 +470,19 @@ class MainWindow(QMainWindow):
         for panel in self.panels:
             values.update(panel.values())
         errors: list[SettingsError] = []
-        excluded: set = set()
         new = self._settings
-        # A broken field keeps its last valid value, so edits in other panels still apply.
-        for _ in range(len(self.panels) + 1):
-            kept = {k: v for k, v in values.items() if self._panel_of(k) not in excluded}
+        # A broken field keeps its last valid value, so that the other edits still apply and
+        # every broken field gets its message (the settings report one error at a time).
+        for _ in range(len(values) + 1):
             try:
-                new = dataclasses.replace(self._settings, **kept)
+                new = dataclasses.replace(self._settings, **values)
                 break
             except SettingsError as exc:
                 errors.append(exc)
-                panel = self._panel_of(exc.field)
-                if panel is None or panel in excluded:
+                if exc.field not in values:
                     new = self._settings
                     break
-                excluded.add(panel)
+                del values[exc.field]
         self._errors = errors
         for panel in self.panels:
             panel.clear_errors()
@@ -488,7 +501,8 @@ class MainWindow(QMainWindow):
         """Set the four normalization/output fields of preset ``name`` ("unet" or "yolo")."""
         self.normalization.set_settings(self._settings.with_preset(name))
         self._on_edited()
-        self.statusBar().showMessage(f"Preset {name}: " + self._output_summary(), 5000)
+        label = PRESET_LABELS.get(name, name)
+        self.statusBar().showMessage(f"Preset {label}: " + self._output_summary(), 5000)
 
     def _output_summary(self) -> str:
         s = self._settings
@@ -508,9 +522,9 @@ class MainWindow(QMainWindow):
             return
         self._update_derived()
         if self._preview is not None:
-            self._update_preview_geometry(old, new)
+            self._update_preview_geometry(new)
 
-    def _update_preview_geometry(self, old: Settings, new: Settings) -> None:
+    def _update_preview_geometry(self, new: Settings) -> None:
         """Redraw the grid for new tile settings; recompute the image when calibration changed."""
         preview = self._preview
         try:
@@ -527,7 +541,9 @@ class MainWindow(QMainWindow):
     def _update_derived(self) -> None:
         """Everything computed from the settings and the sources: preset, scale, tile counts."""
         s = self._settings
-        self.normalization.show_preset(s.preset)
+        # The preset names what the fields show: none while one of them is broken.
+        broken = any(self._panel_of(e.field) is self.normalization for e in self._errors)
+        self.normalization.show_preset(None if broken else s.preset)
         plans, failures = [], []
         if self._sources is not None:
             for info in self._sources.infos:
@@ -537,18 +553,19 @@ class MainWindow(QMainWindow):
                     failures.append(str(exc))
         self._show_calibration_result(plans)
         if self._sources is None:
-            self.tiles.set_folder_tiles("")
+            self._export_plan_text = ""
             self.export_panel.set_warning("")
             return
         total = sum(len(p.grid) for p in plans)
         n_ok = len(plans)
-        self.tiles.set_folder_tiles(
-            f"Export: {_plural(total, 'tile')} from {_plural(n_ok, 'image')}." if n_ok else "No image can be exported."
+        self._export_plan_text = (
+            f"Ready: {_plural(total, 'tile')} from {_plural(n_ok, 'image')}." if n_ok else "No image can be exported."
         )
         failures += [reason for _, reason in self._sources.unreadable]
+        n_images = len(self._sources.infos) + len(self._sources.unreadable)
         if failures:
             self.export_panel.set_warning(
-                f"⚠ {len(failures)} of {len(self._sources.infos) + len(self._sources.unreadable)} images will fail: {failures[0]}",
+                f"⚠ {len(failures)} of {n_images} images will fail: {failures[0]}",
                 "\n".join(failures[:40]),
             )
         else:
@@ -562,8 +579,6 @@ class MainWindow(QMainWindow):
         target = format_pixel_size((s.target_pixel_size_um, s.target_pixel_size_um))
         factors = sorted({(round(p.factors[0], 6), round(p.factors[1], 6)) for p in plans})
         if not factors and s.pixel_size_um is not None:
-            from tilesapp.core.calibration import scale_factors
-
             factors = [scale_factors(s.pixel_size_um, s.target_pixel_size_um)]
         if not factors:
             self.calibration.set_result(f"→ {target} per pixel; factor from each file's metadata.")
@@ -717,7 +732,9 @@ class MainWindow(QMainWindow):
         n = count_files(path)
         if n:
             self.statusBar().showMessage(
-                f"The export folder holds {_plural(n, 'file')}: Export will ask first; Empty export folder deletes them.", 8000
+                f"The export folder holds {_plural(n, 'file')}: Export will ask first; "
+                "Empty export folder deletes them.",
+                8000,
             )
         return True
 
@@ -860,7 +877,8 @@ class MainWindow(QMainWindow):
                     details=self._failure_details(summary),
                     kind="warning",
                 )
-        self.statusBar().showMessage(f"Export finished: {_plural(summary.tiles_written, 'tile')} in {summary.output}.", 10000)
+        written = _plural(summary.tiles_written, "tile")
+        self.statusBar().showMessage(f"Export finished: {written} in {summary.output}.", 10000)
         self._update_actions()
         self.exportEnded.emit(summary)
 
@@ -894,6 +912,21 @@ class MainWindow(QMainWindow):
         """Show the export folder in the system's file manager."""
         if self._export_folder is not None and self._export_folder.is_dir():
             QDesktopServices.openUrl(QUrl.fromLocalFile(str(self._export_folder)))
+
+    def show_merge_dialog(self):
+        """Open the Merge tiles dialog (tiles folder preset to the export folder)."""
+        from tilesapp.gui.merge_dialog import MergeDialog
+
+        if self._merge_dialog is None:
+            self._merge_dialog = MergeDialog(self.jobs, self)
+        dialog = self._merge_dialog
+        if not dialog.tilesEdit.text() and self._export_folder is not None:
+            dialog.tilesEdit.setText(str(self._export_folder))
+            dialog.outputEdit.setText(str(self._export_folder.with_name(self._export_folder.name + "-merged")))
+        dialog.show()
+        dialog.raise_()
+        dialog.activateWindow()
+        return dialog
 
     def _export_blocked(self) -> str:
         """Why Export cannot start now ("" when it can)."""
@@ -933,13 +966,14 @@ class MainWindow(QMainWindow):
         self.export_panel.exportButton.setEnabled(not reason)
         self.export_panel.cancelButton.setEnabled(exporting and not self.jobs.job("export").is_cancelled)
         self.export_panel.openFolderButton.setEnabled(self._export_folder is not None and self._export_folder.is_dir())
-        self.export_panel.set_hint("" if exporting else reason)
-        self.export_panel.exportButton.setToolTip(reason or "Cut every image of the folder into tiles in the export folder.")
+        self.export_panel.set_hint("" if exporting else (reason or self._export_plan_text))
+        tip = "Cut every image of the folder into tiles in the export folder."
+        self.export_panel.exportButton.setToolTip(reason or tip)
 
     def _on_job_ended(self, slot: str) -> None:
         if self._closing:
             return
-        if not any(self.jobs.busy(s) for s in ("scan", "view", "export", "empty")):
+        if not any(self.jobs.busy(s) for s in ("scan", "view", "export", "empty", "merge")):
             self.statusProgress.setVisible(False)
         self._update_actions()
 
@@ -1073,7 +1107,7 @@ class MainWindow(QMainWindow):
             log.info("Window closed during an export: cancelling it")
         self.jobs.shutdown()
         try:
-            self.store.save_window_state(self.saveGeometry(), self.saveState())
+            self.store.save_window_state(self.saveGeometry(), self.splitter.saveState())
             self.store.save_settings(self._remembered())
             self.store.sync()
         except Exception:  # remembering is a convenience, never a reason not to close

@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 
 ENV_FILE = "TILESAPP_SETTINGS_FILE"
 MAX_RECENT = 8
+#: Where QSettings keeps things (registry key, plist or ~/.config/TilesCreator/tilesapp.conf).
+ORGANIZATION = "TilesCreator"
+APPLICATION = "tilesapp"
 
 
 class SettingsStore:
@@ -38,7 +41,7 @@ class SettingsStore:
     def __init__(self, qsettings: QSettings | None = None):
         if qsettings is None:
             path = os.environ.get(ENV_FILE)
-            qsettings = QSettings(path, QSettings.Format.IniFormat) if path else QSettings()
+            qsettings = QSettings(path, QSettings.Format.IniFormat) if path else QSettings(ORGANIZATION, APPLICATION)
         self.qsettings = qsettings
 
     # --- the pipeline settings ----------------------------------------------------------------
@@ -96,7 +99,7 @@ class SettingsStore:
 
     # --- window layout --------------------------------------------------------------------------
     def window_state(self) -> tuple[QByteArray | None, QByteArray | None]:
-        """Saved geometry and dock state of the main window (None when absent or unusable)."""
+        """Saved geometry of the main window and state of its splitter (None when absent)."""
         return self._bytes("window/geometry"), self._bytes("window/state")
 
     def save_window_state(self, geometry: QByteArray, state: QByteArray) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
@@ -22,17 +23,29 @@ from tilesapp.core.geometry import TileGrid
 pg.setConfigOptions(imageAxisOrder="row-major")
 
 #: Outline colours cycled over tiles in "show all" mode, so overlapping tiles stay apart.
-TILE_COLORS = ("#4fc3f7", "#ffb74d", "#81c784", "#f06292", "#ba68c8", "#fff176")
+TILE_COLORS = ("#4fc3f7", "#81c784", "#f06292", "#ba68c8", "#4db6ac", "#7986cb")  # no amber: the highlight's
 HIGHLIGHT_COLOR = "#ffd54f"
+#: Larger images are reduced for display (in the worker), so that the GUI thread never
+#: resamples megapixels at each zoom step; hovering still reads the full-resolution values.
+MAX_DISPLAY_SIDE = 4096
 
 
 @dataclass(frozen=True)
 class DisplayImage:
-    """An image ready for the screen: (rows, cols) grey or (rows, cols, 3) colour, and levels."""
+    """An image ready for the screen: (rows, cols) grey or (rows, cols, 3) colour, and levels.
+
+    ``shape`` is the (rows, cols) the image stands for in data coordinates; ``data`` may be
+    smaller (a large image is reduced for display), and is then stretched over that shape.
+    """
 
     data: np.ndarray
     levels: tuple[float, float]
     note: str = ""  # e.g. how channels were combined
+    shape: tuple[int, int] | None = None
+
+    @property
+    def extent(self) -> tuple[int, int]:
+        return self.shape if self.shape is not None else tuple(self.data.shape[:2])
 
 
 def display_image(image: np.ndarray, axes: str = "YX") -> DisplayImage:
@@ -44,6 +57,27 @@ def display_image(image: np.ndarray, axes: str = "YX") -> DisplayImage:
     """
     if image.ndim == 2:
         image = image[:, :, np.newaxis]
+    shown = _reduce(_combine(image, axes))
+    rows, cols = image.shape[:2]
+    note = shown.note
+    if shown.data.shape[:2] != (rows, cols):
+        note = ", ".join(n for n in (note, f"shown at 1/{math.ceil(cols / shown.data.shape[1])} resolution") if n)
+    return DisplayImage(shown.data, shown.levels, note, (rows, cols))
+
+
+def _reduce(image: DisplayImage) -> DisplayImage:
+    """Shrink an image larger than MAX_DISPLAY_SIDE (area average), so zooming stays instant."""
+    rows, cols = image.data.shape[:2]
+    factor = math.ceil(max(rows, cols) / MAX_DISPLAY_SIDE)
+    if factor <= 1:
+        return image
+    size = (max(1, math.ceil(cols / factor)), max(1, math.ceil(rows / factor)))  # OpenCV wants (x, y)
+    data = cv2.resize(np.ascontiguousarray(image.data), size, interpolation=cv2.INTER_AREA)
+    return DisplayImage(data, image.levels, image.note)
+
+
+def _combine(image: np.ndarray, axes: str) -> DisplayImage:
+    """Grey stays grey, RGB stays RGB, fluorescence channels become a composite."""
     channels = image.shape[2]
     if channels == 1:
         data = image[:, :, 0]
@@ -185,7 +219,7 @@ class ImageViewer(QWidget):
         self.view = self.graphics.addViewBox(row=1, col=0, lockAspect=True, invertY=True, enableMenu=True)
         self.view.setAspectLocked(True)
         self.view.invertY(True)  # row 0 at the top, as in every image viewer
-        self.image = pg.ImageItem(autoDownsample=True)
+        self.image = pg.ImageItem()
         self.view.addItem(self.image)
         self.histogram = pg.HistogramLUTItem(self.image)
         self.histogram.setMaximumWidth(130)
@@ -230,6 +264,7 @@ class ImageViewer(QWidget):
         self.show_placeholder(
             "<p style='font-size:15pt; color:#e0e0e0'>Drop a folder of images here</p>"
             "<p>or use <b>Load…</b> in the Media panel (File ▸ Open folder, Ctrl+O).</p>"
+            "<p style='color:#8a8a8a; font-size:11pt'>New here? File ▸ Open demo images.</p>"
         )
 
     # --- content ------------------------------------------------------------------------------
@@ -256,6 +291,8 @@ class ImageViewer(QWidget):
         self._values = values if values is not None else image.data
         self._pixel_size_um = pixel_size_um
         self.image.setImage(image.data, autoLevels=False, levels=image.levels)
+        rows, cols = image.extent
+        self.image.setRect(QRectF(0, 0, cols, rows))  # data pixels, whatever size is displayed
         self.histogram.setHistogramRange(*image.levels, padding=0.05)
         self.histogram.setLevels(*image.levels)
         self.title.setText(title)

@@ -6,7 +6,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QGroupBox, QLabel, QWidget
+from PySide6.QtWidgets import QGroupBox, QLabel, QLayout, QWidget
 
 from tilesapp.core.settings import Settings
 
@@ -35,6 +35,18 @@ class Panel(QGroupBox):
         super().__init__(title, parent)
         self._updating = False
         self._error_labels: dict[str, QLabel] = {}
+        # A bold title reads as a section heading; the contents stay regular.
+        self.setStyleSheet("QGroupBox { font-weight: bold; } QGroupBox * { font-weight: normal; }")
+
+    def compact(self) -> None:
+        """Tighter spacing than the style's default, so the whole column fits on a laptop screen."""
+        layouts = [self.layout(), *self.findChildren(QLayout)]
+        for layout in layouts:
+            if layout is None:
+                continue
+            layout.setSpacing(5)
+            if layout is self.layout():
+                layout.setContentsMargins(8, 6, 8, 6)
 
     # --- settings in and out -------------------------------------------------------------------
     def values(self) -> dict[str, Any]:

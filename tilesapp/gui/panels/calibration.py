@@ -76,6 +76,7 @@ class CalibrationPanel(Panel):
         self.targetPixelSizeEdit.setToolTip("Pixel size the model was trained on; the tiles get it.")
         self.targetUnitCombo = unit_combo("targetUnitCombo")
         self.metadataLabel = note_label("", "metadataLabel")
+        self.metadataLabel.setVisible(False)
         self.resultLabel = QLabel("–")
         self.resultLabel.setObjectName("resultLabel")
         self.resultLabel.setWordWrap(True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Signal
-from PySide6.QtGui import QFont
 from PySide6.QtWidgets import QGridLayout, QLabel, QProgressBar, QPushButton, QWidget
 
 from tilesapp.gui.panels._base import ERROR_STYLE, Panel, elide_path, note_label
@@ -36,9 +35,7 @@ class ExportPanel(Panel):
         self.exportFolderLabel = note_label("No export folder selected.", "exportFolderLabel")
         self.exportButton = QPushButton("Export tiles")
         self.exportButton.setObjectName("exportButton")
-        font = QFont(self.exportButton.font())
-        font.setBold(True)
-        self.exportButton.setFont(font)
+        self.exportButton.setStyleSheet("QPushButton { font-weight: bold; }")
         self.exportButton.setDefault(True)
         self.cancelButton = QPushButton("Cancel")
         self.cancelButton.setObjectName("cancelButton")

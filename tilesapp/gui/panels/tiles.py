@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
 )
 
 from tilesapp.core.settings import PAD_MODES, Settings
-from tilesapp.gui.panels._base import Panel, note_label
+from tilesapp.gui.panels._base import Panel
 
 MIN_TILE, MAX_TILE = 16, 8192
 
@@ -81,7 +81,6 @@ class TilesPanel(Panel):
         self.tileCountLabel = QLabel("–")
         self.tileCountLabel.setObjectName("tileCountLabel")
         self.tileCountLabel.setWordWrap(True)
-        self.folderTilesLabel = note_label("", "folderTilesLabel")
 
         grid = QGridLayout(self)
         grid.setColumnStretch(1, 1)
@@ -104,7 +103,6 @@ class TilesPanel(Panel):
         grid.addWidget(self.showAllCheck, 5, 0, 1, 2)
         grid.addWidget(QLabel("Tiles:"), 6, 0)
         grid.addWidget(self.tileCountLabel, 6, 1, 1, 3)
-        grid.addWidget(self.folderTilesLabel, 7, 0, 1, 4)
 
         self.patchSizeSpin.valueChanged.connect(self._on_tile_size)
         self.overlapSpin.valueChanged.connect(self._emit_edited)
@@ -149,11 +147,6 @@ class TilesPanel(Panel):
 
     def current_tile(self) -> int:
         return self.tileSlider.value()
-
-    def set_folder_tiles(self, text: str, tooltip: str = "") -> None:
-        """Tiles the whole folder will give."""
-        self.folderTilesLabel.setText(text)
-        self.folderTilesLabel.setToolTip(tooltip)
 
     def _on_slider(self, index: int) -> None:
         self._show_index()
