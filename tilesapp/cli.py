@@ -123,6 +123,16 @@ def _settings_parent() -> argparse.ArgumentParser:
     g.add_argument("--format", choices=FORMATS, help="output format (tif)")
     g.add_argument("--pad-mode", choices=PAD_MODES, help="padding of images smaller than a tile (zero)")
     g.add_argument("--recursive", action="store_const", const=True, help="also take images from sub-folders")
+    t = p.add_argument_group("training sets")
+    t.add_argument("--min-foreground", type=float, metavar="FRACTION",
+                   help="drop tiles whose foreground share is below FRACTION (mask > 0, boxes, or pixels "
+                        "above an automatic threshold); 0 keeps every tile")
+    t.add_argument("--keep-empty", type=float, metavar="SHARE", help="keep this share of the dropped tiles, at random (0)")
+    t.add_argument("--min-box-visibility", type=float, metavar="FRACTION",
+                   help="a box enters a tile when this share of its area lies inside it (0.5)")
+    t.add_argument("--split", dest="val_fraction", type=float, metavar="VAL_FRACTION",
+                   help="put this share of the sources (never of one source's tiles) in val/, the rest in train/")
+    t.add_argument("--seed", type=int, metavar="N", help="seed of the random choices: same seed, same result (0)")
     return p
 
 
@@ -145,6 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     cut.add_argument("--overwrite", action="store_true", help="allow a non-empty OUTPUT (same names are replaced)")
     cut.add_argument("--workers", type=int, metavar="N", help="images processed at once (one per core)")
     cut.add_argument("--save-config", metavar="SETTINGS.json", help="also save the effective settings to this file")
+    cut.add_argument("--masks", metavar="DIR", help="label masks named like the images (same stem), cut on the same grid")
+    cut.add_argument("--labels", metavar="DIR", help="YOLO label files <stem>.txt (class cx cy w h), cut with the tiles")
 
     merge = sub.add_parser("merge", parents=[quiet], help="merge tiles (or a model's outputs) back into images",
                            description="Rebuild every source image from the tiles of TILES (a folder written by "
@@ -210,7 +222,8 @@ def cmd_cut(args) -> int:
     if args.workers is not None and args.workers < 1:
         raise SettingsError("workers", f"--workers must be at least 1; got {args.workers}.")
     cancel = threading.Event()
-    gen = run_export(args.input, args.output, settings, overwrite=args.overwrite, cancel=cancel, workers=args.workers)
+    gen = run_export(args.input, args.output, settings, overwrite=args.overwrite, cancel=cancel, workers=args.workers,
+                     masks=args.masks, labels=args.labels)
     try:
         summary = drive(gen, ProgressBar("tiles", enabled=not args.quiet))
     except KeyboardInterrupt:
@@ -223,6 +236,11 @@ def cmd_cut(args) -> int:
     n_images = summary.images_ok
     _say(args, f"Wrote {summary.tiles_written} tiles from {n_images} image{'s' * (n_images != 1)} "
                f"to {summary.output} (see {summary.manifest_path.name}).")
+    if summary.tiles_dropped:
+        _say(args, f"Dropped {summary.tiles_dropped} tiles below {settings.min_foreground:.0%} foreground "
+                   f"(kept {settings.keep_empty:.0%} of such tiles at random).")
+    if summary.split:
+        _say(args, f"Split by source: {summary.split.get('train', 0)} images in train/, {summary.split.get('val', 0)} in val/.")
     if summary.skipped:
         _say(args, f"Skipped {len(summary.skipped)} file{'s' * (len(summary.skipped) != 1)} that "
                    f"{'are' if len(summary.skipped) != 1 else 'is'} not an image: {', '.join(summary.skipped[:10])}"

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import queue
+import shutil
 import threading
 import time
 from collections.abc import Generator, Sequence
@@ -26,14 +27,24 @@ from typing import Any
 import numpy as np
 
 from tilesapp import __version__
+from tilesapp.core.annotations import (
+    MASK_SUFFIXES,
+    boxes_in_tile,
+    find_partner,
+    format_yolo,
+    load_mask,
+    read_yolo,
+    scale_boxes,
+)
 from tilesapp.core.errors import ImageError, OutputError, SettingsError, TilesError
 from tilesapp.core.geometry import Tile, index_width
 from tilesapp.core.normalize import cast, channel_range, check_fits, stretch
 from tilesapp.core.pipeline import ImagePlan, plan_image, scale
 from tilesapp.core.progress import Progress
+from tilesapp.core.selection import keep_tiles, split_sources, tile_foreground
 from tilesapp.core.settings import Settings
 from tilesapp.core.sources import IMAGE_SUFFIXES, from_yxc, inspect_image, read_image, scan_folder
-from tilesapp.core.writers import PARTIAL_SUFFIX, TileWriter
+from tilesapp.core.writers import PARTIAL_SUFFIX, TileWriter, write_text
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +69,8 @@ class ExportSummary:
     skipped: list[str] = field(default_factory=list)
     cancelled: bool = False
     stopped_by: str | None = None  # a full disk or a lost permission ended the run
+    tiles_dropped: int = 0  # by the empty-tile filter
+    split: dict[str, int] | None = None  # images exported per side, when sources are split
 
     @property
     def exit_code(self) -> int:
@@ -190,6 +203,10 @@ class _Job:
     error: str | None = None
     normalization: dict[str, Any] | None = None
     tiles: list[dict[str, Any]] = field(default_factory=list)
+    dropped: list[dict[str, Any]] = field(default_factory=list)
+    split: str = "train"
+    mask: Path | None = None
+    labels: Path | None = None
 
 
 class _Stop(Exception):
@@ -204,6 +221,8 @@ def run_export(
     overwrite: bool = False,
     cancel: threading.Event | None = None,
     workers: int | None = None,
+    masks: str | Path | None = None,
+    labels: str | Path | None = None,
 ) -> Generator[Progress, None, ExportSummary]:
     """Cut every image of ``sources`` into tiles in ``output``; a generator of progress.
 
@@ -221,6 +240,9 @@ def run_export(
         Set it to stop between two tiles; the summary then says ``cancelled``.
     workers : int, optional
         Threads processing images at once (default: one per core).
+    masks, labels : path, optional
+        Folders of label masks / YOLO label files named like the images (same stem). Masks are
+        cut on the image's grid into ``masks/``, boxes into ``labels/``; tiles go to ``images/``.
 
     Returns
     -------
@@ -228,15 +250,24 @@ def run_export(
         As the generator's return value (``StopIteration.value``).
     """
     inputs = collect_inputs(sources, settings.recursive)
+    annotations = {"masks": masks, "labels": labels}
+    for kind, folder in annotations.items():
+        if folder is not None:
+            folder = annotations[kind] = Path(folder).expanduser().absolute()
+            if not folder.is_dir():
+                raise SettingsError(kind, f"The {kind} folder {folder} does not exist; check the path.")
     out = Path(output).expanduser().absolute()
-    check_output_folder(out, inputs.folders, overwrite)
+    check_output_folder(out, inputs.folders + [f for f in annotations.values() if f is not None], overwrite)
     _prepare_output(out)
-    return (yield from _Export(inputs, out, settings, cancel or threading.Event(), workers).run())
+    export = _Export(inputs, out, settings, cancel or threading.Event(), workers, annotations["masks"], annotations["labels"])
+    return (yield from export.run())
 
 
 class _Export:
-    def __init__(self, inputs: Inputs, out: Path, settings: Settings, cancel: threading.Event, workers: int | None):
+    def __init__(self, inputs: Inputs, out: Path, settings: Settings, cancel: threading.Event, workers: int | None,
+                 masks: Path | None = None, labels: Path | None = None):
         self.inputs, self.out, self.settings, self.cancel = inputs, out, settings, cancel
+        self.masks, self.labels = masks, labels
         self.workers = workers or os.cpu_count() or 1
         self.events: queue.Queue[int] = queue.Queue()
         self.stop_reason: str | None = None
@@ -245,7 +276,29 @@ class _Export:
         names = [p.relative_to(inputs.root).as_posix() for p in inputs.images]
         stems = tile_stems(inputs.images)
         self.jobs = [_Job(i, p, n, s) for i, (p, n, s) in enumerate(zip(inputs.images, names, stems))]
+        self.splits = split_sources(names, settings.val_fraction, settings.seed)
+        for job in self.jobs:
+            job.split = self.splits[job.name]
         self.summary = ExportSummary(out, out / MANIFEST_NAME, skipped=[p.name for p in inputs.skipped])
+        self._make_folders()
+
+    # --- layout: OUTPUT[/train|/val][/images|/masks|/labels] --------------------------------
+    def folder(self, split: str, kind: str) -> str:
+        """Folder (relative to the output) of one kind of file: "images", "masks" or "labels"."""
+        parts = [split] if self.settings.val_fraction > 0 else []
+        if self.masks is not None or self.labels is not None:
+            parts.append(kind)
+        return "/".join(parts)
+
+    def _make_folders(self) -> None:
+        kinds = ["images"] + ["masks"] * (self.masks is not None) + ["labels"] * (self.labels is not None)
+        classes = self.labels / "classes.txt" if self.labels is not None else None
+        for split in sorted(set(self.splits.values())):
+            for kind in kinds:
+                (self.out / self.folder(split, kind)).mkdir(parents=True, exist_ok=True)
+            if classes is not None and classes.is_file():
+                base = self.out / (split if self.settings.val_fraction > 0 else "")
+                shutil.copyfile(classes, base / "classes.txt")
 
     def run(self) -> Generator[Progress, None, ExportSummary]:
         n_images = len(self.jobs)
@@ -256,6 +309,7 @@ class _Export:
                     break
                 try:
                     job.plan = plan_image(inspect_image(job.path), self.settings)
+                    self._find_annotations(job)
                 except ImageError as exc:
                     job.status, job.error = "failed", str(exc)
                 if time.monotonic() - last > _PROGRESS_INTERVAL:
@@ -271,6 +325,19 @@ class _Export:
         finally:
             self._finish()  # the manifest describes exactly what is on disk
         return self.summary
+
+    def _find_annotations(self, job: _Job) -> None:
+        stem = job.path.stem
+        if self.masks is not None:
+            job.mask = find_partner(self.masks, stem, MASK_SUFFIXES)
+            if job.mask is None:
+                raise ImageError(f"{job.name} has no mask in {self.masks} (looked for {stem}.tif, {stem}.png, …).")
+        if self.labels is not None:
+            job.labels = find_partner(self.labels, stem, (".txt",))
+            if job.labels is None:
+                raise ImageError(
+                    f"{job.name} has no label file {stem}.txt in {self.labels}; an image without objects needs an empty one."
+                )
 
     def _cut(self, total: int) -> Generator[Progress, None, None]:
         pending = [j for j in self.jobs if j.status == "pending" and j.plan is not None]
@@ -325,8 +392,11 @@ class _Export:
             self.events.put(len(job.plan.grid) - len(job.tiles))  # the progress bar still reaches its end
             # Half an image is worse than none in a training set: take its tiles back.
             for record in job.tiles:
-                (self.out / record["file"]).unlink(missing_ok=True)
+                for key in ("file", "mask", "label"):
+                    if key in record:
+                        (self.out / record[key]).unlink(missing_ok=True)
             job.tiles.clear()
+            job.dropped.clear()
 
     def _cut_image(self, job: _Job) -> None:
         settings, plan = self.settings, job.plan
@@ -334,6 +404,15 @@ class _Export:
         may_have_nan = image.dtype.kind == "f"
         scaled = scale(image, plan)
         del image
+        mask = mask_axes = boxes = None
+        if job.mask is not None:
+            mask, mask_axes = load_mask(job.mask, job.name, plan.info.shape_yx, plan.scaled_shape)
+        if job.labels is not None:
+            boxes = scale_boxes(*read_yolo(job.labels), plan.scaled_shape)
+        fractions = keep = None
+        if settings.min_foreground > 0:
+            fractions = tile_foreground(plan.grid, scaled, mask, boxes)
+            keep = keep_tiles(fractions, settings.min_foreground, settings.keep_empty, settings.seed, job.name)
         norm = settings.norm
         # Global and none are done once on the whole image, not per tile: overlapping tiles
         # would repeat the work on up to twice the pixels. Local needs each tile's own range.
@@ -351,13 +430,20 @@ class _Export:
         axes = plan.info.axes
         width = index_width(len(plan.grid))
         pad_y, pad_x = plan.grid.padding
+        mask_format = _mask_format(settings.format, mask)
         writer = TileWriter()
         for tile in plan.grid:
             if self.cancel.is_set():
                 job.status = "cancelled"
                 return
+            record = self._tile_record(job, tile, width, mask_format)
+            if fractions is not None:
+                record["foreground"] = round(float(fractions[tile.index]), 6)
+                if not keep[tile.index]:
+                    job.dropped.append({k: v for k, v in record.items() if k not in ("file", "mask", "label")})
+                    self.events.put(1)
+                    continue
             values = scaled[tile.y0 : tile.y1, tile.x0 : tile.x1]
-            record = _tile_record(job, tile, width, settings.format)
             if norm == "local":
                 low, high = channel_range(values, settings.percentiles)
                 record["low"], record["high"] = low.tolist(), high.tolist()
@@ -366,6 +452,15 @@ class _Export:
                 values = _pad(values, pad_y, pad_x, settings.pad_mode)
             try:
                 writer.write(self.out / record["file"], from_yxc(values, axes), axes, plan.output_pixel_size_um)
+                if mask is not None:
+                    piece = mask[tile.y0 : tile.y1, tile.x0 : tile.x1]
+                    if pad_y or pad_x:
+                        piece = _pad(piece, pad_y, pad_x, settings.pad_mode)
+                    writer.write(self.out / record["mask"], from_yxc(piece, mask_axes), mask_axes, plan.output_pixel_size_um)
+                if boxes is not None:
+                    lines = boxes_in_tile(boxes, tile, settings.tile_size, settings.min_box_visibility)
+                    write_text(self.out / record["label"], format_yolo(lines))
+                    record["boxes"] = len(lines)
             except OSError as exc:
                 if exc.errno in _FATAL_ERRNOS:
                     self.stop_reason = self.stop_reason or _stop_message(exc, self.out)
@@ -376,6 +471,18 @@ class _Export:
             self.events.put(1)
         job.status = "ok"
 
+    def _tile_record(self, job: _Job, tile: Tile, width: int, mask_format: str | None) -> dict[str, Any]:
+        name = f"{job.stem}_{tile.index:0{width}d}"
+        record = _tile_record(job, tile, width, self.settings.format)
+        record["file"] = _join(self.folder(job.split, "images"), f"{name}.{self.settings.format}")
+        if job.mask is not None:
+            record["mask"] = _join(self.folder(job.split, "masks"), f"{name}.{mask_format}")
+        if job.labels is not None:
+            record["label"] = _join(self.folder(job.split, "labels"), f"{name}.txt")
+        if self.settings.val_fraction > 0:
+            record["split"] = job.split
+        return record
+
     def _finish(self) -> None:
         summary = self.summary
         cancelled = self.cancel.is_set() and not self.stop_reason
@@ -383,6 +490,9 @@ class _Export:
             if job.status == "pending":
                 job.status = "cancelled" if (cancelled or self.stop_reason) else "failed"
         summary.tiles_written = sum(len(j.tiles) for j in self.jobs)
+        summary.tiles_dropped = sum(len(j.dropped) for j in self.jobs)
+        if self.settings.val_fraction > 0:
+            summary.split = {side: sum(j.status == "ok" and j.split == side for j in self.jobs) for side in ("train", "val")}
         summary.images_ok = sum(j.status == "ok" for j in self.jobs)
         summary.failed = [(j.name, j.error or "") for j in self.jobs if j.status == "failed"]
         summary.cancelled = cancelled and any(j.status == "cancelled" for j in self.jobs)
@@ -410,12 +520,34 @@ class _Export:
             "overlap": s.overlap,
             "dtype": s.dtype,
             "format": s.format,
-            "sources": [_source_record(j) for j in self.jobs],
+            "masks": None if self.masks is None else str(self.masks),
+            "labels": None if self.labels is None else str(self.labels),
+            "split": None if s.val_fraction <= 0 else {
+                "val_fraction": s.val_fraction,
+                "seed": s.seed,
+                "train": sorted(n for n, side in self.splits.items() if side == "train"),
+                "val": sorted(n for n, side in self.splits.items() if side == "val"),
+            },
+            "sources": [_source_record(j) | ({"split": j.split} if s.val_fraction > 0 else {}) for j in self.jobs],
             "tiles": [t for j in self.jobs for t in list(j.tiles)],
+            "dropped": [t for j in self.jobs for t in list(j.dropped)],
             "skipped": [p.relative_to(self.inputs.root).as_posix() if p.is_relative_to(self.inputs.root) else str(p)
                         for p in self.inputs.skipped],
             "stopped_by": self.stop_reason,
         }
+
+
+def _join(folder: str, name: str) -> str:
+    return f"{folder}/{name}" if folder else name
+
+
+def _mask_format(image_format: str, mask: np.ndarray | None) -> str | None:
+    """Masks go to .tif beside .tif images, else to lossless .png when it can hold them."""
+    if mask is None:
+        return None
+    if image_format != "tif" and mask.dtype in (np.uint8, np.uint16) and mask.shape[2] in (1, 3, 4):
+        return "png"
+    return "tif"
 
 
 def _tile_record(job: _Job, tile: Tile, width: int, fmt: str) -> dict[str, Any]:
@@ -436,6 +568,10 @@ def _tile_record(job: _Job, tile: Tile, width: int, fmt: str) -> dict[str, Any]:
 
 def _source_record(job: _Job) -> dict[str, Any]:
     record: dict[str, Any] = {"file": job.name, "tile_stem": job.stem, "status": job.status, "error": job.error}
+    if job.mask is not None:
+        record["mask"] = job.mask.name
+    if job.labels is not None:
+        record["labels"] = job.labels.name
     plan = job.plan
     if plan is not None:
         info = plan.info
@@ -452,6 +588,7 @@ def _source_record(job: _Job) -> dict[str, Any]:
             padding=list(plan.grid.padding),
             normalization=job.normalization,
             tiles=len(job.tiles),
+            tiles_dropped=len(job.dropped),
         )
     return record
 

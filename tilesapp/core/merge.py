@@ -131,6 +131,8 @@ def run_merge(
     by_source: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for tile in manifest["tiles"]:
         by_source[tile["source"]].append(tile)
+    # Tiles dropped by the empty-tile filter leave holes, filled with zeros.
+    with_holes = {tile["source"] for tile in manifest.get("dropped", [])}
     sources = []
     for source in manifest["sources"]:
         if source.get("status") == "ok" and by_source.get(source["file"]):
@@ -167,9 +169,9 @@ def run_merge(
                 if time.monotonic() - last > 0.05:
                     last = time.monotonic()
                     yield Progress(done, total, number, len(sources), source["file"], "Merging tiles")
-            if np.any(weights == 0):
+            if source["file"] not in with_holes and np.any(weights == 0):
                 raise ImageError(f"{source['file']}: the tiles do not cover the whole image; the manifest does not match the tiles.")
-            canvas /= weights[..., np.newaxis]
+            np.divide(canvas, weights[..., np.newaxis], out=canvas, where=weights[..., np.newaxis] > 0)
             path = _write_merged(out, source, canvas, dtype, restore_scale)
             summary.written.append(path)
         except ImageError as exc:

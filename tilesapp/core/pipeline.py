@@ -11,10 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
+from tilesapp.core.annotations import MASK_SUFFIXES, Boxes, find_partner, load_mask, read_yolo, scale_boxes
 from tilesapp.core.calibration import scale_factors, scaled_shape
 from tilesapp.core.errors import ImageError
 from tilesapp.core.geometry import TileGrid
 from tilesapp.core.resample import resample
+from tilesapp.core.selection import keep_tiles, tile_foreground
 from tilesapp.core.settings import Settings
 from tilesapp.core.sources import SourceInfo, read_image
 
@@ -94,3 +96,47 @@ def preview(path: str | Path, settings: Settings) -> tuple[ImagePlan, np.ndarray
     image, info = read_image(path)
     plan = plan_image(info, settings)
     return plan, scale(image, plan)
+
+
+@dataclass(frozen=True)
+class AnnotatedPreview:
+    """What the window shows for a training set: the image, its mask or boxes, kept tiles.
+
+    ``mask`` is (rows, cols, channels) on the recalibrated grid; ``boxes`` in its pixels;
+    ``foreground`` and ``keep`` are per tile (None when the filter is off).
+    """
+
+    plan: ImagePlan
+    image: np.ndarray
+    mask: np.ndarray | None = None
+    boxes: Boxes | None = None
+    foreground: np.ndarray | None = None
+    keep: np.ndarray | None = None
+
+
+def preview_annotated(
+    path: str | Path, settings: Settings, masks: str | Path | None = None, labels: str | Path | None = None
+) -> AnnotatedPreview:
+    """:func:`preview` plus the image's mask/boxes and the tiles the filter would keep.
+
+    Raises :class:`ImageError` when the mask or label file is missing, malformed or of another
+    shape — as the export would for this image.
+    """
+    plan, image = preview(path, settings)
+    path = Path(path)
+    mask = boxes = None
+    if masks is not None:
+        mask_path = find_partner(Path(masks), path.stem, MASK_SUFFIXES)
+        if mask_path is None:
+            raise ImageError(f"{path.name} has no mask in {masks} (looked for {path.stem}.tif, {path.stem}.png, …).")
+        mask, _ = load_mask(mask_path, path.name, plan.info.shape_yx, plan.scaled_shape)
+    if labels is not None:
+        label_path = Path(labels) / f"{path.stem}.txt"
+        if not label_path.is_file():
+            raise ImageError(f"{path.name} has no label file {label_path.name} in {labels}.")
+        boxes = scale_boxes(*read_yolo(label_path), plan.scaled_shape)
+    foreground = keep = None
+    if settings.min_foreground > 0:
+        foreground = tile_foreground(plan.grid, image, mask, boxes)
+        keep = keep_tiles(foreground, settings.min_foreground, settings.keep_empty, settings.seed, path.name)
+    return AnnotatedPreview(plan, image, mask, boxes, foreground, keep)

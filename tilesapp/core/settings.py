@@ -67,6 +67,17 @@ class Settings:
         How an axis shorter than a tile is padded at its end.
     recursive : bool
         Also scan sub-folders of the input folder.
+    min_foreground : float
+        Drop tiles whose foreground share (mask > 0, boxes, or pixels above an automatic
+        threshold) is below this (0 keeps every tile).
+    keep_empty : float
+        Share of the dropped tiles kept anyway, chosen at random (seeded).
+    min_box_visibility : float
+        A YOLO box enters a tile when at least this share of its area lies inside it.
+    val_fraction : float
+        Share of the sources (never of one source's tiles) put in ``val/``; 0: no split.
+    seed : int
+        Seed of the random choices (kept empty tiles, the split): same seed, same result.
     """
 
     tile_size: int = 512
@@ -83,6 +94,11 @@ class Settings:
     format: str = "tif"
     pad_mode: str = "zero"
     recursive: bool = False
+    min_foreground: float = 0.0
+    keep_empty: float = 0.0
+    min_box_visibility: float = 0.5
+    val_fraction: float = 0.0
+    seed: int = 0
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__.__get__(self)
@@ -104,6 +120,13 @@ class Settings:
         fmt = str(self.format).strip().lower().lstrip(".")
         set_("format", _choice("format", _FORMAT_ALIASES.get(fmt, fmt), FORMATS))
         set_("pad_mode", _choice("pad_mode", self.pad_mode, PAD_MODES))
+        set_("min_foreground", _share("min_foreground", self.min_foreground))
+        set_("keep_empty", _share("keep_empty", self.keep_empty))
+        set_("min_box_visibility", _share("min_box_visibility", self.min_box_visibility))
+        set_("val_fraction", _share("val_fraction", self.val_fraction))
+        if self.val_fraction >= 1:
+            raise SettingsError("val_fraction", "val_fraction must be below 1: some sources must stay for training.")
+        set_("seed", _integer("seed", self.seed, 0, 2**63 - 1))
         set_("percentiles", _pair("percentiles", self.percentiles))
         set_("bounds", _pair("bounds", self.bounds))
         self._check_output_rules()
@@ -266,6 +289,13 @@ def _positive(name: str, value: Any) -> float:
     number = _number(name, value)
     if number <= 0:
         raise SettingsError(name, f"{name} must be greater than 0; got {number:g}.")
+    return number
+
+
+def _share(name: str, value: Any) -> float:
+    number = _number(name, value)
+    if not 0.0 <= number <= 1.0:
+        raise SettingsError(name, f"{name} is a share between 0 and 1; got {number:g}.")
     return number
 
 

@@ -50,6 +50,18 @@ def write_image(
         raise
 
 
+def write_text(path: str | Path, text: str) -> None:
+    """Write a small text file atomically (temporary name, then rename)."""
+    path = Path(path)
+    tmp = partial_path(path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 class TileWriter:
     """Writes many tiles of one layout fast: the TIFF header is built once, not per tile.
 

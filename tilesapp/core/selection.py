@@ -1,0 +1,100 @@
+"""Which tiles a training set keeps, and which sources go to validation.
+
+Both are reproducible: random choices come from generators seeded with the settings' ``seed``
+and, for tiles, the source's name, so neither the order of the threads nor the other images
+change what one image gets.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Sequence
+
+import numpy as np
+
+from tilesapp.core.annotations import Boxes, box_coverage
+from tilesapp.core.geometry import TileGrid
+
+
+def auto_threshold(image: np.ndarray) -> np.ndarray:
+    """Otsu threshold of each channel of a (rows, cols, channels) image (foreground above it)."""
+    from skimage.filters import threshold_otsu  # imported here: only the filter needs it
+
+    thresholds = []
+    for c in range(image.shape[2]):
+        channel = image[..., c]
+        if channel.size > 4_000_000:  # a regular subsample gives the same histogram, faster
+            step = math.ceil(math.sqrt(channel.size / 4_000_000))
+            channel = channel[::step, ::step]
+        lo, hi = float(np.nanmin(channel)), float(np.nanmax(channel))
+        thresholds.append(hi if hi <= lo else float(threshold_otsu(channel)))
+    return np.array(thresholds)
+
+
+def foreground_map(image: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """(rows, cols) bool: pixels above their channel's threshold in any channel."""
+    return np.any(image > thresholds.astype(image.dtype, copy=False), axis=2)
+
+
+def tile_fractions(foreground: np.ndarray, grid: TileGrid) -> np.ndarray:
+    """Share of foreground pixels in each tile's image region, (n_tiles,) float.
+
+    Uses an integral image, so the cost does not grow with the overlap.
+    """
+    integral = np.zeros((foreground.shape[0] + 1, foreground.shape[1] + 1), np.int64)
+    np.cumsum(np.cumsum(foreground, axis=0, dtype=np.int64), axis=1, out=integral[1:, 1:])
+    out = np.empty(len(grid))
+    for t in grid:
+        total = integral[t.y1, t.x1] - integral[t.y0, t.x1] - integral[t.y1, t.x0] + integral[t.y0, t.x0]
+        out[t.index] = total / ((t.y1 - t.y0) * (t.x1 - t.x0))
+    return out
+
+
+def tile_foreground(grid: TileGrid, image: np.ndarray, mask: np.ndarray | None = None, boxes: Boxes | None = None) -> np.ndarray:
+    """Foreground share of every tile: mask > 0 when a mask is given, else the boxes' cover,
+    else pixels of ``image`` (before normalization) above an automatic threshold."""
+    if mask is not None:
+        return tile_fractions(np.any(mask != 0, axis=2), grid)
+    if boxes is not None:
+        return np.array([box_coverage(boxes, t) for t in grid])
+    return tile_fractions(foreground_map(image, auto_threshold(image)), grid)
+
+
+def keep_tiles(fractions: np.ndarray, min_foreground: float, keep_empty: float, seed: int, name: str) -> np.ndarray:
+    """Which tiles to keep: (n,) bool.
+
+    Tiles whose foreground share reaches ``min_foreground`` are kept; of the others, ``keep_empty``
+    (a share, rounded) are kept at random — the same ones for the same seed and source name.
+
+    >>> keep_tiles(np.array([0.0, 0.5, 0.01, 0.2]), 0.1, 0.0, 0, "a.tif").tolist()
+    [False, True, False, True]
+    """
+    keep = fractions >= min_foreground
+    if min_foreground <= 0:
+        return np.ones(len(fractions), bool)
+    empty = np.flatnonzero(~keep)
+    count = int(math.floor(keep_empty * len(empty) + 0.5))
+    if count:
+        rng = np.random.default_rng([seed, zlib.crc32(name.encode("utf-8"))])
+        keep[rng.choice(empty, size=count, replace=False)] = True
+    return keep
+
+
+def split_sources(names: Sequence[str], val_fraction: float, seed: int) -> dict[str, str]:
+    """Assign each source to "train" or "val": ``round(fraction × n)`` sources go to validation.
+
+    At least one source goes to each side when the fraction is above 0 and there are two
+    sources or more. The choice depends on the names and the seed only.
+
+    >>> split_sources(["a", "b", "c", "d"], 0.25, seed=1)
+    {'a': 'val', 'b': 'train', 'c': 'train', 'd': 'train'}
+    """
+    if val_fraction <= 0 or not names:
+        return {name: "train" for name in names}
+    ordered = sorted(names)
+    n_val = int(math.floor(val_fraction * len(ordered) + 0.5))
+    if len(ordered) >= 2:
+        n_val = min(max(n_val, 1), len(ordered) - 1)
+    chosen = set(np.random.default_rng(seed).permutation(len(ordered))[:n_val].tolist())
+    return {name: ("val" if i in chosen else "train") for i, name in enumerate(ordered)}
