@@ -321,3 +321,19 @@ def test_empty_folder_deletes_files_only(tmp_path):
     assert count_files(tmp_path) == 2
     assert empty_folder(tmp_path) == 2
     assert [p.name for p in tmp_path.iterdir()] == ["sub"] and (tmp_path / "sub" / "inner.tif").exists()
+
+
+def test_a_recalibration_larger_than_memory_fails_that_image_with_a_reason(folder, tmp_path, monkeypatch):
+    import tifffile as tf
+
+    from tilesapp.core import pipeline
+
+    # 300 dpi written by a scanner or an editor: 84.7 µm pixels, a ×260 enlargement at 0.325 µm
+    tf.imwrite(folder / "dpi.tif", microscopy((300, 400)), resolution=(300, 300), resolutionunit="INCH")
+    monkeypatch.setattr(pipeline, "memory_budget", lambda: 2**30)
+    _, summary = drain(run_export(folder, tmp_path / "out", SMALL))
+    reasons = dict(summary.failed)
+    assert list(reasons) == ["dpi.tif"]
+    assert "dpi.tif would be 104205 × 78154 px after recalibration (×261" in reasons["dpi.tif"]
+    assert "84.6667 µm read from TIFF tags" in reasons["dpi.tif"] and "check the pixel size" in reasons["dpi.tif"]
+    assert summary.images_ok == 3

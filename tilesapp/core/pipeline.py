@@ -6,13 +6,14 @@ and the tile grid of one image under the current settings.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from tilesapp.core.annotations import MASK_SUFFIXES, Boxes, find_partner, load_mask, read_yolo, scale_boxes
-from tilesapp.core.calibration import scale_factors, scaled_shape
+from tilesapp.core.calibration import format_pixel_size, scale_factors, scaled_shape
 from tilesapp.core.errors import ImageError
 from tilesapp.core.geometry import TileGrid
 from tilesapp.core.resample import resample
@@ -22,6 +23,14 @@ from tilesapp.core.sources import SourceInfo, read_image
 
 #: Channels each format can store (1 = grey, 3 = RGB, 4 = RGBA).
 FORMAT_CHANNELS = {"tif": None, "png": (1, 3, 4), "jpg": (1, 3)}
+
+
+def memory_budget() -> int | None:
+    """Bytes one recalibrated image may take: half the computer's memory (None: unknown)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+    except (AttributeError, ValueError, OSError):  # Windows has no sysconf
+        return None
 
 
 @dataclass(frozen=True)
@@ -72,6 +81,15 @@ def plan_image(info: SourceInfo, settings: Settings) -> ImagePlan:
         factors = scale_factors(size_in, target)
         size_out = (target, target)
     shape = scaled_shape(info.shape_yx, factors)
+    budget = memory_budget()
+    if budget is not None and shape[0] * shape[1] * info.channels * 4 > budget:
+        # Usually a wrong calibration (a print resolution read as a pixel size): say so
+        # rather than let the computer run out of memory.
+        raise ImageError(
+            f"{info.name} would be {shape[1]} × {shape[0]} px after recalibration (×{max(factors):.3g} from "
+            f"{format_pixel_size(size_in)}{f' read from {origin}' if origin and origin != 'manual' else ''}), more than this "
+            f"computer's memory can hold; check the pixel size or choose a larger target pixel size."
+        )
     grid = TileGrid.for_shape(shape, settings.tile_size, settings.overlap)
     return ImagePlan(info, factors, size_in, size_out, origin, shape, grid)
 
