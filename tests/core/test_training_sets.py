@@ -276,3 +276,14 @@ def test_cli_training_set(dataset, tmp_path, capsys):
     (masks / "img0.tif").unlink()
     assert main(["cut", str(images), str(tmp_path / "out2"), "--masks", str(masks), "-q"]) == 1
     assert "img0.tif has no mask" in capsys.readouterr().err
+
+
+def test_annotation_folders_may_not_be_the_input_or_inside_the_output(dataset, tmp_path):
+    images, masks, labels = dataset
+    with pytest.raises(SettingsError, match="masks folder is the input folder"):
+        drain(run_export(images, tmp_path / "out", Settings(), masks=images))
+    with pytest.raises(SettingsError, match="labels folder is the input folder"):
+        drain(run_export(images, tmp_path / "out", Settings(), labels=images))
+    with pytest.raises(OutputError, match="inside the export folder"):
+        drain(run_export(images, tmp_path, Settings(), masks=masks, overwrite=True))
+    assert not (tmp_path / "manifest.json").exists()

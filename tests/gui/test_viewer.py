@@ -1,12 +1,23 @@
-"""The image view: tile overlay, highlight, scale bar, display conversion."""
+"""The image view: tile overlay, highlight, scale bar, display conversion, mask and box overlays."""
 
 from __future__ import annotations
 
 import numpy as np
+import pyqtgraph as pg
 import pytest
 
+from tilesapp.core.annotations import Boxes
 from tilesapp.core.geometry import TileGrid
-from tilesapp.gui.viewer import DisplayImage, ImageViewer, display_image, format_length, nice_length
+from tilesapp.gui.viewer import (
+    LABEL_COLORS,
+    MASK_ALPHA,
+    DisplayImage,
+    ImageViewer,
+    display_image,
+    format_length,
+    mask_overlay,
+    nice_length,
+)
 
 
 @pytest.fixture
@@ -95,3 +106,62 @@ def test_large_images_are_reduced_for_display_but_keep_their_coordinates(viewer)
     viewer.show_image(shown, values=image[:, :, 0])
     rect = viewer.image.mapRectToParent(viewer.image.boundingRect())
     assert (rect.width(), rect.height()) == pytest.approx((9000, 300))
+
+
+def test_mask_overlay_colours_labels_and_leaves_zero_transparent():
+    mask = np.zeros((20, 30), np.uint16)
+    mask[2:5, 2:5] = 1
+    mask[10:12, 20:25] = 2
+    mask[15, 15] = 1 + len(LABEL_COLORS)  # labels cycle through the colours
+    rgba = mask_overlay(mask)
+    assert rgba.shape == (20, 30, 4) and rgba.dtype == np.uint8
+    assert np.array_equal(rgba[:, :, 3] > 0, mask > 0)
+    assert rgba[3, 3, :3].tolist() == list(pg.mkColor(LABEL_COLORS[0]).getRgb()[:3])
+    assert rgba[11, 22, :3].tolist() == list(pg.mkColor(LABEL_COLORS[1]).getRgb()[:3])
+    assert rgba[15, 15, :3].tolist() == rgba[3, 3, :3].tolist()
+    # A probability mask (non-integer values) shows where it is above zero, as label 1.
+    soft = np.where(mask > 0, 0.4, 0.0).astype(np.float32)
+    assert np.array_equal(mask_overlay(soft)[:, :, 3] > 0, mask > 0)
+    # Reduced for display like a large image: nearest neighbour, never mixed colours.
+    small = mask_overlay(mask, shape=(10, 15))
+    assert small.shape == (10, 15, 4) and set(np.unique(small[:, :, 3])) <= {0, MASK_ALPHA}
+
+
+def test_colour_masks_keep_their_colours():
+    mask = np.zeros((8, 8, 3), np.uint8)
+    mask[:4, :4] = (255, 0, 0)
+    rgba = mask_overlay(mask, "YXS")
+    assert rgba[0, 0].tolist() == [255, 0, 0, MASK_ALPHA] and rgba[7, 7, 3] == 0
+
+
+def test_dropped_tiles_and_boxes_are_one_item_each(viewer):
+    viewer.show_image(DisplayImage(np.zeros((128, 192), np.float32), (0, 1)))
+    grid = TileGrid.for_shape((128, 192), 64, 0)
+    keep = np.array([True, False, True, False, False, True])
+    viewer.set_grid(grid, current=1, keep=keep, foreground=np.array([0.5, 0.01, 0.3, 0, 0, 0.2]))
+    assert len(viewer.dropped_item) == 3 and viewer.dropped_item.isVisible()
+    assert "1.0 % foreground · dropped" in viewer.highlight_label.toPlainText()
+    viewer.set_current_tile(0)
+    assert "dropped" not in viewer.highlight_label.toPlainText()
+    boxes = Boxes(np.array([0, 3]), np.array([[10.0, 10.0, 20.0, 30.0], [50.0, 60.0, 100.0, 90.0]]))
+    viewer.set_annotations(None, boxes)
+    assert len(viewer.boxes_item) == 2 and viewer.boxes_item.isVisible()
+    viewer.set_show_annotations(False)
+    assert not viewer.boxes_item.isVisible()
+    viewer.set_grid(grid)  # the filter off: no marks
+    assert len(viewer.dropped_item) == 0 and not viewer.dropped_item.isVisible()
+    viewer.clear()
+    assert len(viewer.boxes_item) == 0 and viewer.mask_item.image is None
+
+
+def test_hovering_reports_the_mask_label(viewer, qtbot):
+    values = np.zeros((40, 60), np.float32)
+    mask = np.zeros((40, 60, 1), np.uint8)
+    mask[10:20, 10:20] = 7
+    viewer.show_image(DisplayImage(values, (0, 1)), values=values)
+    viewer.set_annotations(mask_overlay(mask), None, mask)
+    seen = []
+    viewer.hovered.connect(seen.append)
+    pos = viewer.view.mapViewToScene(pg.Point(15.5, 12.5))
+    viewer._on_mouse_moved(pos)
+    assert seen[-1].startswith("row 12, col 15") and seen[-1].endswith("mask 7")

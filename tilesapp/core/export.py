@@ -257,6 +257,14 @@ def run_export(
             if not folder.is_dir():
                 raise SettingsError(kind, f"The {kind} folder {folder} does not exist; check the path.")
     out = Path(output).expanduser().absolute()
+    for kind, folder in annotations.items():
+        if folder is None:
+            continue
+        if any(folder.resolve() == f.resolve() for f in inputs.folders):
+            raise SettingsError(kind, f"The {kind} folder is the input folder, so every image would be its own "
+                                      f"{kind[:-1]}; choose the folder that holds the {kind}.")
+        if is_inside(folder, out):
+            raise OutputError(f"The {kind} folder {folder} is inside the export folder {out}; choose an export folder elsewhere.")
     check_output_folder(out, inputs.folders + [f for f in annotations.values() if f is not None], overwrite)
     _prepare_output(out)
     export = _Export(inputs, out, settings, cancel or threading.Event(), workers, annotations["masks"], annotations["labels"])

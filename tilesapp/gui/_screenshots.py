@@ -1,6 +1,6 @@
 """Regenerate the screenshots of the documentation from the real window.
 
-    python -m tilesapp.gui._screenshots [OUTPUT_FOLDER]     (default: docs/screenshots)
+    python -m tilesapp.gui._screenshots [OUTPUT_FOLDER] [NAME.png ...]   (default: docs/screenshots, all)
 
 Works offscreen (``QT_QPA_PLATFORM=offscreen``) or on a display (``xvfb-run -a``). Uses the demo
 images and a throw-away settings file, never the user's settings.
@@ -16,8 +16,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-SIZE = (1440, 900)
+SIZE = (1440, 960)  # the default window: the panel column fits without scrolling
 PREVIEW_IMAGE = "microglia_03.tif"
+NAMES = ("sample.png", "preview.png", "training.png")
 
 
 def _wait(app, condition, timeout: float = 60.0) -> None:
@@ -29,8 +30,32 @@ def _wait(app, condition, timeout: float = 60.0) -> None:
         time.sleep(0.01)
 
 
-def take_screenshots(out_dir: Path) -> list[Path]:
-    """Write ``sample.png`` and ``preview.png`` into ``out_dir``; return their paths."""
+def make_masks(images: Path, masks: Path) -> Path:
+    """Synthetic label masks for the demo images, made by thresholding them: 1 = cell (the
+    smoothed image well above its background, specks removed), 2 = cell body (the brightest
+    part), written as 8-bit PNGs named like the images."""
+    import cv2
+    import numpy as np
+    import tifffile
+    from skimage.filters import threshold_otsu
+
+    masks.mkdir(parents=True, exist_ok=True)
+    for path in sorted(images.glob("*.tif")):
+        smooth = cv2.GaussianBlur(tifffile.imread(path).astype(np.float32), (0, 0), 2)
+        background = float(np.median(smooth))
+        cell = (smooth > background + 0.3 * (threshold_otsu(smooth) - background)).astype(np.uint8)
+        n, parts, stats, _ = cv2.connectedComponentsWithStats(cell)
+        large = stats[:, cv2.CC_STAT_AREA] >= 30
+        large[0] = False
+        cell = large[parts]
+        body = cell & (smooth > threshold_otsu(smooth[cell]))
+        cv2.imwrite(str(masks / f"{path.stem}.png"), np.where(body, 2, np.where(cell, 1, 0)).astype(np.uint8))
+    return masks
+
+
+def take_screenshots(out_dir: Path, names: tuple[str, ...] = NAMES) -> list[Path]:
+    """Write ``sample.png``, ``preview.png`` and ``training.png`` (or those of ``names``)
+    into ``out_dir``; return their paths."""
     tmp = Path(tempfile.mkdtemp(prefix="tilesapp-shots-"))
     os.environ["TILESAPP_SETTINGS_FILE"] = str(tmp / "settings.ini")
     from PySide6.QtWidgets import QApplication
@@ -55,22 +80,50 @@ def take_screenshots(out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
 
-    def grab(name: str) -> None:
+    def settle() -> None:
         for _ in range(20):  # let pending paints and layouts settle
             app.processEvents()
             time.sleep(0.01)
-        path = out_dir / name
-        window.grab().save(str(path))
-        paths.append(path)
+
+    def grab(name: str) -> None:
+        settle()
+        if name in names:
+            path = out_dir / name
+            window.grab().save(str(path))
+            paths.append(path)
+
+    def show_preview() -> None:
+        previews.clear()
+        window.preview_image(folder / PREVIEW_IMAGE)
+        _wait(app, lambda: previews)
 
     grab("sample.png")
     previews = []
     window.previewShown.connect(previews.append)
-    window.preview_image(folder / PREVIEW_IMAGE)
-    _wait(app, lambda: previews)
+    show_preview()
     window.tiles.showAllCheck.setChecked(True)
     window.tiles.tileSlider.setValue(7)
     grab("preview.png")
+
+    if "training.png" in names:
+        # A training set: masks made by thresholding the demo images, the empty-tile filter
+        # set so that the sparser tiles of the previewed image are dropped, a validation split.
+        window.resize(*SIZE)
+        window.select_export_folder(project / "training-set")
+        window.select_masks_folder(make_masks(folder, project / "masks"))
+        _wait(app, lambda: previews and previews[-1].mask is not None)
+        window.training.minForegroundSpin.setValue(0.1)
+        _wait(app, lambda: previews[-1].keep is not None)
+        share = sorted(previews[-1].foreground)[len(previews[-1].foreground) * 2 // 5]
+        settle()
+        previews.clear()
+        window.training.minForegroundSpin.setValue(round(100 * share, 1))
+        window.training.keepEmptySpin.setValue(10)
+        window.training.valFractionSpin.setValue(20)
+        _wait(app, lambda: previews and previews[-1].keep is not None)
+        dropped = [i for i, kept in enumerate(previews[-1].keep) if not kept]
+        window.tiles.tileSlider.setValue(dropped[len(dropped) // 2] if dropped else 0)
+        grab("training.png")
     window.close()
     window.deleteLater()
     app.processEvents()
@@ -81,5 +134,6 @@ def take_screenshots(out_dir: Path) -> list[Path]:
 if __name__ == "__main__":
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     target = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "docs" / "screenshots"
-    for written in take_screenshots(target):
+    chosen = tuple(sys.argv[2:]) or NAMES
+    for written in take_screenshots(target, chosen):
         print(written)

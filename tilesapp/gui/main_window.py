@@ -36,14 +36,22 @@ from PySide6.QtWidgets import (
 from tilesapp import APP_NAME, __version__
 from tilesapp.core.calibration import format_pixel_size, scale_factors
 from tilesapp.core.errors import ImageError, OutputError, SettingsError, TilesError
-from tilesapp.core.export import check_output_folder, count_files, empty_folder, run_export
+from tilesapp.core.export import check_output_folder, count_files, empty_folder, is_inside, run_export
 from tilesapp.core.mosaic import make_mosaic
 from tilesapp.core.pipeline import plan_image
 from tilesapp.core.progress import Progress
+from tilesapp.core.selection import split_sources
 from tilesapp.core.settings import Settings, load_settings, save_settings
 from tilesapp.gui import dialogs
 from tilesapp.gui.icon import app_icon
-from tilesapp.gui.panels import CalibrationPanel, ExportPanel, MediaPanel, NormalizationPanel, TilesPanel
+from tilesapp.gui.panels import (
+    CalibrationPanel,
+    ExportPanel,
+    MediaPanel,
+    NormalizationPanel,
+    TilesPanel,
+    TrainingPanel,
+)
 from tilesapp.gui.panels.normalization import PRESET_LABELS
 from tilesapp.gui.settings_store import SettingsStore
 from tilesapp.gui.tasks import Preview, Sources, inspect_sources, make_preview, preview_settings
@@ -53,6 +61,8 @@ from tilesapp.gui.workers import Job, JobRunner, JobSignals, one_step
 log = logging.getLogger(__name__)
 
 MOSAIC_IMAGES, MOSAIC_CELL = 25, 512
+#: Settings that decide which tiles the empty-tile filter keeps.
+FILTER_FIELDS = ("min_foreground", "keep_empty", "seed")
 SETTINGS_FILTER = "Settings (*.json);;All files (*)"
 
 
@@ -83,6 +93,27 @@ def _from_current_job(method):
 
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _percent(share: float) -> str:
+    """``0.05`` → ``5 %``, ``0.125`` → ``12.5 %``."""
+    return f"{100 * share:.4g} %"
+
+
+def _overlap_problem(kind: str, folder: Path, export: Path) -> str:
+    """Why a masks / labels ``folder`` and the ``export`` folder cannot go together ("" when they can)."""
+    if is_inside(export, folder):
+        same = Path(export).resolve() == Path(folder).resolve()
+        where = f"is the {kind} folder" if same else f"is inside the {kind} folder {folder}"
+        return (
+            f"The export folder {export} {where}; choose an export folder outside it so the {kind} are never touched."
+        )
+    if is_inside(folder, export):
+        return (
+            f"The {kind} folder {folder} is inside the export folder {export}; exported tiles must never mix "
+            f"with the {kind}. Choose another export folder, or move the {kind}."
+        )
+    return ""
 
 
 class MainWindow(QMainWindow):
@@ -119,7 +150,11 @@ class MainWindow(QMainWindow):
         self._preview: Preview | None = None
         self._preview_request: tuple[Path, bool] | None = None  # (path, asked by the user)
         self._export_folder: Path | None = None
+        self._masks: Path | None = None  # folders of annotations named like the images
+        self._labels: Path | None = None
+        self._split: dict[Path, str] = {}  # image → "train" / "val" (empty: no split)
         self._export_started = 0.0
+        self._export_settings: Settings | None = None  # those of the last export, for its summary
         self._demo_dir: Path | None = None
         self._rng = random.Random()
         self._closing = False
@@ -142,14 +177,15 @@ class MainWindow(QMainWindow):
         self.calibration = CalibrationPanel()
         self.normalization = NormalizationPanel()
         self.tiles = TilesPanel()
+        self.training = TrainingPanel()
         self.export_panel = ExportPanel()
-        self.panels = (self.media, self.calibration, self.normalization, self.tiles, self.export_panel)
+        self.panels = (self.media, self.calibration, self.normalization, self.tiles, self.training, self.export_panel)
 
         column = QWidget()
         column.setObjectName("controlColumn")
         layout = QVBoxLayout(column)
         layout.setContentsMargins(6, 6, 6, 6)
-        layout.setSpacing(6)
+        layout.setSpacing(5)
         for panel in self.panels:
             panel.compact()
             layout.addWidget(panel)
@@ -225,6 +261,11 @@ class MainWindow(QMainWindow):
         self.tiles.anotherRequested.connect(lambda: self.preview_tiles(another=True))
         self.tiles.currentTileChanged.connect(self.viewer.set_current_tile)
         self.tiles.showAllToggled.connect(self.viewer.set_show_all)
+        self.tiles.showAnnotationsToggled.connect(self.viewer.set_show_annotations)
+        self.training.masksFolderRequested.connect(self.select_masks_folder)
+        self.training.labelsFolderRequested.connect(self.select_labels_folder)
+        self.training.clearMasksRequested.connect(lambda: self.set_annotation_folder("masks", None))
+        self.training.clearLabelsRequested.connect(lambda: self.set_annotation_folder("labels", None))
         self.export_panel.selectFolderRequested.connect(self.select_export_folder)
         self.export_panel.emptyFolderRequested.connect(self.empty_export_folder)
         self.export_panel.exportRequested.connect(self.export)
@@ -281,6 +322,16 @@ class MainWindow(QMainWindow):
     @property
     def export_folder(self) -> Path | None:
         return self._export_folder
+
+    @property
+    def masks_folder(self) -> Path | None:
+        """Folder of label masks named like the images (None: no masks)."""
+        return self._masks
+
+    @property
+    def labels_folder(self) -> Path | None:
+        """Folder of YOLO label files named like the images (None: no labels)."""
+        return self._labels
 
     def set_settings(self, settings: Settings) -> None:
         """Show ``settings`` in every panel and use them."""
@@ -376,6 +427,9 @@ class MainWindow(QMainWindow):
         if self._export_folder is not None and not self._export_folder_safe(self._export_folder, quiet=True):
             self._set_export_folder(None)
             self.statusBar().showMessage("The export folder was cleared: it lies inside the new input folder.", 8000)
+        if self._masks is not None and self._is_input_folder(self._masks):
+            self.set_annotation_folder("masks", None)
+            self.statusBar().showMessage("The masks folder was cleared: it is the new input folder.", 8000)
         self._update_derived()
         self._update_actions()
         n = len(sources.infos)
@@ -521,11 +575,17 @@ class MainWindow(QMainWindow):
             self._load(self._sources.sources)
             return
         self._update_derived()
-        if self._preview is not None:
+        if self._preview is None:
+            return
+        filter_on = old.min_foreground > 0 or new.min_foreground > 0
+        if filter_on and any(getattr(old, f) != getattr(new, f) for f in FILTER_FIELDS):
+            self._preview_timer.start()  # the kept tiles are the engine's to recompute
+        else:
             self._update_preview_geometry(new)
 
     def _update_preview_geometry(self, new: Settings) -> None:
-        """Redraw the grid for new tile settings; recompute the image when calibration changed."""
+        """Redraw the grid for new tile settings; recompute the image when calibration changed
+        (or when the empty-tile filter must judge the new tiles)."""
         preview = self._preview
         try:
             plan = plan_image(preview.plan.info, preview_settings(new))
@@ -533,6 +593,9 @@ class MainWindow(QMainWindow):
             self._preview_timer.start()  # the refresh will say what is wrong
             return
         if plan.scaled_shape != preview.plan.scaled_shape or plan.output_pixel_size_um != preview.plan.output_pixel_size_um:
+            self._preview_timer.start()
+            return
+        if preview.keep is not None and plan.grid != preview.plan.grid:
             self._preview_timer.start()
             return
         self._preview = dataclasses.replace(preview, plan=plan)
@@ -552,15 +615,16 @@ class MainWindow(QMainWindow):
                 except ImageError as exc:
                     failures.append(str(exc))
         self._show_calibration_result(plans)
+        self._show_split()
         if self._sources is None:
             self._export_plan_text = ""
             self.export_panel.set_warning("")
             return
         total = sum(len(p.grid) for p in plans)
         n_ok = len(plans)
-        self._export_plan_text = (
-            f"Ready: {_plural(total, 'tile')} from {_plural(n_ok, 'image')}." if n_ok else "No image can be exported."
-        )
+        up_to = "up to " if s.min_foreground > 0 else ""  # the filter drops some of them
+        ready = f"Ready: {up_to}{_plural(total, 'tile')} from {_plural(n_ok, 'image')}."
+        self._export_plan_text = ready if n_ok else "No image can be exported."
         failures += [reason for _, reason in self._sources.unreadable]
         n_images = len(self._sources.infos) + len(self._sources.unreadable)
         if failures:
@@ -570,6 +634,25 @@ class MainWindow(QMainWindow):
             )
         else:
             self.export_panel.set_warning("")
+
+    def _show_split(self) -> None:
+        """Which images go to val/ (the engine's split of the same names and seed)."""
+        s = self._settings
+        self._split = {}
+        if s.val_fraction <= 0:
+            self.training.set_split("")
+        elif self._sources is None or not self._sources.images:
+            self.training.set_split("")
+        else:
+            names = self._sources.names()
+            sides = split_sources(list(names.values()), s.val_fraction, s.seed)
+            self._split = {path: sides[name] for path, name in names.items()}
+            val = sorted(name for name in names.values() if sides[name] == "val")
+            n = len(names)
+            tip = "Images in val/:\n" + "\n".join(val[:40]) + ("\n…" if len(val) > 40 else "")
+            self.training.set_split(f"{len(val)} of {_plural(n, 'image')} to val/", tip)
+        if self._preview is not None:
+            self.viewer.set_title(self._preview_title(self._preview))
 
     def _show_calibration_result(self, plans: list) -> None:
         s = self._settings
@@ -619,6 +702,7 @@ class MainWindow(QMainWindow):
         shown = min(MOSAIC_IMAGES, n_total)
         self._preview = None
         self.viewer.set_grid(None)
+        self.viewer.set_annotations(None, None)
         self.tiles.set_tiles(None)
         self.viewer.show_image(
             DisplayImage(mosaic, (0.0, 255.0)),
@@ -644,8 +728,8 @@ class MainWindow(QMainWindow):
         self._start_preview(Path(path), interactive=True)
 
     def _start_preview(self, path: Path, interactive: bool) -> None:
-        settings = self._settings
-        job = Job(one_step(make_preview, path, settings), name=f"previewing {path.name}")
+        settings, masks, labels = self._settings, self._masks, self._labels
+        job = Job(one_step(make_preview, path, settings, masks, labels), name=f"previewing {path.name}")
         job.signals.finished.connect(self._on_preview_ready)
         job.signals.errored.connect(self._on_view_failed)
         self._preview_request = (path, interactive)
@@ -671,10 +755,13 @@ class MainWindow(QMainWindow):
             pixel_size_um=size_out[1] if size_out else None,
             keep_view=same,
         )
+        self.viewer.set_annotations(preview.overlay, preview.boxes, preview.mask)
         self._show_grid(keep_tile=same)
-        self.statusBar().showMessage(
-            f"{preview.path.name}: {_plural(len(plan.grid), 'tile')}. Move the slider to step through them.", 6000
-        )
+        message = f"{preview.path.name}: {_plural(len(plan.grid), 'tile')}"
+        if preview.boxes is not None:
+            n_boxes = len(preview.boxes)
+            message += f", {n_boxes} box{'' if n_boxes == 1 else 'es'}"
+        self.statusBar().showMessage(f"{message}. Move the slider to step through them.", 6000)
         self._update_actions()
         self.previewShown.emit(preview)
 
@@ -687,18 +774,30 @@ class MainWindow(QMainWindow):
             text += f" → {r1} × {c1} px, {format_pixel_size(plan.output_pixel_size_um)}"
         if preview.display.note:
             text += f" · {preview.display.note}"
+        side = self._split.get(preview.path)
+        if side:
+            text += f" · goes to <i>{side}/</i>"
         return text
 
     def _show_grid(self, keep_tile: bool) -> None:
-        grid = self._preview.plan.grid
+        preview = self._preview
+        grid = preview.plan.grid
         n = len(grid)
         current = min(self.tiles.current_tile(), n - 1) if keep_tile else 0
-        text = f"{_plural(n, 'tile')} ({grid.n_rows} × {grid.n_cols}) in this image"
+        text = f"{_plural(n, 'tile')} ({grid.n_rows} × {grid.n_cols})"
+        # The filter's verdict belongs to the grid it was computed on.
+        keep = preview.keep if preview.keep is not None and len(preview.keep) == n else None
+        if keep is not None:
+            kept = int(keep.sum())
+            text += f", {kept} kept, {n - kept} dropped"
+        else:
+            text += " in this image"
         pad_y, pad_x = grid.padding
         if pad_y or pad_x:
             text += f", padded by {pad_y} × {pad_x} px"
-        self.viewer.set_grid(grid, current)
-        self.tiles.set_tiles(n, text, current)
+        foreground = preview.foreground if keep is not None else None
+        self.viewer.set_grid(grid, current, keep, foreground)
+        self.tiles.set_tiles(n, text, current, annotated=preview.annotated)
 
     @_from_current_job
     def _on_view_failed(self, exc: BaseException) -> None:
@@ -738,16 +837,87 @@ class MainWindow(QMainWindow):
             )
         return True
 
-    def _export_folder_safe(self, path: Path, quiet: bool = False) -> bool:
-        if self._sources is None:
-            return True
-        try:
-            check_output_folder(path, self._sources.folders, overwrite=True)
-        except OutputError as exc:
-            if not quiet:
-                dialogs.inform(self, "Export folder", str(exc), kind="warning")
+    def _export_folder_safe(self, path: Path, quiet: bool = False, title: str = "Export folder") -> bool:
+        """The engine's refusals: not an input, masks or labels folder, nor inside one, nor
+        holding the masks or labels folder (said in a dialog unless ``quiet``)."""
+        problem = ""
+        for kind, folder in (("masks", self._masks), ("labels", self._labels)):
+            if folder is not None and not problem:
+                problem = _overlap_problem(kind, folder, path)
+        if not problem:
+            folders = list(self._sources.folders) if self._sources else []
+            try:
+                check_output_folder(path, folders + self._annotation_folders(), overwrite=True)
+            except OutputError as exc:
+                problem = str(exc)
+        if problem and not quiet:
+            dialogs.inform(self, title, problem, kind="warning")
+        return not problem
+
+    def _annotation_folders(self) -> list[Path]:
+        return [f for f in (self._masks, self._labels) if f is not None]
+
+    # --- masks and labels -------------------------------------------------------------------------
+    def select_masks_folder(self, path: str | Path | None = None) -> bool:
+        """Choose the folder of label masks (asks when ``path`` is None); False when refused."""
+        return self._select_annotation_folder("masks", path)
+
+    def select_labels_folder(self, path: str | Path | None = None) -> bool:
+        """Choose the folder of YOLO label files (asks when ``path`` is None); False when refused."""
+        return self._select_annotation_folder("labels", path)
+
+    def _select_annotation_folder(self, kind: str, path: str | Path | None) -> bool:
+        if path is None:
+            current = self._masks if kind == "masks" else self._labels
+            start = current or self.store.path(kind) or (self._sources.folders[0] if self._sources else None)
+            what = "label masks" if kind == "masks" else "YOLO label files (.txt)"
+            path = dialogs.choose_folder(self, f"Select the folder of {what}", start)
+            if path is None:
+                return False
+        path = Path(path).expanduser().absolute()
+        problem = self._annotation_folder_problem(kind, path)
+        if problem:
+            dialogs.inform(self, f"{kind.capitalize()} folder", problem, kind="warning")
             return False
+        self.store.set_path(kind, path)
+        self.set_annotation_folder(kind, path)
         return True
+
+    def _annotation_folder_problem(self, kind: str, path: Path) -> str:
+        """Why ``path`` cannot be the masks / labels folder ("" when it can)."""
+        if not path.is_dir():
+            return (
+                f"The {kind} folder {path} does not exist or is not a folder; choose the folder that holds the {kind}."
+            )
+        if kind == "masks" and self._is_input_folder(path):
+            return (
+                f"The masks folder {path} is the input folder: every image would be taken as its own mask; "
+                "choose the folder that holds the masks."
+            )
+        if self._export_folder is not None:
+            return _overlap_problem(kind, path, self._export_folder)
+        return ""
+
+    def _is_input_folder(self, path: Path) -> bool:
+        folders = self._sources.folders if self._sources else []
+        return any(Path(path).resolve() == Path(folder).resolve() for folder in folders)
+
+    def set_annotation_folder(self, kind: str, path: Path | None) -> None:
+        """Use ``path`` as the masks / labels folder (None: none); the preview follows."""
+        if self.jobs.busy("export"):
+            busy = "An export is running; wait for it to end or cancel it first."
+            dialogs.inform(self, f"{kind.capitalize()} folder", busy)
+            return
+        if kind == "masks":
+            self._masks = path
+        else:
+            self._labels = path
+        self.training.set_folders(self._masks, self._labels)
+        self._update_derived()
+        self._update_actions()
+        if self._preview is not None:
+            # Asked by the user: a missing mask for this image deserves a message, not a status line.
+            self._start_preview(self._preview.path, interactive=path is not None)
 
     def _set_export_folder(self, path: Path | None) -> None:
         self._export_folder = path
@@ -800,11 +970,9 @@ class MainWindow(QMainWindow):
             dialogs.inform(self, "Export tiles", reason, kind="warning")
             return
         sources, out, settings = self._sources, self._export_folder, self._settings
+        masks, labels = self._masks, self._labels
         overwrite = False
-        try:
-            check_output_folder(out, sources.folders, overwrite=True)
-        except OutputError as exc:
-            dialogs.inform(self, "Export tiles", str(exc), kind="warning")
+        if not self._export_folder_safe(out, title="Export tiles"):
             return
         if out.is_dir() and any(out.iterdir()):
             n = count_files(out)
@@ -819,7 +987,9 @@ class MainWindow(QMainWindow):
                 return
             overwrite = True
         job = Job(
-            lambda cancel: run_export(sources.sources, out, settings, overwrite=overwrite, cancel=cancel),
+            lambda cancel: run_export(
+                sources.sources, out, settings, overwrite=overwrite, cancel=cancel, masks=masks, labels=labels
+            ),
             name="exporting tiles",
         )
         job.signals.progressed.connect(self._on_export_progress)
@@ -829,6 +999,7 @@ class MainWindow(QMainWindow):
         self.export_panel.set_summary("")
         self.export_panel.set_progress(None, "Starting…")
         self._export_started = time.monotonic()
+        self._export_settings = settings
         self.jobs.start("export", job)
         self._update_actions()
 
@@ -851,6 +1022,14 @@ class MainWindow(QMainWindow):
     def _summary_text(self, summary) -> str:
         seconds = time.monotonic() - self._export_started
         text = f"{_plural(summary.tiles_written, 'tile')} from {_plural(summary.images_ok, 'image')} in {seconds:.1f} s."
+        dropped = getattr(summary, "tiles_dropped", 0)
+        if dropped:
+            s = self._export_settings or self._settings
+            kept = f" ({_percent(s.keep_empty)} of such tiles kept at random)" if s.keep_empty > 0 else ""
+            text += f"<br>{_plural(dropped, 'tile')} dropped: below {_percent(s.min_foreground)} foreground{kept}."
+        split = getattr(summary, "split", None)
+        if split:
+            text += f"<br>Split by image: {split.get('train', 0)} in train/, {split.get('val', 0)} in val/."
         if summary.failed:
             text += f"<br><b>{_plural(len(summary.failed), 'image')} failed:</b>"
             text += "".join(f"<br>• {name}: {reason}" for name, reason in summary.failed[:5])
@@ -959,6 +1138,10 @@ class MainWindow(QMainWindow):
         self.tiles.previewButton.setEnabled(has_images and calibration_ok)
         self.tiles.anotherButton.setEnabled(has_images and calibration_ok and len(self._sources.infos) > 1)
         self.export_panel.exportFolderButton.setEnabled(not exporting)
+        self.training.masksFolderButton.setEnabled(not exporting)
+        self.training.labelsFolderButton.setEnabled(not exporting)
+        self.training.clearMasksButton.setEnabled(self._masks is not None and not exporting)
+        self.training.clearLabelsButton.setEnabled(self._labels is not None and not exporting)
         self.export_panel.emptyFolderButton.setEnabled(
             self._export_folder is not None and not exporting and not self.jobs.busy("empty")
         )

@@ -14,13 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
+from tilesapp.core.annotations import Boxes
 from tilesapp.core.errors import Cancelled, ImageError
 from tilesapp.core.export import collect_inputs
-from tilesapp.core.pipeline import ImagePlan, preview
+from tilesapp.core.pipeline import ImagePlan, preview, preview_annotated
 from tilesapp.core.progress import Progress
 from tilesapp.core.settings import Settings
 from tilesapp.core.sources import SourceInfo, inspect_image
-from tilesapp.gui.viewer import DisplayImage, display_image
+from tilesapp.gui.viewer import DisplayImage, display_image, mask_overlay
 
 
 @dataclass
@@ -32,10 +33,18 @@ class Sources:
     infos: list[SourceInfo] = field(default_factory=list)
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (name, reason)
     skipped: list[Path] = field(default_factory=list)
+    images: list[Path] = field(default_factory=list)  # every image found, readable or not
+    root: Path | None = None  # common folder of the images; names are relative to it
 
     @property
     def paths(self) -> list[Path]:
         return [info.path for info in self.infos]
+
+    def names(self) -> dict[Path, str]:
+        """Each image's name as the export's manifest (and its train/val split) knows it."""
+        if self.root is None:
+            return {p: p.name for p in self.images}
+        return {p: p.relative_to(self.root).as_posix() for p in self.images}
 
     @property
     def label(self) -> str:
@@ -52,7 +61,9 @@ def inspect_sources(
     """List the images of a folder (or files) and read their metadata, one progress per image."""
     inputs = collect_inputs(sources, recursive)
     given = Path(sources) if isinstance(sources, (str, Path)) else [Path(p) for p in sources]
-    result = Sources(given, list(inputs.folders), skipped=list(inputs.skipped))
+    result = Sources(
+        given, list(inputs.folders), skipped=list(inputs.skipped), images=list(inputs.images), root=inputs.root
+    )
     n = len(inputs.images)
     for i, path in enumerate(inputs.images):
         if cancel.is_set():
@@ -68,12 +79,26 @@ def inspect_sources(
 
 @dataclass(frozen=True)
 class Preview:
-    """One recalibrated image of the folder, ready to be shown under its tile grid."""
+    """One recalibrated image of the folder, ready to be shown under its tile grid.
+
+    With a masks or labels folder, or the empty-tile filter on, it also carries the image's
+    mask and boxes on the same grid and which tiles the filter keeps.
+    """
 
     path: Path
     plan: ImagePlan
     values: np.ndarray  # (rows, cols, channels) float32, what hovering reads
     display: DisplayImage
+    mask: np.ndarray | None = None  # (rows, cols, channels) labels on the image's grid
+    overlay: np.ndarray | None = None  # the mask as RGBA for the screen (maybe reduced)
+    boxes: Boxes | None = None  # in pixels of the recalibrated image
+    foreground: np.ndarray | None = None  # (n_tiles,) share; None when the filter is off
+    keep: np.ndarray | None = None  # (n_tiles,) bool; None when the filter is off
+
+    @property
+    def annotated(self) -> bool:
+        """There is a mask or boxes to draw."""
+        return self.mask is not None or self.boxes is not None
 
 
 def preview_settings(settings: Settings) -> Settings:
@@ -85,8 +110,32 @@ def preview_settings(settings: Settings) -> Settings:
     return dataclasses.replace(settings, format="tif")
 
 
-def make_preview(path: Path, settings: Settings) -> Preview:
-    """Read, plan and recalibrate one image (engine), and prepare it for the screen."""
-    plan, image = preview(path, preview_settings(settings))
+def needs_annotations(settings: Settings, masks: Path | None, labels: Path | None) -> bool:
+    """Whether a preview must show annotations or the filter (the engine's annotated preview)."""
+    return masks is not None or labels is not None or settings.min_foreground > 0
+
+
+def make_preview(path: Path, settings: Settings, masks: Path | None = None, labels: Path | None = None) -> Preview:
+    """Read, plan and recalibrate one image (engine), and prepare it for the screen.
+
+    With ``masks`` / ``labels`` folders or the empty-tile filter on, also its mask, boxes and
+    kept tiles (raises the engine's ``ImageError`` when its mask or label file is missing or bad).
+    """
+    path = Path(path)
+    settings = preview_settings(settings)
+    if not needs_annotations(settings, masks, labels):
+        plan, image = preview(path, settings)
+        values = image[:, :, 0] if image.shape[2] == 1 else image
+        return Preview(path, plan, values, display_image(image, plan.info.axes))
+    result = preview_annotated(path, settings, masks, labels)
+    plan, image = result.plan, result.image
     values = image[:, :, 0] if image.shape[2] == 1 else image
-    return Preview(Path(path), plan, values, display_image(image, plan.info.axes))
+    display = display_image(image, plan.info.axes)
+    overlay = None
+    if result.mask is not None:
+        axes = "YXS" if result.mask.shape[2] in (3, 4) and result.mask.dtype == np.uint8 else "YX"
+        overlay = mask_overlay(result.mask, axes, display.data.shape[:2])
+    return Preview(
+        path, plan, values, display,
+        mask=result.mask, overlay=overlay, boxes=result.boxes, foreground=result.foreground, keep=result.keep,
+    )

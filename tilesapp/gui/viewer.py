@@ -1,4 +1,4 @@
-"""The central image view: pan/zoom, levels, tile grid overlay and a scale bar.
+"""The central image view: pan/zoom, levels, tile grid, mask and box overlays, a scale bar.
 
 Coordinates are data pixels with row 0 at the top: pixel ``(row, col)`` covers
 ``[col, col + 1] × [row, row + 1]``, so a tile box ``[y0:y1, x0:x1]`` is drawn as the rectangle
@@ -17,6 +17,7 @@ from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QPainter, QPen, QPicture
 from PySide6.QtWidgets import QGraphicsRectItem, QLabel, QStackedLayout, QWidget
 
+from tilesapp.core.annotations import Boxes, resize_nearest
 from tilesapp.core.geometry import TileGrid
 
 # Before any ImageItem exists: arrays are (rows, cols[, channels]) like everywhere else.
@@ -25,6 +26,10 @@ pg.setConfigOptions(imageAxisOrder="row-major")
 #: Outline colours cycled over tiles in "show all" mode, so overlapping tiles stay apart.
 TILE_COLORS = ("#4fc3f7", "#81c784", "#f06292", "#ba68c8", "#4db6ac", "#7986cb")  # no amber: the highlight's
 HIGHLIGHT_COLOR = "#ffd54f"
+#: Mask labels 1, 2, … and box classes 0, 1, … cycle through these (red marks dropped tiles).
+LABEL_COLORS = ("#00e676", "#ff9100", "#00b0ff", "#d500f9", "#ffea00", "#ff4081", "#1de9b6", "#c6ff00")
+DROPPED_COLOR = "#ff3d3d"
+MASK_ALPHA = 140
 #: Larger images are reduced for display (in the worker), so that the GUI thread never
 #: resamples megapixels at each zoom step; hovering still reads the full-resolution values.
 MAX_DISPLAY_SIDE = 4096
@@ -114,6 +119,41 @@ def robust_levels(data: np.ndarray, low: float = 0.1, high: float = 99.9) -> tup
     return (float(lo), float(hi))
 
 
+def mask_overlay(mask: np.ndarray, axes: str = "YX", shape: tuple[int, int] | None = None) -> np.ndarray:
+    """A label mask (rows, cols[, channels]) as a semi-transparent RGBA image, 0 transparent.
+
+    Label ``v > 0`` takes colour ``LABEL_COLORS[(v - 1) % n]``; a non-integer value counts as
+    label 1. A colour (RGB) mask keeps its own colours. Several channels of labels take the
+    colour of their first non-zero channel. ``shape`` reduces the result for display (nearest
+    neighbour, values are never mixed). Meant to run in a worker thread.
+    """
+    if mask.ndim == 2:
+        mask = mask[:, :, np.newaxis]
+    if shape is not None and tuple(shape) != mask.shape[:2]:
+        mask = resize_nearest(mask, tuple(shape))
+    rows, cols, channels = mask.shape
+    out = np.zeros((rows, cols, 4), np.uint8)
+    nonzero = np.any(mask != 0, axis=2)
+    if axes == "YXS" and channels in (3, 4):
+        colours = mask[:, :, :3].astype(np.float64)
+        if mask.dtype != np.uint8:
+            colours *= 255.0 / (float(colours.max()) or 1.0)
+        out[:, :, :3] = np.clip(colours, 0, 255)
+    else:
+        if channels == 1:
+            values = mask[:, :, 0]
+            if values.dtype.kind == "f":
+                whole = np.isfinite(values) & (np.mod(values, 1) == 0)
+                values = np.where(whole, np.abs(np.nan_to_num(values)), 1.0)
+            labels = np.abs(values.astype(np.int64, copy=False))
+        else:
+            labels = np.argmax(mask != 0, axis=2).astype(np.int64) + 1
+        table = np.array([pg.mkColor(c).getRgb()[:3] for c in LABEL_COLORS], np.uint8)
+        out[:, :, :3] = table[(labels - 1) % len(LABEL_COLORS)]
+    out[:, :, 3] = np.where(nonzero, MASK_ALPHA, 0)
+    return out
+
+
 def nice_length(max_length: float) -> float:
     """Largest round length (1, 2 or 5 × 10^k) not above ``max_length``.
 
@@ -192,8 +232,100 @@ class TileGridItem(pg.GraphicsObject):
         return QRectF(self._rect)
 
 
+class BoxesItem(pg.GraphicsObject):
+    """Every box of an image (YOLO labels), painted by one item, coloured by class."""
+
+    def __init__(self):
+        super().__init__()
+        self._picture = QPicture()
+        self._rect = QRectF()
+        self._count = 0
+        self.setZValue(8)
+        self.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
+
+    def __len__(self) -> int:
+        """Number of boxes drawn."""
+        return self._count
+
+    def set_boxes(self, boxes: Boxes | None) -> None:
+        """Draw ``boxes`` (x0, y0, x1, y1 in data pixels); nothing when None."""
+        self.prepareGeometryChange()
+        self._picture = QPicture()
+        self._rect = QRectF()
+        self._count = 0 if boxes is None else len(boxes)
+        if self._count:
+            painter = QPainter(self._picture)
+            painter.setBrush(Qt.BrushStyle.NoBrush)
+            for cls, (x0, y0, x1, y1) in zip(boxes.classes.tolist(), boxes.xyxy.tolist()):
+                pen = QPen(QColor(LABEL_COLORS[cls % len(LABEL_COLORS)]))
+                pen.setCosmetic(True)
+                pen.setWidthF(1.5)
+                painter.setPen(pen)
+                box = QRectF(x0, y0, x1 - x0, y1 - y0)
+                painter.drawRect(box)
+                self._rect = self._rect.united(box)
+            painter.end()
+        self.update()
+
+    def paint(self, painter, *args):
+        self._picture.play(painter)
+
+    def boundingRect(self) -> QRectF:
+        return QRectF(self._rect)
+
+
+class DroppedTilesItem(pg.GraphicsObject):
+    """The tiles that the empty-tile filter drops, painted by one item: a red cross at the
+    centre of each (crosses of overlapping tiles stay apart, unlike outlines)."""
+
+    def __init__(self):
+        super().__init__()
+        self._picture = QPicture()
+        self._rect = QRectF()
+        self._count = 0
+        self.setZValue(12)
+        self.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
+
+    def __len__(self) -> int:
+        """Number of tiles marked as dropped."""
+        return self._count
+
+    def set_tiles(self, grid: TileGrid | None, keep: np.ndarray | None) -> None:
+        """Mark the tiles of ``grid`` where ``keep`` is False (nothing when either is None)."""
+        self.prepareGeometryChange()
+        self._picture = QPicture()
+        self._rect = QRectF()
+        dropped = [] if grid is None or keep is None else [t for t in grid if not keep[t.index]]
+        self._count = len(dropped)
+        if dropped:
+            arm = grid.tile_size * 0.09
+            painter = QPainter(self._picture)
+            pen = QPen(QColor(DROPPED_COLOR))
+            pen.setCosmetic(True)
+            pen.setWidthF(2.5)
+            pen.setCapStyle(Qt.PenCapStyle.RoundCap)
+            painter.setPen(pen)
+            for tile in dropped:
+                # The centre of the tile's image part, where its pixels are.
+                centre = QPointF((tile.x0 + tile.x1) / 2, (tile.y0 + tile.y1) / 2)
+                painter.drawLine(centre + QPointF(-arm, -arm), centre + QPointF(arm, arm))
+                painter.drawLine(centre + QPointF(arm, -arm), centre + QPointF(-arm, arm))
+                self._rect = self._rect.united(QRectF(tile.x0, tile.y0, grid.tile_size, grid.tile_size))
+            painter.end()
+        self.update()
+
+    def paint(self, painter, *args):
+        self._picture.play(painter)
+
+    def boundingRect(self) -> QRectF:
+        return QRectF(self._rect)
+
+
 class ImageViewer(QWidget):
     """Image view with a histogram/levels bar, the tile overlay and a scale bar.
+
+    Over the image, from bottom to top: the mask (one RGBA image item), the boxes (one item),
+    all tile outlines (one item), the dropped tiles (one item), the current tile.
 
     Signals
     -------
@@ -209,8 +341,12 @@ class ImageViewer(QWidget):
         self._values: np.ndarray | None = None  # what hovering reads (not the display copy)
         self._pixel_size_um: float | None = None
         self._grid: TileGrid | None = None
+        self._keep: np.ndarray | None = None  # per tile: kept by the empty-tile filter
+        self._foreground: np.ndarray | None = None  # per tile: foreground share
+        self._mask: np.ndarray | None = None  # what hovering reads of the mask
         self._current: int | None = None
         self._show_all = False
+        self._show_annotations = True
 
         self.graphics = pg.GraphicsLayoutWidget()
         self.graphics.setObjectName("imageGraphics")
@@ -225,6 +361,16 @@ class ImageViewer(QWidget):
         self.histogram.setMaximumWidth(130)
         self.graphics.addItem(self.histogram, row=1, col=1)
 
+        self.mask_item = pg.ImageItem()
+        self.mask_item.setZValue(5)
+        self.mask_item.setVisible(False)
+        self.view.addItem(self.mask_item, ignoreBounds=True)
+        self.boxes_item = BoxesItem()
+        self.boxes_item.setVisible(False)
+        self.view.addItem(self.boxes_item, ignoreBounds=True)
+        self.dropped_item = DroppedTilesItem()
+        self.dropped_item.setVisible(False)
+        self.view.addItem(self.dropped_item, ignoreBounds=True)
         self.grid_item = TileGridItem()
         self.grid_item.setVisible(False)
         self.view.addItem(self.grid_item, ignoreBounds=True)
@@ -301,21 +447,61 @@ class ImageViewer(QWidget):
             self.view.autoRange(padding=0.02)
         self._update_scale_bar()
 
+    def set_title(self, title: str) -> None:
+        self.title.setText(title)
+
     def clear(self) -> None:
-        """Forget the image and the tiles."""
+        """Forget the image, the tiles and the annotations."""
         self._values = None
         self.image.clear()
         self.set_grid(None)
+        self.set_annotations(None, None)
         self.title.setText("")
         self._pixel_size_um = None
         self._update_scale_bar()
 
-    def set_grid(self, grid: TileGrid | None, current: int | None = None) -> None:
-        """Tiles to draw over the image, and the highlighted one."""
+    def set_grid(
+        self,
+        grid: TileGrid | None,
+        current: int | None = None,
+        keep: np.ndarray | None = None,
+        foreground: np.ndarray | None = None,
+    ) -> None:
+        """Tiles to draw over the image, and the highlighted one.
+
+        ``keep`` (per tile, bool) marks the tiles the empty-tile filter drops; ``foreground``
+        (per tile, share) is named in the current tile's label.
+        """
         self._grid = grid
+        self._keep = keep if grid is not None else None
+        self._foreground = foreground if grid is not None else None
         self.grid_item.set_grid(grid)
         self.grid_item.setVisible(grid is not None and self._show_all)
+        self.dropped_item.set_tiles(grid, self._keep)
+        self.dropped_item.setVisible(len(self.dropped_item) > 0)
         self.set_current_tile(current)
+
+    def set_annotations(
+        self, overlay: np.ndarray | None, boxes: Boxes | None, mask: np.ndarray | None = None
+    ) -> None:
+        """Draw a mask (``overlay``: RGBA from :func:`mask_overlay`, stretched over the image)
+        and boxes over the image; None removes them. ``mask`` is what hovering reports."""
+        self._mask = mask
+        if overlay is None:
+            self.mask_item.clear()
+        else:
+            self.mask_item.setImage(overlay, autoLevels=False, levels=(0, 255))
+            rows, cols = self._values.shape[:2] if self._values is not None else overlay.shape[:2]
+            self.mask_item.setRect(QRectF(0, 0, cols, rows))
+        self.mask_item.setVisible(overlay is not None and self._show_annotations)
+        self.boxes_item.set_boxes(boxes)
+        self.boxes_item.setVisible(boxes is not None and self._show_annotations)
+
+    def set_show_annotations(self, show: bool) -> None:
+        """Show the mask and boxes, or hide them."""
+        self._show_annotations = show
+        self.mask_item.setVisible(show and self.mask_item.image is not None)
+        self.boxes_item.setVisible(show and len(self.boxes_item) > 0)
 
     def set_show_all(self, show: bool) -> None:
         """Draw every tile outline, or the current tile only."""
@@ -333,7 +519,12 @@ class ImageViewer(QWidget):
         size = self._grid.tile_size
         self.highlight.setRect(QRectF(tile.x0, tile.y0, size, size))
         self.highlight.setVisible(True)
-        self.highlight_label.setText(f" tile {index} · row {tile.row}, col {tile.col} ")
+        text = f" tile {index} · row {tile.row}, col {tile.col}"
+        if self._foreground is not None:
+            text += f" · {100 * self._foreground[index]:.1f} % foreground"
+        if self._keep is not None and not self._keep[index]:
+            text += " · dropped"
+        self.highlight_label.setText(text + " ")
         self.highlight_label.setPos(QPointF(tile.x0, tile.y0))
         self.highlight_label.setVisible(True)
 
@@ -376,4 +567,8 @@ class ImageViewer(QWidget):
             text = f"{float(value):.6g}"
         else:
             text = ", ".join(f"{float(v):.5g}" for v in np.ravel(value)[:4])
-        self.hovered.emit(f"row {row}, col {col}   value {text}")
+        text = f"row {row}, col {col}   value {text}"
+        if self._mask is not None and self._mask.shape[:2] == (rows, cols):
+            label = self._mask[row, col]
+            text += "   mask " + ", ".join(f"{float(v):.6g}" for v in np.ravel(label)[:4])
+        self.hovered.emit(text)

@@ -5,5 +5,6 @@ from tilesapp.gui.panels.export import ExportPanel
 from tilesapp.gui.panels.media import MediaPanel
 from tilesapp.gui.panels.normalization import NormalizationPanel
 from tilesapp.gui.panels.tiles import TilesPanel
+from tilesapp.gui.panels.training import TrainingPanel
 
-__all__ = ["CalibrationPanel", "ExportPanel", "MediaPanel", "NormalizationPanel", "TilesPanel"]
+__all__ = ["CalibrationPanel", "ExportPanel", "MediaPanel", "NormalizationPanel", "TilesPanel", "TrainingPanel"]

@@ -44,7 +44,7 @@ class Panel(QGroupBox):
         for layout in layouts:
             if layout is None:
                 continue
-            layout.setSpacing(5)
+            layout.setSpacing(4)
             if layout is self.layout():
                 layout.setContentsMargins(8, 6, 8, 6)
 

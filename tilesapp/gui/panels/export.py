@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QGridLayout, QLabel, QProgressBar, QPushButton, QWidget
+from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
 
 from tilesapp.gui.panels._base import ERROR_STYLE, Panel, elide_path, note_label
 
@@ -46,6 +46,7 @@ class ExportPanel(Panel):
         self.progressBar.setValue(0)
         self.progressBar.setTextVisible(True)
         self.progressBar.setFormat("")
+        self.progressBar.setVisible(False)  # from the first export on: the column must fit a laptop screen
         self.hintLabel = note_label("", "exportHintLabel")
         self.warningLabel = QLabel()
         self.warningLabel.setObjectName("exportWarningLabel")
@@ -60,17 +61,20 @@ class ExportPanel(Panel):
         self.openFolderButton.setObjectName("openFolderButton")
         self.openFolderButton.setToolTip("Show the export folder in the file manager.")
 
+        # The folder's name and "Open folder" share a line: the column must fit a laptop screen.
+        folder_line = QHBoxLayout()
+        folder_line.addWidget(self.exportFolderLabel, 1)
+        folder_line.addWidget(self.openFolderButton)
         grid = QGridLayout(self)
         grid.addWidget(self.exportFolderButton, 0, 0)
         grid.addWidget(self.emptyFolderButton, 0, 1)
-        grid.addWidget(self.exportFolderLabel, 1, 0, 1, 2)
+        grid.addLayout(folder_line, 1, 0, 1, 2)
         grid.addWidget(self.warningLabel, 2, 0, 1, 2)
         grid.addWidget(self.exportButton, 3, 0)
         grid.addWidget(self.cancelButton, 3, 1)
         grid.addWidget(self.progressBar, 4, 0, 1, 2)
         grid.addWidget(self.hintLabel, 5, 0, 1, 2)
         grid.addWidget(self.summaryLabel, 6, 0, 1, 2)
-        grid.addWidget(self.openFolderButton, 7, 0, 1, 2)
 
         self.exportFolderButton.clicked.connect(self.selectFolderRequested)
         self.emptyFolderButton.clicked.connect(self.emptyFolderRequested)
@@ -79,7 +83,7 @@ class ExportPanel(Panel):
         self.openFolderButton.clicked.connect(self.openFolderRequested)
 
     def set_folder(self, text: str, tooltip: str = "") -> None:
-        self.exportFolderLabel.setText(elide_path(text))
+        self.exportFolderLabel.setText(elide_path(text, 34))
         self.exportFolderLabel.setToolTip(tooltip or text)
 
     def set_hint(self, text: str) -> None:
@@ -95,6 +99,7 @@ class ExportPanel(Panel):
 
     def set_progress(self, fraction: float | None, text: str = "") -> None:
         """Progress between 0 and 1; None for "busy, amount unknown"."""
+        self.progressBar.setVisible(True)
         if fraction is None:
             self.progressBar.setRange(0, 0)
         else:

@@ -48,10 +48,12 @@ class MediaPanel(Panel):
         form = QFormLayout()
         form.addRow("Sources:", self.sourcesLabel)
         form.addRow("Shape:", self.shapeLabel)
+        folder_line = QHBoxLayout()  # one line: the column must fit a laptop screen
+        folder_line.addWidget(self.folderLabel, 1)
+        folder_line.addWidget(self.recursiveCheck)
         layout = QVBoxLayout(self)
         layout.addLayout(buttons)
-        layout.addWidget(self.folderLabel)
-        layout.addWidget(self.recursiveCheck)
+        layout.addLayout(folder_line)
         layout.addLayout(form)
 
         self.loadButton.clicked.connect(self.loadRequested)
@@ -66,7 +68,7 @@ class MediaPanel(Panel):
 
     def set_folder(self, text: str, tooltip: str = "") -> None:
         """Name the loaded folder (or files)."""
-        self.folderLabel.setText(elide_path(text))
+        self.folderLabel.setText(elide_path(text, 30))
         self.folderLabel.setToolTip(tooltip or text)
 
     def set_sources(self, text: str, tooltip: str = "") -> None:

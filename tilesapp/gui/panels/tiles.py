@@ -32,6 +32,8 @@ class TilesPanel(Panel):
     currentTileChanged(int)
         The slider moved to tile ``index``.
     showAllToggled(bool)
+    showAnnotationsToggled(bool)
+        Draw the masks / boxes of the previewed image, or not.
     """
 
     FIELDS = ("tile_size", "overlap", "pad_mode")
@@ -39,6 +41,7 @@ class TilesPanel(Panel):
     anotherRequested = Signal()
     currentTileChanged = Signal(int)
     showAllToggled = Signal(bool)
+    showAnnotationsToggled = Signal(bool)
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__("Tiles", parent)
@@ -78,6 +81,10 @@ class TilesPanel(Panel):
         self.tileIndexLabel.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         self.showAllCheck = QCheckBox("Show all tiles")
         self.showAllCheck.setObjectName("showAllCheck")
+        self.showAnnotationsCheck = QCheckBox("Show masks/boxes")
+        self.showAnnotationsCheck.setObjectName("showAnnotationsCheck")
+        self.showAnnotationsCheck.setChecked(True)
+        self.showAnnotationsCheck.setToolTip("Draw the mask (coloured by label) or the boxes of the previewed image.")
         self.tileCountLabel = QLabel("–")
         self.tileCountLabel.setObjectName("tileCountLabel")
         self.tileCountLabel.setWordWrap(True)
@@ -101,6 +108,7 @@ class TilesPanel(Panel):
         slider.addWidget(self.tileIndexLabel)
         grid.addLayout(slider, 4, 0, 1, 4)
         grid.addWidget(self.showAllCheck, 5, 0, 1, 2)
+        grid.addWidget(self.showAnnotationsCheck, 5, 2, 1, 2)
         grid.addWidget(QLabel("Tiles:"), 6, 0)
         grid.addWidget(self.tileCountLabel, 6, 1, 1, 3)
 
@@ -111,6 +119,7 @@ class TilesPanel(Panel):
         self.anotherButton.clicked.connect(self.anotherRequested)
         self.tileSlider.valueChanged.connect(self._on_slider)
         self.showAllCheck.toggled.connect(self.showAllToggled)
+        self.showAnnotationsCheck.toggled.connect(self.showAnnotationsToggled)
         self.set_tiles(None)
 
     def values(self) -> dict[str, Any]:
@@ -132,8 +141,9 @@ class TilesPanel(Panel):
             self.overlapSpin.setMaximum(size - 1)
         self._emit_edited()
 
-    def set_tiles(self, count: int | None, text: str = "", current: int = 0) -> None:
-        """Tiles of the previewed image (None: no preview): slider range and count label."""
+    def set_tiles(self, count: int | None, text: str = "", current: int = 0, annotated: bool = False) -> None:
+        """Tiles of the previewed image (None: no preview): slider range and count label;
+        ``annotated``: the preview has a mask or boxes to show."""
         with self.updating():
             self.tileSlider.blockSignals(True)
             self.tileSlider.setRange(0, max(0, (count or 1) - 1))
@@ -142,6 +152,7 @@ class TilesPanel(Panel):
         has = bool(count)
         self.tileSlider.setEnabled(has)
         self.showAllCheck.setEnabled(has)
+        self.showAnnotationsCheck.setEnabled(has and annotated)
         self.tileCountLabel.setText(text if has else "– (preview an image)")
         self._show_index()
 
