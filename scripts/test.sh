@@ -3,6 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/system-deps.sh
-python3 -m pip install -q -e ".[test]"
+PIP_ROOT_USER_ACTION=ignore python3 -m pip install -q --disable-pip-version-check -e ".[test]"
 export QT_QPA_PLATFORM=offscreen
 exec python3 -m pytest "$@"
