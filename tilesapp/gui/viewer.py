@@ -8,7 +8,9 @@ from ``(x0, y0)`` to ``(x1, y1)``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -183,142 +185,128 @@ def format_length(length_um: float) -> str:
     return f"{length_um:.4g} µm"
 
 
-class TileGridItem(pg.GraphicsObject):
-    """Every tile outline of an image, painted by one item into a cached ``QPicture``.
+class PictureItem(pg.GraphicsObject):
+    """An overlay of many shapes painted once into a cached ``QPicture``: one item, not one
+    per shape, so thousands of tiles or boxes cost one paint call."""
+
+    def __init__(self, z: float):
+        super().__init__()
+        self._picture = QPicture()
+        self._rect = QRectF()
+        self._count = 0
+        self.setZValue(z)
+        self.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
+
+    def __len__(self) -> int:
+        """Number of shapes drawn."""
+        return self._count
+
+    def _redraw(self, shapes: list, draw: Callable[[QPainter, Any], QRectF]) -> None:
+        """Repaint: ``draw(painter, shape)`` paints one shape and returns its bounds."""
+        self.prepareGeometryChange()
+        self._picture = QPicture()
+        self._rect = QRectF()
+        self._count = len(shapes)
+        if shapes:
+            painter = QPainter(self._picture)
+            for shape in shapes:
+                self._rect = self._rect.united(draw(painter, shape))
+            painter.end()
+        self.update()
+
+    def paint(self, painter, *args):
+        self._picture.play(painter)
+
+    def boundingRect(self) -> QRectF:
+        return QRectF(self._rect)
+
+
+def _cosmetic_pen(color: str, width: float) -> QPen:
+    pen = QPen(QColor(color))
+    pen.setCosmetic(True)  # width in screen pixels, whatever the zoom
+    pen.setWidthF(width)
+    return pen
+
+
+class TileGridItem(PictureItem):
+    """Every tile outline of an image.
 
     Overlapping tiles share edges, so outlines cycle through a few colours; the part of a tile
     that lies beyond the image (padding) is hatched.
     """
 
     def __init__(self):
-        super().__init__()
-        self._picture = QPicture()
-        self._rect = QRectF()
-        self.setZValue(10)
-        self.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
+        super().__init__(z=10)
 
     def set_grid(self, grid: TileGrid | None) -> None:
         """Draw the tiles of ``grid`` (nothing when None)."""
-        self.prepareGeometryChange()
-        self._picture = QPicture()
-        self._rect = QRectF()
-        if grid is not None and len(grid):
-            size = grid.tile_size
-            painter = QPainter(self._picture)
-            hatch = QBrush(QColor(255, 255, 255, 60), Qt.BrushStyle.BDiagPattern)
-            for tile in grid:
-                box = QRectF(tile.x0, tile.y0, size, size)
-                if tile.pad_y or tile.pad_x:
-                    painter.setPen(Qt.PenStyle.NoPen)
-                    painter.setBrush(hatch)
-                    if tile.pad_x:
-                        painter.drawRect(QRectF(tile.x1, tile.y0, tile.pad_x, size))
-                    if tile.pad_y:
-                        painter.drawRect(QRectF(tile.x0, tile.y1, tile.x1 - tile.x0, tile.pad_y))
-                pen = QPen(QColor(TILE_COLORS[tile.index % len(TILE_COLORS)]))
-                pen.setCosmetic(True)  # width in screen pixels, whatever the zoom
-                pen.setWidthF(1.5)
-                painter.setPen(pen)
-                painter.setBrush(Qt.BrushStyle.NoBrush)
-                painter.drawRect(box)
-                self._rect = self._rect.united(box)
-            painter.end()
-        self.update()
+        if grid is None:
+            self._redraw([], lambda painter, tile: QRectF())
+            return
+        size = grid.tile_size
+        hatch = QBrush(QColor(255, 255, 255, 60), Qt.BrushStyle.BDiagPattern)
 
-    def paint(self, painter, *args):
-        self._picture.play(painter)
+        def draw(painter: QPainter, tile) -> QRectF:
+            if tile.pad_y or tile.pad_x:
+                painter.setPen(Qt.PenStyle.NoPen)
+                painter.setBrush(hatch)
+                if tile.pad_x:
+                    painter.drawRect(QRectF(tile.x1, tile.y0, tile.pad_x, size))
+                if tile.pad_y:
+                    painter.drawRect(QRectF(tile.x0, tile.y1, tile.x1 - tile.x0, tile.pad_y))
+            painter.setPen(_cosmetic_pen(TILE_COLORS[tile.index % len(TILE_COLORS)], 1.5))
+            painter.setBrush(Qt.BrushStyle.NoBrush)
+            box = QRectF(tile.x0, tile.y0, size, size)
+            painter.drawRect(box)
+            return box
 
-    def boundingRect(self) -> QRectF:
-        return QRectF(self._rect)
+        self._redraw(list(grid), draw)
 
 
-class BoxesItem(pg.GraphicsObject):
-    """Every box of an image (YOLO labels), painted by one item, coloured by class."""
+class BoxesItem(PictureItem):
+    """Every box of an image (YOLO labels), coloured by class."""
 
     def __init__(self):
-        super().__init__()
-        self._picture = QPicture()
-        self._rect = QRectF()
-        self._count = 0
-        self.setZValue(8)
-        self.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
-
-    def __len__(self) -> int:
-        """Number of boxes drawn."""
-        return self._count
+        super().__init__(z=8)
 
     def set_boxes(self, boxes: Boxes | None) -> None:
         """Draw ``boxes`` (x0, y0, x1, y1 in data pixels); nothing when None."""
-        self.prepareGeometryChange()
-        self._picture = QPicture()
-        self._rect = QRectF()
-        self._count = 0 if boxes is None else len(boxes)
-        if self._count:
-            painter = QPainter(self._picture)
+
+        def draw(painter: QPainter, box) -> QRectF:
+            cls, (x0, y0, x1, y1) = box
+            painter.setPen(_cosmetic_pen(LABEL_COLORS[cls % len(LABEL_COLORS)], 1.5))
             painter.setBrush(Qt.BrushStyle.NoBrush)
-            for cls, (x0, y0, x1, y1) in zip(boxes.classes.tolist(), boxes.xyxy.tolist()):
-                pen = QPen(QColor(LABEL_COLORS[cls % len(LABEL_COLORS)]))
-                pen.setCosmetic(True)
-                pen.setWidthF(1.5)
-                painter.setPen(pen)
-                box = QRectF(x0, y0, x1 - x0, y1 - y0)
-                painter.drawRect(box)
-                self._rect = self._rect.united(box)
-            painter.end()
-        self.update()
+            rect = QRectF(x0, y0, x1 - x0, y1 - y0)
+            painter.drawRect(rect)
+            return rect
 
-    def paint(self, painter, *args):
-        self._picture.play(painter)
-
-    def boundingRect(self) -> QRectF:
-        return QRectF(self._rect)
+        shapes = [] if boxes is None else list(zip(boxes.classes.tolist(), boxes.xyxy.tolist()))
+        self._redraw(shapes, draw)
 
 
-class DroppedTilesItem(pg.GraphicsObject):
-    """The tiles that the empty-tile filter drops, painted by one item: a red cross at the
-    centre of each (crosses of overlapping tiles stay apart, unlike outlines)."""
+class DroppedTilesItem(PictureItem):
+    """The tiles that the empty-tile filter drops: a red cross at the centre of each
+    (crosses of overlapping tiles stay apart, unlike outlines)."""
 
     def __init__(self):
-        super().__init__()
-        self._picture = QPicture()
-        self._rect = QRectF()
-        self._count = 0
-        self.setZValue(12)
-        self.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
-
-    def __len__(self) -> int:
-        """Number of tiles marked as dropped."""
-        return self._count
+        super().__init__(z=12)
 
     def set_tiles(self, grid: TileGrid | None, keep: np.ndarray | None) -> None:
         """Mark the tiles of ``grid`` where ``keep`` is False (nothing when either is None)."""
-        self.prepareGeometryChange()
-        self._picture = QPicture()
-        self._rect = QRectF()
         dropped = [] if grid is None or keep is None else [t for t in grid if not keep[t.index]]
-        self._count = len(dropped)
-        if dropped:
-            arm = grid.tile_size * 0.09
-            painter = QPainter(self._picture)
-            pen = QPen(QColor(DROPPED_COLOR))
-            pen.setCosmetic(True)
-            pen.setWidthF(2.5)
-            pen.setCapStyle(Qt.PenCapStyle.RoundCap)
+        arm = grid.tile_size * 0.09 if grid is not None else 0.0
+        pen = _cosmetic_pen(DROPPED_COLOR, 2.5)
+        pen.setCapStyle(Qt.PenCapStyle.RoundCap)
+
+        def draw(painter: QPainter, tile) -> QRectF:
             painter.setPen(pen)
-            for tile in dropped:
-                # The centre of the tile's image part, where its pixels are.
-                centre = QPointF((tile.x0 + tile.x1) / 2, (tile.y0 + tile.y1) / 2)
-                painter.drawLine(centre + QPointF(-arm, -arm), centre + QPointF(arm, arm))
-                painter.drawLine(centre + QPointF(arm, -arm), centre + QPointF(-arm, arm))
-                self._rect = self._rect.united(QRectF(tile.x0, tile.y0, grid.tile_size, grid.tile_size))
-            painter.end()
-        self.update()
+            # The centre of the tile's image part, where its pixels are.
+            centre = QPointF((tile.x0 + tile.x1) / 2, (tile.y0 + tile.y1) / 2)
+            painter.drawLine(centre + QPointF(-arm, -arm), centre + QPointF(arm, arm))
+            painter.drawLine(centre + QPointF(arm, -arm), centre + QPointF(-arm, arm))
+            return QRectF(tile.x0, tile.y0, grid.tile_size, grid.tile_size)
 
-    def paint(self, painter, *args):
-        self._picture.play(painter)
-
-    def boundingRect(self) -> QRectF:
-        return QRectF(self._rect)
+        self._redraw(dropped, draw)
 
 
 class ImageViewer(QWidget):
