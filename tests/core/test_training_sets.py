@@ -152,8 +152,9 @@ def test_malformed_label_line_fails_that_image_with_line_number(dataset, tmp_pat
 def test_filter_with_masks_counts_and_reproducibility(dataset, tmp_path):
     images, masks, _ = dataset
     settings = Settings(tile_size=64, overlap=16, min_foreground=0.05, keep_empty=0.5, seed=7)
-    _, summary = drain(run_export(images, tmp_path / "a", settings, masks=masks))
+    records, summary = drain(run_export(images, tmp_path / "a", settings, masks=masks))
     m = manifest(tmp_path / "a")
+    assert records[-1].done == records[-1].total == len(m["tiles"]) + len(m["dropped"])  # dropped tiles count as done
     for source in m["sources"]:
         grid = TileGrid.for_shape(tuple(source["scaled_shape"]), 64, 16)
         full = resize_nearest(tifffile.imread(masks / source["file"]), tuple(source["scaled_shape"]))

@@ -22,9 +22,13 @@ MASK_SUFFIXES = (".tif", ".tiff", ".png", ".bmp", ".jpg", ".jpeg")
 assert set(MASK_SUFFIXES) == set(IMAGE_SUFFIXES)
 
 
-def find_partner(folder: Path, stem: str, suffixes: tuple[str, ...]) -> Path | None:
-    """The file of ``folder`` named ``stem`` + one of ``suffixes`` (first match, any case)."""
-    by_name = {p.name.lower(): p for p in folder.iterdir() if p.is_file()}
+def folder_index(folder: Path) -> dict[str, Path]:
+    """The files of ``folder`` by lower-case name: list a folder once, look up many stems."""
+    return {p.name.lower(): p for p in folder.iterdir() if p.is_file()}
+
+
+def find_partner(by_name: dict[str, Path], stem: str, suffixes: tuple[str, ...]) -> Path | None:
+    """The file of a :func:`folder_index` named ``stem`` + one of ``suffixes`` (first match, any case)."""
     for suffix in suffixes:
         match = by_name.get(f"{stem}{suffix}".lower())
         if match is not None:

@@ -31,6 +31,7 @@ from tilesapp.core.annotations import (
     MASK_SUFFIXES,
     boxes_in_tile,
     find_partner,
+    folder_index,
     format_yolo,
     load_mask,
     read_yolo,
@@ -276,6 +277,7 @@ class _Export:
                  masks: Path | None = None, labels: Path | None = None):
         self.inputs, self.out, self.settings, self.cancel = inputs, out, settings, cancel
         self.masks, self.labels = masks, labels
+        self.index = {folder: folder_index(folder) for folder in (masks, labels) if folder is not None}
         self.workers = workers or os.cpu_count() or 1
         self.events: queue.Queue[int] = queue.Queue()
         self.stop_reason: str | None = None
@@ -337,11 +339,11 @@ class _Export:
     def _find_annotations(self, job: _Job) -> None:
         stem = job.path.stem
         if self.masks is not None:
-            job.mask = find_partner(self.masks, stem, MASK_SUFFIXES)
+            job.mask = find_partner(self.index[self.masks], stem, MASK_SUFFIXES)
             if job.mask is None:
                 raise ImageError(f"{job.name} has no mask in {self.masks} (looked for {stem}.tif, {stem}.png, …).")
         if self.labels is not None:
-            job.labels = find_partner(self.labels, stem, (".txt",))
+            job.labels = find_partner(self.index[self.labels], stem, (".txt",))
             if job.labels is None:
                 raise ImageError(
                     f"{job.name} has no label file {stem}.txt in {self.labels}; an image without objects needs an empty one."
@@ -397,7 +399,8 @@ class _Export:
             log.exception("unexpected error while exporting %s", job.path)
             job.status, job.error = "failed", f"{job.name}: unexpected error ({exc}); see the log file for details."
         if job.status in ("failed", "stopped"):
-            self.events.put(len(job.plan.grid) - len(job.tiles))  # the progress bar still reaches its end
+            # the progress bar still reaches its end: count the tiles this image will not write
+            self.events.put(len(job.plan.grid) - len(job.tiles) - len(job.dropped))
             # Half an image is worse than none in a training set: take its tiles back.
             for record in job.tiles:
                 for key in ("file", "mask", "label"):

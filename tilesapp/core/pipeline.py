@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tilesapp.core.annotations import MASK_SUFFIXES, Boxes, find_partner, load_mask, read_yolo, scale_boxes
+from tilesapp.core.annotations import MASK_SUFFIXES, Boxes, find_partner, folder_index, load_mask, read_yolo, scale_boxes
 from tilesapp.core.calibration import format_pixel_size, scale_factors, scaled_shape
 from tilesapp.core.errors import ImageError
 from tilesapp.core.geometry import TileGrid
@@ -144,7 +144,7 @@ def preview_annotated(
     path = Path(path)
     mask = boxes = None
     if masks is not None:
-        mask_path = find_partner(Path(masks), path.stem, MASK_SUFFIXES)
+        mask_path = find_partner(folder_index(Path(masks)), path.stem, MASK_SUFFIXES)
         if mask_path is None:
             raise ImageError(f"{path.name} has no mask in {masks} (looked for {path.stem}.tif, {path.stem}.png, …).")
         mask, _ = load_mask(mask_path, path.name, plan.info.shape_yx, plan.scaled_shape)
