@@ -164,3 +164,21 @@ def test_unexpected_error_goes_to_the_log_not_the_screen(folder, tmp_path, monke
     assert "unexpected error: something internal" in err and "Traceback" not in err
     assert str(log_path()) in err
     assert "Traceback" in log_path().read_text() and "something internal" in log_path().read_text()
+
+
+def test_relative_paths_from_the_current_folder(folder, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(folder.parent)
+    assert main(["info", folder.name, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["images"][0]["file"] == "a.tif"
+    assert main(["cut", folder.name, "out", "--patch-size", "256", "-q"]) == 0
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert [s["file"] for s in manifest["sources"]] == ["a.tif", "b.tif", "c.tif"]
+    assert main(["merge", "out", "merged", "-q"]) == 0
+    assert sorted(p.name for p in (tmp_path / "merged").iterdir()) == ["a.tif", "b.tif", "c.tif"]
+    assert main(["sample", folder.name, "mosaic.png", "-q"]) == 0 and (tmp_path / "mosaic.png").is_file()
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    for name, shape in (("a", (300, 400)), ("b", (256, 256)), ("c", (200, 500))):
+        tifffile.imwrite(masks / f"{name}.tif", np.ones(shape, np.uint8))
+    assert main(["cut", folder.name, "out2", "--masks", "masks", "--patch-size", "256", "-q"]) == 0
+    assert (tmp_path / "out2" / "masks" / "a_000.tif").is_file()

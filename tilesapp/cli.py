@@ -398,5 +398,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         log.exception("unexpected error in 'tilesapp %s'", " ".join(argv))
         where = f" Details are in {log_file}." if log_file else ""
-        _warn(f"tilesapp: unexpected error: {exc}.{where}")
+        _warn(f"tilesapp: unexpected error: {str(exc).rstrip('.')}.{where}")
         return EXIT_FAILED

@@ -150,7 +150,7 @@ class Inputs:
 def collect_inputs(sources: str | Path | Sequence[str | Path], recursive: bool = False) -> Inputs:
     """Images to export from a folder, or from a list of image files (as dropped on the window)."""
     if isinstance(sources, (str, os.PathLike)):
-        folder = Path(sources).expanduser()
+        folder = Path(sources).expanduser().absolute()  # relative names are made against it
         if not folder.exists():
             raise SettingsError("input", f"The input folder {folder} does not exist; check the path.")
         if folder.is_file():
@@ -161,7 +161,7 @@ def collect_inputs(sources: str | Path | Sequence[str | Path], recursive: bool =
                 raise SettingsError(
                     "input", f"The folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)}); choose the folder that holds them."
                 )
-            return Inputs(folder.absolute(), [folder.absolute()], list(scan.images), list(scan.skipped))
+            return Inputs(folder, [folder], list(scan.images), list(scan.skipped))
     files = [Path(p).expanduser().absolute() for p in sources]
     missing = [p for p in files if not p.is_file()]
     if missing:
