@@ -415,3 +415,13 @@ def test_colour_and_multichannel_images_preview_in_colour(window, tmp_path, load
         assert preview.display.data.ndim == 3 and preview.display.data.shape[2] == 3
         assert note in preview.display.note
     assert window.preview.values.shape == (50, 70, 2)
+
+
+def test_unreadable_images_are_counted_and_named(window, make_folder, load):
+    folder = make_folder("mixed", [((64, 64), 0.325)] * 2, extra_files=["notes.txt"])
+    (folder / "broken.tif").write_bytes(b"II*\x00junk")
+    load(window, folder)
+    label = find(window, "sourcesLabel")
+    # three images, as the export will count them; the broken one is named in the tooltip
+    assert label.text() == "3 images (1 unreadable, 1 other file skipped)"
+    assert "broken.tif" in label.toolTip() and "notes.txt" in label.toolTip()

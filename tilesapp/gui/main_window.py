@@ -449,7 +449,8 @@ class MainWindow(QMainWindow):
 
     def _show_sources(self, sources: Sources) -> None:
         infos = sources.infos
-        text = _plural(len(infos), "image")
+        # Unreadable images are images of the folder too: the count matches the export's.
+        text = _plural(len(infos) + len(sources.unreadable), "image")
         notes = []
         if sources.unreadable:
             notes.append(f"{len(sources.unreadable)} unreadable")
@@ -1170,7 +1171,7 @@ class MainWindow(QMainWindow):
             self.statusProgress.setValue(int(1000 * progress.fraction))
         else:
             self.statusProgress.setRange(0, 0)
-        text = " ".join(t for t in (prefix, progress.message) if t)
+        text = progress.message or prefix  # the engine's words say what is happening
         if progress.current:
             text += f": {progress.current}"
         if progress.images_total:
