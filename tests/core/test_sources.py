@@ -123,3 +123,16 @@ def test_scale_factor_and_rounding():
     assert scaled_shape((1400, 1400), scale_factors((0.5, 0.5), 0.325)) == (2154, 2154)
     assert scaled_shape((10, 6), (0.25, 1.25)) == (3, 8)  # halves round up (2.5 -> 3, not 2)
     assert scaled_shape((3, 3), (0.01, 0.01)) == (1, 1)
+
+
+def test_non_ascii_paths(tmp_path):
+    folder = tmp_path / "données µm"
+    folder.mkdir()
+    img = microscopy((20, 30))
+    cv2.imencode(".png", img)[1].tofile(str(folder / "cellule_é.png"))  # cv2.imwrite cannot on Windows
+    write_imagej(folder / "noyau_ü.tif", img, 0.5)
+    scan = scan_folder(folder)
+    assert [p.name for p in scan.images] == ["noyau_ü.tif", "cellule_é.png"]
+    for path in scan.images:
+        array, _ = read_image(path)
+        assert np.array_equal(array[..., 0], img)
