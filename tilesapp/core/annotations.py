@@ -36,6 +36,35 @@ def find_partner(by_name: dict[str, Path], stem: str, suffixes: tuple[str, ...])
     return None
 
 
+class AnnotationFolders:
+    """The masks and labels folders of a training set, each listed once, and how an image's
+    mask and label file are found in them (the export and the preview share this)."""
+
+    def __init__(self, masks: Path | None = None, labels: Path | None = None):
+        self.masks = None if masks is None else Path(masks)
+        self.labels = None if labels is None else Path(labels)
+        self._index = {folder: folder_index(folder) for folder in (self.masks, self.labels) if folder is not None}
+
+    def find(self, image: Path, name: str) -> tuple[Path | None, Path | None]:
+        """(mask file, label file) of ``image`` (None where no folder is set).
+
+        Raises :class:`ImageError` naming the image and the folder when one is missing.
+        """
+        stem = Path(image).stem
+        mask = labels = None
+        if self.masks is not None:
+            mask = find_partner(self._index[self.masks], stem, MASK_SUFFIXES)
+            if mask is None:
+                raise ImageError(f"{name} has no mask in {self.masks} (looked for {stem}.tif, {stem}.png, …).")
+        if self.labels is not None:
+            labels = find_partner(self._index[self.labels], stem, (".txt",))
+            if labels is None:
+                raise ImageError(
+                    f"{name} has no label file {stem}.txt in {self.labels}; an image without objects needs an empty one."
+                )
+        return mask, labels
+
+
 def resize_nearest(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Nearest-neighbour resampling of a (rows, cols, ...) array to ``shape``, any dtype.
 
@@ -69,6 +98,22 @@ def load_mask(mask_path: Path, image_name: str, image_shape_yx: tuple[int, int],
             f"{image_shape_yx[0]} × {image_shape_yx[1]} px; masks must have the image's shape."
         )
     return resize_nearest(mask, scaled_shape), info.axes
+
+
+def load_annotations(
+    mask_path: Path | None,
+    labels_path: Path | None,
+    image_name: str,
+    image_shape_yx: tuple[int, int],
+    scaled_shape: tuple[int, int],
+) -> tuple[np.ndarray | None, str | None, Boxes | None]:
+    """Mask (with its axes) and boxes of one image, on its recalibrated grid; None where absent."""
+    mask = mask_axes = boxes = None
+    if mask_path is not None:
+        mask, mask_axes = load_mask(mask_path, image_name, image_shape_yx, scaled_shape)
+    if labels_path is not None:
+        boxes = scale_boxes(*read_yolo(labels_path), scaled_shape)
+    return mask, mask_axes, boxes
 
 
 @dataclass(frozen=True)

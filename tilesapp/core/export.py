@@ -27,16 +27,7 @@ from typing import Any
 import numpy as np
 
 from tilesapp import __version__
-from tilesapp.core.annotations import (
-    MASK_SUFFIXES,
-    boxes_in_tile,
-    find_partner,
-    folder_index,
-    format_yolo,
-    load_mask,
-    read_yolo,
-    scale_boxes,
-)
+from tilesapp.core.annotations import AnnotationFolders, boxes_in_tile, format_yolo, load_annotations
 from tilesapp.core.errors import ImageError, OutputError, SettingsError, TilesError
 from tilesapp.core.geometry import Tile, index_width
 from tilesapp.core.normalize import cast, channel_range, check_fits, stretch
@@ -277,7 +268,7 @@ class _Export:
                  masks: Path | None = None, labels: Path | None = None):
         self.inputs, self.out, self.settings, self.cancel = inputs, out, settings, cancel
         self.masks, self.labels = masks, labels
-        self.index = {folder: folder_index(folder) for folder in (masks, labels) if folder is not None}
+        self.annotations = AnnotationFolders(masks, labels)
         self.workers = workers or os.cpu_count() or 1
         self.events: queue.Queue[int] = queue.Queue()
         self.stop_reason: str | None = None
@@ -319,7 +310,7 @@ class _Export:
                     break
                 try:
                     job.plan = plan_image(inspect_image(job.path), self.settings)
-                    self._find_annotations(job)
+                    job.mask, job.labels = self.annotations.find(job.path, job.name)
                 except ImageError as exc:
                     job.status, job.error = "failed", str(exc)
                 if time.monotonic() - last > _PROGRESS_INTERVAL:
@@ -335,19 +326,6 @@ class _Export:
         finally:
             self._finish()  # the manifest describes exactly what is on disk
         return self.summary
-
-    def _find_annotations(self, job: _Job) -> None:
-        stem = job.path.stem
-        if self.masks is not None:
-            job.mask = find_partner(self.index[self.masks], stem, MASK_SUFFIXES)
-            if job.mask is None:
-                raise ImageError(f"{job.name} has no mask in {self.masks} (looked for {stem}.tif, {stem}.png, …).")
-        if self.labels is not None:
-            job.labels = find_partner(self.index[self.labels], stem, (".txt",))
-            if job.labels is None:
-                raise ImageError(
-                    f"{job.name} has no label file {stem}.txt in {self.labels}; an image without objects needs an empty one."
-                )
 
     def _cut(self, total: int) -> Generator[Progress, None, None]:
         pending = [j for j in self.jobs if j.status == "pending" and j.plan is not None]
@@ -415,11 +393,7 @@ class _Export:
         may_have_nan = image.dtype.kind == "f"
         scaled = scale(image, plan)
         del image
-        mask = mask_axes = boxes = None
-        if job.mask is not None:
-            mask, mask_axes = load_mask(job.mask, job.name, plan.info.shape_yx, plan.scaled_shape)
-        if job.labels is not None:
-            boxes = scale_boxes(*read_yolo(job.labels), plan.scaled_shape)
+        mask, mask_axes, boxes = load_annotations(job.mask, job.labels, job.name, plan.info.shape_yx, plan.scaled_shape)
         fractions = keep = None
         if settings.min_foreground > 0:
             fractions = tile_foreground(plan.grid, scaled, mask, boxes)
@@ -484,8 +458,19 @@ class _Export:
 
     def _tile_record(self, job: _Job, tile: Tile, width: int, mask_format: str | None) -> dict[str, Any]:
         name = f"{job.stem}_{tile.index:0{width}d}"
-        record = _tile_record(job, tile, width, self.settings.format)
-        record["file"] = _join(self.folder(job.split, "images"), f"{name}.{self.settings.format}")
+        record: dict[str, Any] = {
+            "file": _join(self.folder(job.split, "images"), f"{name}.{self.settings.format}"),
+            "source": job.name,
+            "index": tile.index,
+            "row": tile.row,
+            "col": tile.col,
+            "y0": tile.y0,
+            "x0": tile.x0,
+            "y1": tile.y1,
+            "x1": tile.x1,
+            "pad_y": tile.pad_y,
+            "pad_x": tile.pad_x,
+        }
         if job.mask is not None:
             record["mask"] = _join(self.folder(job.split, "masks"), f"{name}.{mask_format}")
         if job.labels is not None:
@@ -559,22 +544,6 @@ def _mask_format(image_format: str, mask: np.ndarray | None) -> str | None:
     if image_format != "tif" and mask.dtype in (np.uint8, np.uint16) and mask.shape[2] in (1, 3, 4):
         return "png"
     return "tif"
-
-
-def _tile_record(job: _Job, tile: Tile, width: int, fmt: str) -> dict[str, Any]:
-    return {
-        "file": f"{job.stem}_{tile.index:0{width}d}.{fmt}",
-        "source": job.name,
-        "index": tile.index,
-        "row": tile.row,
-        "col": tile.col,
-        "y0": tile.y0,
-        "x0": tile.x0,
-        "y1": tile.y1,
-        "x1": tile.x1,
-        "pad_y": tile.pad_y,
-        "pad_x": tile.pad_x,
-    }
 
 
 def _source_record(job: _Job) -> dict[str, Any]:

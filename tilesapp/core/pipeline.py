@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tilesapp.core.annotations import MASK_SUFFIXES, Boxes, find_partner, folder_index, load_mask, read_yolo, scale_boxes
+from tilesapp.core.annotations import AnnotationFolders, Boxes, load_annotations
 from tilesapp.core.calibration import format_pixel_size, scale_factors, scaled_shape
 from tilesapp.core.errors import ImageError
 from tilesapp.core.geometry import TileGrid
@@ -142,17 +142,8 @@ def preview_annotated(
     """
     plan, image = preview(path, settings)
     path = Path(path)
-    mask = boxes = None
-    if masks is not None:
-        mask_path = find_partner(folder_index(Path(masks)), path.stem, MASK_SUFFIXES)
-        if mask_path is None:
-            raise ImageError(f"{path.name} has no mask in {masks} (looked for {path.stem}.tif, {path.stem}.png, …).")
-        mask, _ = load_mask(mask_path, path.name, plan.info.shape_yx, plan.scaled_shape)
-    if labels is not None:
-        label_path = Path(labels) / f"{path.stem}.txt"
-        if not label_path.is_file():
-            raise ImageError(f"{path.name} has no label file {label_path.name} in {labels}.")
-        boxes = scale_boxes(*read_yolo(label_path), plan.scaled_shape)
+    mask_path, labels_path = AnnotationFolders(masks, labels).find(path, path.name)
+    mask, _, boxes = load_annotations(mask_path, labels_path, path.name, plan.info.shape_yx, plan.scaled_shape)
     foreground = keep = None
     if settings.min_foreground > 0:
         foreground = tile_foreground(plan.grid, image, mask, boxes)
