@@ -247,7 +247,7 @@ def test_preview_annotated_matches_the_export(dataset):
     settings = Settings(tile_size=64, overlap=16, min_foreground=0.05, keep_empty=0.5, seed=7)
     p = preview_annotated(images / "img0.tif", settings, masks=masks, labels=labels)
     assert p.mask.shape[:2] == p.image.shape[:2] == p.plan.scaled_shape
-    assert len(p.boxes) == 2 and p.keep.shape == (len(p.plan.grid),)
+    assert len(p.boxes) == 2 and p.keep.shape == (len(p.plan.grid),) and p.mask_axes == "YX"
     fractions = tile_fractions(p.mask[..., 0] > 0, p.plan.grid)
     assert np.array_equal(p.keep, keep_tiles(fractions, 0.05, 0.5, 7, "img0.tif"))
     with pytest.raises(ImageError, match="no mask"):

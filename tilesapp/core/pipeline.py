@@ -120,7 +120,8 @@ def preview(path: str | Path, settings: Settings) -> tuple[ImagePlan, np.ndarray
 class AnnotatedPreview:
     """What the window shows for a training set: the image, its mask or boxes, kept tiles.
 
-    ``mask`` is (rows, cols, channels) on the recalibrated grid; ``boxes`` in its pixels;
+    ``mask`` is (rows, cols, channels) on the recalibrated grid, ``mask_axes`` the axes of its
+    file (YX, YXS for a colour mask, CYX); ``boxes`` in the image's pixels;
     ``foreground`` and ``keep`` are per tile (None when the filter is off).
     """
 
@@ -130,6 +131,7 @@ class AnnotatedPreview:
     boxes: Boxes | None = None
     foreground: np.ndarray | None = None
     keep: np.ndarray | None = None
+    mask_axes: str | None = None
 
 
 def preview_annotated(
@@ -143,9 +145,9 @@ def preview_annotated(
     plan, image = preview(path, settings)
     path = Path(path)
     mask_path, labels_path = AnnotationFolders(masks, labels).find(path, path.name)
-    mask, _, boxes = load_annotations(mask_path, labels_path, path.name, plan.info.shape_yx, plan.scaled_shape)
+    mask, mask_axes, boxes = load_annotations(mask_path, labels_path, path.name, plan.info.shape_yx, plan.scaled_shape)
     foreground = keep = None
     if settings.min_foreground > 0:
         foreground = tile_foreground(plan.grid, image, mask, boxes)
         keep = keep_tiles(foreground, settings.min_foreground, settings.keep_empty, settings.seed, path.name)
-    return AnnotatedPreview(plan, image, mask, boxes, foreground, keep)
+    return AnnotatedPreview(plan, image, mask, boxes, foreground, keep, mask_axes)

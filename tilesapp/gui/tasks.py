@@ -133,7 +133,7 @@ def make_preview(path: Path, settings: Settings, masks: Path | None = None, labe
     display = display_image(image, plan.info.axes)
     overlay = None
     if result.mask is not None:
-        axes = "YXS" if result.mask.shape[2] in (3, 4) and result.mask.dtype == np.uint8 else "YX"
+        axes = "YXS" if result.mask_axes == "YXS" else "YX"  # a colour mask keeps its colours
         overlay = mask_overlay(result.mask, axes, display.data.shape[:2])
     return Preview(
         path, plan, values, display,
