@@ -594,9 +594,7 @@ def _stop_message(exc: OSError, out: Path) -> str:
 
 def write_manifest(path: Path, manifest: dict[str, Any]) -> None:
     """Write ``manifest`` as JSON, atomically (temporary name, then rename)."""
-    tmp = path.with_name(f".{path.name}{PARTIAL_SUFFIX}")
-    tmp.write_text(json.dumps(manifest, indent=1, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text(path, json.dumps(manifest, indent=1, ensure_ascii=False))
 
 
 def read_manifest(folder: str | Path) -> dict[str, Any]:

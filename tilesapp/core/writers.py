@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -22,6 +24,20 @@ def partial_path(path: Path) -> Path:
     return path.with_name(f".{path.name}{PARTIAL_SUFFIX}")
 
 
+@contextmanager
+def atomic(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path to write ``path`` to: renamed to ``path`` when the block ends,
+    removed when it fails, so no half-written file ever stands under a final name."""
+    path = Path(path)
+    tmp = partial_path(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def write_image(
     path: str | Path,
     array: np.ndarray,
@@ -34,32 +50,18 @@ def write_image(
     The format follows the suffix (.tif/.tiff, .png, .jpg/.jpeg). TIFFs carry the pixel size
     (ImageJ metadata in µm when ImageJ can read the layout, resolution tags in cm otherwise).
     """
-    path = Path(path)
-    tmp = partial_path(path)
-    try:
-        suffix = path.suffix.lower()
+    suffix = Path(path).suffix.lower()
+    with atomic(path) as tmp:
         if suffix in (".tif", ".tiff"):
             _write_tiff(tmp, array, axes, pixel_size_um, compression)
         else:
-            data = encode(array, axes, suffix)
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+            tmp.write_bytes(encode(array, axes, suffix))
 
 
 def write_text(path: str | Path, text: str) -> None:
     """Write a small text file atomically (temporary name, then rename)."""
-    path = Path(path)
-    tmp = partial_path(path)
-    try:
+    with atomic(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 class TileWriter:
@@ -89,16 +91,10 @@ class TileWriter:
             write_image(path, array, axes, pixel_size_um)
             return
         head, tail = frame
-        tmp = partial_path(path)
-        try:
-            with open(tmp, "wb") as fh:
-                fh.write(head)
-                fh.write(memoryview(np.ascontiguousarray(array)).cast("B"))
-                fh.write(tail)
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        with atomic(path) as tmp, open(tmp, "wb") as fh:
+            fh.write(head)
+            fh.write(memoryview(np.ascontiguousarray(array)).cast("B"))
+            fh.write(tail)
 
 
 def _tiff_frame(shape, dtype, axes, pixel_size_um) -> tuple[bytes, bytes] | None:
