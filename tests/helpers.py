@@ -57,3 +57,12 @@ def drain(gen):
             records.append(next(gen))
     except StopIteration as stop:
         return records, stop.value
+
+
+def find(window, name: str):
+    """The widget of ``window`` whose objectName is ``name`` (the test fails when there is none)."""
+    from PySide6.QtWidgets import QWidget  # imported here: the engine's tests never load Qt
+
+    widget = window.findChild(QWidget, name)
+    assert widget is not None, name
+    return widget

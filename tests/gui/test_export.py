@@ -11,15 +11,11 @@ import numpy as np
 import pytest
 import tifffile
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtWidgets import QWidget
 
 from tilesapp.core.geometry import TileGrid
+from helpers import find
 
 PARTIAL = ".partial"
-
-
-def find(window, name):
-    return window.findChild(QWidget, name)
 
 
 def partial_files(folder):

@@ -12,6 +12,7 @@ from PySide6.QtWidgets import QCheckBox, QComboBox, QLabel, QLineEdit, QPushButt
 from tilesapp.core.geometry import TileGrid
 from tilesapp.core.settings import Settings, load_settings
 from tilesapp.gui import MainWindow
+from helpers import find
 
 OBJECT_NAMES = {
     "sourcesLabel": QLabel,
@@ -41,14 +42,6 @@ OBJECT_NAMES = {
     "exportButton": QPushButton,
     "cancelButton": QPushButton,
 }
-
-
-def find(window, name):
-    from PySide6.QtWidgets import QWidget
-
-    widget = window.findChild(QWidget, name)
-    assert widget is not None, name
-    return widget
 
 
 def combo_items(combo):

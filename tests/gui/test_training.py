@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 import tifffile
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QCheckBox, QDoubleSpinBox, QLabel, QPushButton, QSpinBox, QToolButton, QWidget
+from PySide6.QtWidgets import QCheckBox, QDoubleSpinBox, QLabel, QPushButton, QSpinBox, QToolButton
 
 from tilesapp.core.geometry import TileGrid
 from tilesapp.core.selection import keep_tiles, split_sources, tile_fractions
 from tilesapp.core.settings import load_settings
 from tilesapp.gui import MainWindow
+from helpers import find
 
 #: 128 × 192 px at the target pixel size (no resampling), tiles of 64 without overlap: 2 × 3.
 SHAPE, TILE = (128, 192), 64
@@ -34,12 +35,6 @@ OBJECT_NAMES = {
     "showAnnotationsCheck": QCheckBox,
     "splitLabel": QLabel,
 }
-
-
-def find(window, name):
-    widget = window.findChild(QWidget, name)
-    assert widget is not None, name
-    return widget
 
 
 def label_mask() -> np.ndarray:
