@@ -15,7 +15,7 @@ import numpy as np
 
 from tilesapp.core.errors import ImageError
 from tilesapp.core.geometry import Tile
-from tilesapp.core.sources import IMAGE_SUFFIXES, read_image
+from tilesapp.core.sources import IMAGE_SUFFIXES, SourceInfo, read_image
 
 #: Order in which a mask file is looked for next to the image's stem: lossless formats first.
 MASK_SUFFIXES = (".tif", ".tiff", ".png", ".bmp", ".jpg", ".jpeg")
@@ -92,12 +92,17 @@ def load_mask(mask_path: Path, image_name: str, image_shape_yx: tuple[int, int],
     Returns the (rows, cols, channels) mask and its axes.
     """
     mask, info = read_image(mask_path)
+    check_mask_shape(info, image_name, image_shape_yx)
+    return resize_nearest(mask, scaled_shape), info.axes
+
+
+def check_mask_shape(info: SourceInfo, image_name: str, image_shape_yx: tuple[int, int]) -> None:
+    """Raise :class:`ImageError` unless the mask described by ``info`` has the image's shape."""
     if info.shape_yx != tuple(image_shape_yx):
         raise ImageError(
-            f"{image_name}: its mask {mask_path.name} is {info.shape_yx[0]} × {info.shape_yx[1]} px but the image is "
+            f"{image_name}: its mask {info.path.name} is {info.shape_yx[0]} × {info.shape_yx[1]} px but the image is "
             f"{image_shape_yx[0]} × {image_shape_yx[1]} px; masks must have the image's shape."
         )
-    return resize_nearest(mask, scaled_shape), info.axes
 
 
 def load_annotations(

@@ -9,6 +9,7 @@ stops the run between two tiles; closing the generator does the same.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import errno
 import json
@@ -27,15 +28,39 @@ from typing import Any
 import numpy as np
 
 from tilesapp import __version__
-from tilesapp.core.annotations import AnnotationFolders, boxes_in_tile, format_yolo, load_annotations
+from tilesapp.core.annotations import (
+    AnnotationFolders,
+    box_coverage,
+    boxes_in_tile,
+    check_mask_shape,
+    format_yolo,
+    load_annotations,
+    read_yolo,
+    scale_boxes,
+)
 from tilesapp.core.errors import ImageError, OutputError, SettingsError, TilesError
 from tilesapp.core.geometry import Tile, index_width
 from tilesapp.core.normalize import cast, channel_range, check_fits, stretch
 from tilesapp.core.pipeline import ImagePlan, plan_image, scale
 from tilesapp.core.progress import Progress
-from tilesapp.core.selection import keep_tiles, split_sources, tile_foreground
+from tilesapp.core.regions import RegionReader
+from tilesapp.core.selection import foreground_map, keep_tiles, split_sources, tile_foreground, tile_fractions
 from tilesapp.core.settings import Settings
-from tilesapp.core.sources import IMAGE_SUFFIXES, from_yxc, inspect_image, read_image, scan_folder
+from tilesapp.core.sources import IMAGE_SUFFIXES, TIFF_SUFFIXES, from_yxc, inspect_image, read_image, scan_folder
+from tilesapp.core.stream import (
+    Band,
+    ChannelStats,
+    MaskRows,
+    MemoryGate,
+    ScaledRows,
+    band_bytes,
+    default_memory_limit,
+    histogram_range,
+    plan_bands,
+    source_range,
+    tile_rows_per_band,
+    whole_image_bytes,
+)
 from tilesapp.core.writers import PARTIAL_SUFFIX, TileWriter, write_text
 
 log = logging.getLogger(__name__)
@@ -47,6 +72,8 @@ _FATAL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EP
 _PAD_MODES = {"zero": "constant", "reflect": "reflect", "edge": "edge"}
 _MANIFEST_INTERVAL = 5.0  # seconds between two progressive manifest writes
 _PROGRESS_INTERVAL = 0.05
+#: Smallest memory limit accepted: a band of a few tile rows must fit.
+MIN_MEMORY_LIMIT = 64 << 20
 
 
 @dataclass
@@ -215,6 +242,7 @@ def run_export(
     workers: int | None = None,
     masks: str | Path | None = None,
     labels: str | Path | None = None,
+    memory_limit: int | None = None,
 ) -> Generator[Progress, None, ExportSummary]:
     """Cut every image of ``sources`` into tiles in ``output``; a generator of progress.
 
@@ -235,6 +263,10 @@ def run_export(
     masks, labels : path, optional
         Folders of label masks / YOLO label files named like the images (same stem). Masks are
         cut on the image's grid into ``masks/``, boxes into ``labels/``; tiles go to ``images/``.
+    memory_limit : int, optional
+        Bytes of pixels the export may hold at once (default: :func:`default_memory_limit`).
+        An image whose whole-image processing needs more than its workers' share is read
+        region by region and cut band by band (see :mod:`tilesapp.core.stream`).
 
     Returns
     -------
@@ -259,17 +291,21 @@ def run_export(
             raise OutputError(f"The {kind} folder {folder} is inside the export folder {out}; choose an export folder elsewhere.")
     check_output_folder(out, inputs.folders + [f for f in annotations.values() if f is not None], overwrite)
     _prepare_output(out)
-    export = _Export(inputs, out, settings, cancel or threading.Event(), workers, annotations["masks"], annotations["labels"])
+    if memory_limit is not None and memory_limit < MIN_MEMORY_LIMIT:
+        raise SettingsError("memory_limit", f"The memory limit must be at least {MIN_MEMORY_LIMIT >> 20} MB; got {memory_limit / 2**20:.0f} MB.")
+    export = _Export(inputs, out, settings, cancel or threading.Event(), workers, annotations["masks"], annotations["labels"],
+                     memory_limit or default_memory_limit())
     return (yield from export.run())
 
 
 class _Export:
     def __init__(self, inputs: Inputs, out: Path, settings: Settings, cancel: threading.Event, workers: int | None,
-                 masks: Path | None = None, labels: Path | None = None):
+                 masks: Path | None = None, labels: Path | None = None, memory_limit: int | None = None):
         self.inputs, self.out, self.settings, self.cancel = inputs, out, settings, cancel
         self.masks, self.labels = masks, labels
         self.annotations = AnnotationFolders(masks, labels)
         self.workers = workers or os.cpu_count() or 1
+        self.gate = MemoryGate(memory_limit or default_memory_limit())
         self.events: queue.Queue[int] = queue.Queue()
         self.stop_reason: str | None = None
         self.status = "running"
@@ -388,6 +424,24 @@ class _Export:
             job.dropped.clear()
 
     def _cut_image(self, job: _Job) -> None:
+        plan, settings = job.plan, self.settings
+        info = plan.info
+        need = whole_image_bytes(info.shape_yx, plan.scaled_shape, info.channels, np.dtype(info.dtype).itemsize,
+                                 np.dtype(settings.dtype).itemsize)
+        if need > self.gate.capacity // self.workers and info.path.suffix.lower() in TIFF_SUFFIXES:
+            self._cut_streamed(job)
+            return
+        held = self.gate.acquire(need, self.cancel)
+        try:
+            if held or not self.cancel.is_set():
+                self._cut_whole(job)
+            else:
+                job.status = "cancelled"
+        finally:
+            self.gate.release(held)
+
+    def _cut_whole(self, job: _Job) -> None:
+        """Cut an image that fits the memory limit: read and recalibrate it whole."""
         settings, plan = self.settings, job.plan
         image, _ = read_image(job.path)
         may_have_nan = image.dtype.kind == "f"
@@ -401,49 +455,176 @@ class _Export:
         norm = settings.norm
         # Global and none are done once on the whole image, not per tile: overlapping tiles
         # would repeat the work on up to twice the pixels. Local needs each tile's own range.
-        if norm == "none":
-            check_fits(scaled, settings.dtype, job.name)
-            job.normalization = {"mode": "none"}
-            scaled = cast(scaled, settings.dtype)
-        elif norm == "global":
+        if norm == "global":
             low, high = channel_range(scaled, settings.percentiles)
             job.normalization = {"mode": "global", "low": low.tolist(), "high": high.tolist()}
-            # in place: `scaled` is this thread's own copy (freshly read or resampled)
-            scaled = cast(stretch(scaled, low, high, settings.bounds, in_place=True, may_have_nan=may_have_nan), settings.dtype)
         else:
-            job.normalization = {"mode": "local"}
+            job.normalization = {"mode": norm}
+        # in place: `scaled` is this thread's own copy (freshly read or resampled)
+        scaled = self._normalize_band(job, scaled, may_have_nan)
+        cut = _Cut(mask_axes, _mask_format(settings.format, None if mask is None else mask.dtype,
+                                           None if mask is None else mask.shape[2]), boxes, fractions, keep, may_have_nan)
+        self._write_tiles(job, cut, range(len(plan.grid)), scaled, mask, 0)
+        if job.status == "pending":
+            job.status = "ok"
+
+    def _normalize_band(self, job: _Job, values: np.ndarray, may_have_nan: bool) -> np.ndarray:
+        """Apply global or no normalization to recalibrated rows (local is done per tile)."""
+        settings = self.settings
+        mode = job.normalization["mode"]
+        if mode == "none":
+            check_fits(values, settings.dtype, job.name)
+            return cast(values, settings.dtype)
+        if mode == "global":
+            low, high = np.array(job.normalization["low"]), np.array(job.normalization["high"])
+            return cast(stretch(values, low, high, settings.bounds, in_place=True, may_have_nan=may_have_nan), settings.dtype)
+        return values
+
+    def _cut_streamed(self, job: _Job) -> None:
+        """Cut an image too big for the memory limit: band by band, bands in parallel."""
+        settings, plan = self.settings, job.plan
+        info, grid = plan.info, plan.grid
+        with contextlib.ExitStack() as stack:
+            reader = stack.enter_context(RegionReader(job.path))
+            rows = ScaledRows(reader, plan.scaled_shape)
+            mask_rows = boxes = None
+            if job.mask is not None:
+                mask_reader = stack.enter_context(RegionReader(job.mask))
+                check_mask_shape(mask_reader.info, job.name, info.shape_yx)
+                mask_rows = MaskRows(mask_reader, plan.scaled_shape)
+            if job.labels is not None:
+                boxes = scale_boxes(*read_yolo(job.labels), plan.scaled_shape)
+            may_have_nan = reader.dtype.kind == "f"
+            out_itemsize = np.dtype(settings.dtype).itemsize
+
+            def nbytes(rows_out: int) -> int:
+                return band_bytes(rows_out, info.shape_yx, plan.scaled_shape, info.channels, reader.dtype.itemsize, out_itemsize)
+
+            k = tile_rows_per_band(grid, self.gate.capacity // self.workers, nbytes, self.workers)
+            bands = plan_bands(grid, k)
+            log.info("%s: %d × %d px after recalibration, cut in %d bands of %d tile rows",
+                     job.name, plan.scaled_shape[1], plan.scaled_shape[0], len(bands), k)
+
+            # Statistics first, when the normalization or the filter needs the whole image's.
+            norm, need_otsu = settings.norm, settings.min_foreground > 0 and mask_rows is None and boxes is None
+            stats = None
+            if norm == "global" or need_otsu:
+                hist = need_otsu or settings.percentiles != (0.0, 100.0)
+                value_range = None
+                if hist:  # a cheap read-only pass first: the histogram spans the values there are
+                    value_range = histogram_range(reader.dtype, source_range(reader, max(256, reader.chunk_rows())))
+                stats = ChannelStats(info.channels, value_range)
+                # each row counted once: only the rows no earlier band holds
+                if not self._map_bands(job, bands, lambda band: stats.add(rows.rows(band.y0, band.own_y1)), nbytes):
+                    return
+            if norm == "global":
+                low, high = stats.percentiles(*settings.percentiles)
+                job.normalization = {"mode": "global", "low": low.tolist(), "high": high.tolist()}
+            else:
+                job.normalization = {"mode": norm}
+
+            fractions = keep = None
+            if settings.min_foreground > 0:
+                fractions = np.zeros(len(grid))
+                if boxes is not None and mask_rows is None:
+                    fractions[:] = [box_coverage(boxes, t) for t in grid]
+                else:
+                    thresholds = None if mask_rows is not None else stats.otsu()
+
+                    def measure(band: Band) -> None:
+                        if mask_rows is not None:
+                            foreground = np.any(mask_rows.rows(band.y0, band.y1) != 0, axis=2)
+                        else:
+                            foreground = foreground_map(rows.rows(band.y0, band.y1), thresholds)
+                        tiles = band.tiles(grid)
+                        fractions[tiles.start : tiles.stop] = tile_fractions(foreground, grid, tiles, band.y0)
+
+                    if not self._map_bands(job, bands, measure, nbytes):
+                        return
+                keep = keep_tiles(fractions, settings.min_foreground, settings.keep_empty, settings.seed, job.name)
+
+            cut = _Cut(None if mask_rows is None else mask_rows.axes,
+                       None if mask_rows is None else _mask_format(settings.format, mask_rows.reader.dtype, mask_rows.reader.channels),
+                       boxes, fractions, keep, may_have_nan)
+
+            def write(band: Band) -> None:
+                values = self._normalize_band(job, rows.rows(band.y0, band.y1), may_have_nan)
+                mask = None if mask_rows is None else mask_rows.rows(band.y0, band.y1)
+                self._write_tiles(job, cut, band.tiles(grid), values, mask, band.y0)
+
+            if not self._map_bands(job, bands, write, nbytes):
+                return
+        job.tiles.sort(key=lambda record: record["index"])
+        job.dropped.sort(key=lambda record: record["index"])
+        if job.status == "pending":
+            job.status = "ok"
+
+    def _map_bands(self, job: _Job, bands: list[Band], work, nbytes) -> bool:
+        """Run ``work(band)`` for every band on all cores, each band holding its bytes of the
+        memory limit; the first error stops the other bands and is raised. False when the
+        run was cancelled."""
+        stop = threading.Event()
+        errors: list[BaseException] = []
+
+        def one(band: Band) -> None:
+            if stop.is_set() or self.cancel.is_set():
+                return
+            held = self.gate.acquire(nbytes(band.y1 - band.y0), self.cancel)
+            try:
+                if held and not stop.is_set() and not self.cancel.is_set():
+                    work(band)
+            except BaseException as exc:
+                stop.set()
+                errors.append(exc)
+            finally:
+                self.gate.release(held)
+
+        with ThreadPoolExecutor(max_workers=max(1, min(self.workers, len(bands))), thread_name_prefix="tilesapp-band") as pool:
+            list(pool.map(one, bands))
+        if errors:
+            raise errors[0]
+        if self.cancel.is_set():
+            job.status = "cancelled"
+            return False
+        return True
+
+    def _write_tiles(self, job: _Job, cut: _Cut, tiles, values: np.ndarray, mask: np.ndarray | None, y_offset: int) -> None:
+        """Write the tiles ``tiles`` (indices) of rows starting at image row ``y_offset``."""
+        settings, plan = self.settings, job.plan
         axes = plan.info.axes
         width = index_width(len(plan.grid))
         pad_y, pad_x = plan.grid.padding
-        mask_format = _mask_format(settings.format, mask)
         writer = TileWriter()
-        for tile in plan.grid:
-            if self.cancel.is_set():
-                job.status = "cancelled"
+        for index in tiles:
+            if self.cancel.is_set() or job.status != "pending":
+                if self.cancel.is_set():
+                    job.status = "cancelled"
                 return
-            record = self._tile_record(job, tile, width, mask_format)
-            if fractions is not None:
-                record["foreground"] = round(float(fractions[tile.index]), 6)
-                if not keep[tile.index]:
+            tile = plan.grid.tile(index)
+            record = self._tile_record(job, tile, width, cut.mask_format)
+            if cut.fractions is not None:
+                record["foreground"] = round(float(cut.fractions[tile.index]), 6)
+                if not cut.keep[tile.index]:
                     job.dropped.append({k: v for k, v in record.items() if k not in ("file", "mask", "label")})
                     self.events.put(1)
                     continue
-            values = scaled[tile.y0 : tile.y1, tile.x0 : tile.x1]
-            if norm == "local":
-                low, high = channel_range(values, settings.percentiles)
+            y0, y1 = tile.y0 - y_offset, tile.y1 - y_offset
+            piece = values[y0:y1, tile.x0 : tile.x1]
+            if settings.norm == "local":
+                low, high = channel_range(piece, settings.percentiles)
                 record["low"], record["high"] = low.tolist(), high.tolist()
-                values = cast(stretch(values, low, high, settings.bounds, may_have_nan=may_have_nan), settings.dtype)
+                piece = cast(stretch(piece, low, high, settings.bounds, may_have_nan=cut.may_have_nan), settings.dtype)
             if pad_y or pad_x:
-                values = _pad(values, pad_y, pad_x, settings.pad_mode)
+                piece = _pad(piece, pad_y, pad_x, settings.pad_mode)
             try:
-                writer.write(self.out / record["file"], from_yxc(values, axes), axes, plan.output_pixel_size_um)
+                writer.write(self.out / record["file"], from_yxc(piece, axes), axes, plan.output_pixel_size_um)
                 if mask is not None:
-                    piece = mask[tile.y0 : tile.y1, tile.x0 : tile.x1]
+                    part = mask[y0:y1, tile.x0 : tile.x1]
                     if pad_y or pad_x:
-                        piece = _pad(piece, pad_y, pad_x, settings.pad_mode)
-                    writer.write(self.out / record["mask"], from_yxc(piece, mask_axes), mask_axes, plan.output_pixel_size_um)
-                if boxes is not None:
-                    lines = boxes_in_tile(boxes, tile, settings.tile_size, settings.min_box_visibility)
+                        part = _pad(part, pad_y, pad_x, settings.pad_mode)
+                    writer.write(self.out / record["mask"], from_yxc(part, cut.mask_axes), cut.mask_axes, plan.output_pixel_size_um)
+                if cut.boxes is not None:
+                    lines = boxes_in_tile(cut.boxes, tile, settings.tile_size, settings.min_box_visibility)
                     write_text(self.out / record["label"], format_yolo(lines))
                     record["boxes"] = len(lines)
             except OSError as exc:
@@ -454,7 +635,6 @@ class _Export:
                 raise ImageError(f"{job.name}: writing {record['file']} failed ({exc.strerror or exc}).") from exc
             job.tiles.append(record)
             self.events.put(1)
-        job.status = "ok"
 
     def _tile_record(self, job: _Job, tile: Tile, width: int, mask_format: str | None) -> dict[str, Any]:
         name = f"{job.stem}_{tile.index:0{width}d}"
@@ -537,13 +717,25 @@ def _join(folder: str, name: str) -> str:
     return f"{folder}/{name}" if folder else name
 
 
-def _mask_format(image_format: str, mask: np.ndarray | None) -> str | None:
+def _mask_format(image_format: str, dtype, channels: int | None) -> str | None:
     """Masks go to .tif beside .tif images, else to lossless .png when it can hold them."""
-    if mask is None:
+    if dtype is None:
         return None
-    if image_format != "tif" and mask.dtype in (np.uint8, np.uint16) and mask.shape[2] in (1, 3, 4):
+    if image_format != "tif" and np.dtype(dtype) in (np.uint8, np.uint16) and channels in (1, 3, 4):
         return "png"
     return "tif"
+
+
+@dataclass(frozen=True)
+class _Cut:
+    """What the tiles of one image share while they are written."""
+
+    mask_axes: str | None
+    mask_format: str | None
+    boxes: Any
+    fractions: np.ndarray | None
+    keep: np.ndarray | None
+    may_have_nan: bool
 
 
 def _source_record(job: _Job) -> dict[str, Any]:

@@ -8,6 +8,8 @@ off linearly across the overlap so that seams between tiles fade.
 from __future__ import annotations
 
 import logging
+import math
+import queue
 import threading
 import time
 from collections import defaultdict
@@ -20,12 +22,15 @@ import cv2
 import numpy as np
 import tifffile
 
+from tilesapp.core.annotations import resize_nearest
 from tilesapp.core.errors import ImageError, SettingsError
 from tilesapp.core.export import _prepare_output, check_output_folder, read_manifest
 from tilesapp.core.progress import Progress
 from tilesapp.core.resample import resample, working_dtype
 from tilesapp.core.sources import TIFF_SUFFIXES, _read_other, from_yxc
-from tilesapp.core.writers import write_image
+from tilesapp.core.regions import RegionReader
+from tilesapp.core.stream import MaskRows, ScaledRows, default_memory_limit
+from tilesapp.core.writers import atomic, write_image
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +106,7 @@ def run_merge(
     restore_scale: bool = False,
     overwrite: bool = False,
     cancel: threading.Event | None = None,
+    memory_limit: int | None = None,
 ) -> Generator[Progress, None, MergeSummary]:
     """Rebuild every source of a tile folder's manifest into ``output`` (one TIFF per source).
 
@@ -117,6 +123,10 @@ def run_merge(
         integer tiles such as label masks, smooth otherwise).
     cancel : threading.Event, optional
         Set it to stop between two tiles.
+    memory_limit : int, optional
+        Bytes the merge may hold (default: :func:`tilesapp.core.stream.default_memory_limit`).
+        A source whose canvas would need more is merged row band by row band and written
+        progressively to a tiled BigTIFF.
     """
     tiles_folder = Path(tiles_folder).expanduser()
     manifest = read_manifest(tiles_folder)
@@ -141,10 +151,26 @@ def run_merge(
             reason = source.get("error") or f"its cut ended as '{source.get('status')}'"
             summary.not_cut.append((source["file"], reason))
     total = sum(len(by_source[s["file"]]) for s in sources)
+    limit = memory_limit or default_memory_limit()
     done, last = 0, 0.0
     for number, source in enumerate(sources):
         tiles = by_source[source["file"]]
         try:
+            rows, cols = source["scaled_shape"]
+            if rows * cols * (8 * _channels(source) + 8) > limit:
+                progress = _merge_streamed(tiles_folder, tiles, source, window, tile_size, out, restore_scale,
+                                           source["file"] in with_holes, cancel)
+                for step in progress:  # the number of tiles merged so far for this source
+                    if time.monotonic() - last > 0.05:
+                        last = time.monotonic()
+                        yield Progress(done + step, total, number, len(sources), source["file"], "Merging tiles")
+                if cancel.is_set():
+                    summary.cancelled = True
+                    return summary
+                done += len(tiles)
+                summary.written.append(out / f"{source['tile_stem']}.tif")
+                yield Progress(done, total, number + 1, len(sources), source["file"], "Merging tiles")
+                continue
             canvas = weights = None
             for tile in tiles:
                 if cancel.is_set():
@@ -192,7 +218,7 @@ def _write_merged(out: Path, source: dict[str, Any], canvas: np.ndarray, dtype: 
     if restore_scale and list(source["scaled_shape"]) != _shape_yx(source):
         rows, cols = _shape_yx(source)
         if dtype.kind in "iub":  # labels must stay labels: no interpolated values
-            canvas = cv2.resize(canvas, (cols, rows), interpolation=cv2.INTER_NEAREST).reshape(rows, cols, -1)
+            canvas = resize_nearest(canvas, (rows, cols))
         else:
             canvas = resample(canvas, (rows, cols))
         pixel_size = source.get("pixel_size_um")
@@ -216,3 +242,211 @@ def _write_merged(out: Path, source: dict[str, Any], canvas: np.ndarray, dtype: 
 def _shape_yx(source: dict[str, Any]) -> list[int]:
     shape, axes = source["shape"], source["axes"]
     return [shape[axes.index("Y")], shape[axes.index("X")]]
+
+
+def _channels(source: dict[str, Any]) -> int:
+    """Channels of a source as the manifest describes it (model outputs may have others)."""
+    shape, axes = source.get("shape") or [], source.get("axes") or "YX"
+    if axes == "YX" or len(shape) != len(axes):
+        return 1
+    return int(shape[0] if axes == "CYX" else shape[2])
+
+
+# --- big images: row bands, written as they are finished ----------------------------------------
+STRIP_TILE = 256  # tile size of the progressive BigTIFF
+
+
+class _TiledWriter:
+    """Writes a tiled BigTIFF from rows given top to bottom, holding one strip of tiles.
+
+    tifffile writes from an iterator of tiles; it runs in a thread fed through a small queue,
+    so the merge keeps its own loop (progress, cancel) and memory stays at a few strips.
+    """
+
+    def __init__(self, path: Path, shape: tuple[int, int, int], dtype: np.dtype, pixel_size_um):
+        self.shape, self.dtype = shape, np.dtype(dtype)
+        self._strip = np.zeros((STRIP_TILE, shape[1], shape[2]), self.dtype)
+        self._filled = 0
+        self._rows_done = 0
+        self._queue: queue.Queue = queue.Queue(maxsize=2 * math.ceil(shape[1] / STRIP_TILE))
+        self._error: BaseException | None = None
+        kwargs: dict[str, Any] = {"photometric": "minisblack", "planarconfig": "contig"}
+        if pixel_size_um is not None:
+            kwargs.update(resolution=(1e4 / pixel_size_um[1], 1e4 / pixel_size_um[0]), resolutionunit="CENTIMETER")
+        data_shape = shape if shape[2] > 1 else shape[:2]
+        self._atomic = atomic(path)
+        tmp = self._atomic.__enter__()
+        self._thread = threading.Thread(target=self._write, args=(tmp, data_shape, kwargs), daemon=True,
+                                        name="tilesapp-merge-writer")
+        self._thread.start()
+
+    def _tiles(self):
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            yield item
+
+    def _write(self, tmp: Path, data_shape, kwargs) -> None:
+        try:
+            tifffile.imwrite(tmp, self._tiles(), shape=data_shape, dtype=self.dtype, tile=(STRIP_TILE, STRIP_TILE),
+                             bigtiff=True, **kwargs)
+        except BaseException as exc:  # reported by close(); drain so put() never blocks
+            self._error = exc
+            while self._queue.get() is not None:
+                pass
+
+    def add(self, rows: np.ndarray) -> None:
+        """Append finished rows (rows, cols, channels), already of the output dtype."""
+        start = 0
+        while start < rows.shape[0]:
+            take = min(STRIP_TILE - self._filled, rows.shape[0] - start)
+            self._strip[self._filled : self._filled + take] = rows[start : start + take]
+            self._filled += take
+            start += take
+            if self._filled == STRIP_TILE:
+                self._flush()
+
+    def _flush(self) -> None:
+        if self._error is not None:
+            raise self._error
+        self._strip[self._filled :] = 0  # the padding of the last strip
+        cols, channels = self.shape[1], self.shape[2]
+        for x in range(0, cols, STRIP_TILE):
+            tile = np.zeros((STRIP_TILE, STRIP_TILE, channels), self.dtype)
+            part = self._strip[:, x : x + STRIP_TILE]
+            tile[:, : part.shape[1]] = part
+            self._queue.put(tile if channels > 1 else tile[..., 0])
+        self._rows_done += self._filled
+        self._filled = 0
+
+    def close(self, ok: bool = True) -> None:
+        """Finish the file (``ok``) or abandon it; raises what the writer thread met."""
+        if ok and self._filled:
+            self._flush()
+        self._queue.put(None)
+        self._thread.join()
+        error = self._error or (None if not ok or self._rows_done == self.shape[0] else
+                                RuntimeError(f"{self._rows_done} rows written of {self.shape[0]}"))
+        if ok and error is None:
+            self._atomic.__exit__(None, None, None)
+        else:
+            self._atomic.__exit__(type(error or KeyboardInterrupt), error, None)  # removes the partial file
+            if ok and error is not None:
+                raise error
+
+
+def _merge_streamed(tiles_folder: Path, tiles: list[dict[str, Any]], source: dict[str, Any], window: np.ndarray,
+                    tile_size: int, out: Path, restore_scale: bool, holes: bool, cancel: threading.Event):
+    """Merge one big source row band by row band into ``<stem>.tif``; yields tiles merged.
+
+    Rows are divided and written as soon as no later tile row reaches them, so memory holds
+    one tile row of canvas. With ``restore_scale`` the merged image is first written whole to
+    a temporary file, then resampled band by band from it.
+    """
+    rows, cols = source["scaled_shape"]
+    tiles = sorted(tiles, key=lambda t: (t["y0"], t["x0"]))
+    first = _read_existing(tiles_folder, tiles[0], source, tile_size)
+    channels, dtype = first.shape[2], first.dtype
+    out_dtype = dtype if dtype.kind in "iu" else np.dtype(np.float32 if dtype.itemsize <= 4 else np.float64)
+    restore = restore_scale and list(source["scaled_shape"]) != _shape_yx(source)
+    final = out / f"{source['tile_stem']}.tif"
+    target = final.with_name(f".{final.stem}.merged.partial.tif") if restore else final
+    writer = _TiledWriter(target, (rows, cols, channels), out_dtype,
+                          None if source.get("output_pixel_size_um") is None else tuple(source["output_pixel_size_um"]))
+    ok = False
+    try:
+        band_y0 = 0  # first row not yet written
+        canvas = np.zeros((tile_size, cols, channels))
+        weights = np.zeros((tile_size, cols))
+        merged = 0
+        i = 0
+        while i < len(tiles):
+            y0 = tiles[i]["y0"]
+            if y0 > band_y0:  # rows above this tile row are final: write them
+                _emit(writer, canvas, weights, y0 - band_y0, out_dtype, holes, source)
+                canvas, weights = _shift(canvas, weights, y0 - band_y0)
+                band_y0 = y0
+            while i < len(tiles) and tiles[i]["y0"] == y0:
+                if cancel.is_set():
+                    return
+                tile = tiles[i]
+                values = first if i == 0 else _read_existing(tiles_folder, tile, source, tile_size)
+                if values.shape[2] != channels:
+                    raise ImageError(f"{source['file']}: tile {tile['file']} has {values.shape[2]} channels, other tiles {channels}.")
+                ty0, tx0, ty1, tx1 = tile["y0"] - band_y0, tile["x0"], tile["y1"] - band_y0, tile["x1"]
+                w = window[: ty1 - ty0, : tx1 - tx0]
+                canvas[ty0:ty1, tx0:tx1] += values[: ty1 - ty0, : tx1 - tx0] * w[..., np.newaxis]
+                weights[ty0:ty1, tx0:tx1] += w
+                merged += 1
+                i += 1
+                yield merged
+        _emit(writer, canvas, weights, rows - band_y0, out_dtype, holes, source)
+        writer.close()
+        ok = True
+    finally:
+        if not ok:
+            writer.close(ok=False)
+    if restore:
+        try:
+            _restore_streamed(target, final, source, out_dtype, cancel)
+        finally:
+            target.unlink(missing_ok=True)
+
+
+def _read_existing(tiles_folder: Path, tile: dict[str, Any], source: dict[str, Any], tile_size: int) -> np.ndarray:
+    path = tiles_folder / tile["file"]
+    if not path.is_file():
+        raise ImageError(f"{source['file']}: tile {tile['file']} is missing from {tiles_folder}.")
+    return read_tile(path, tile_size)
+
+
+def _emit(writer: _TiledWriter, canvas, weights, n: int, dtype: np.dtype, holes: bool, source) -> None:
+    """Divide and write the first ``n`` rows of the canvas."""
+    if n <= 0:
+        return
+    if n > len(canvas):  # a whole tile row was dropped by the filter: a hole of zeros
+        _emit(writer, canvas, weights, len(canvas), dtype, holes, source)
+        if not holes:
+            raise ImageError(f"{source['file']}: the tiles do not cover the whole image; the manifest does not match the tiles.")
+        writer.add(np.zeros((n - len(canvas),) + canvas.shape[1:], dtype))
+        return
+    part, w = canvas[:n], weights[:n]
+    if not holes and np.any(w == 0):
+        raise ImageError(f"{source['file']}: the tiles do not cover the whole image; the manifest does not match the tiles.")
+    values = np.divide(part, w[..., np.newaxis], out=np.zeros_like(part), where=w[..., np.newaxis] > 0)
+    writer.add(_to_dtype(values, dtype))
+
+
+def _shift(canvas: np.ndarray, weights: np.ndarray, n: int):
+    """Drop the first ``n`` rows (written) and add ``n`` empty rows at the bottom."""
+    canvas = np.concatenate([canvas[n:], np.zeros((n,) + canvas.shape[1:])]) if n < len(canvas) else np.zeros_like(canvas)
+    weights = np.concatenate([weights[n:], np.zeros((n,) + weights.shape[1:])]) if n < len(weights) else np.zeros_like(weights)
+    return canvas, weights
+
+
+def _to_dtype(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        return np.clip(np.rint(values), info.min, info.max).astype(dtype)
+    return values.astype(dtype)
+
+
+def _restore_streamed(merged: Path, final: Path, source: dict[str, Any], dtype: np.dtype, cancel: threading.Event) -> None:
+    """Resample a merged image back to its source's size, band by band."""
+    rows, cols = _shape_yx(source)
+    with RegionReader(merged) as reader:
+        resampled = MaskRows(reader, (rows, cols)) if dtype.kind in "iub" else ScaledRows(reader, (rows, cols))
+        pixel_size = source.get("pixel_size_um")
+        writer = _TiledWriter(final, (rows, cols, reader.channels), dtype, None if pixel_size is None else tuple(pixel_size))
+        ok = False
+        try:
+            for y in range(0, rows, STRIP_TILE):
+                if cancel.is_set():
+                    return
+                writer.add(_to_dtype(resampled.rows(y, min(rows, y + STRIP_TILE)), dtype))
+            writer.close()
+            ok = True
+        finally:
+            if not ok:
+                writer.close(ok=False)

@@ -19,8 +19,11 @@ from tilesapp.core.geometry import TileGrid
 from tilesapp.core.resample import resample
 from tilesapp.core.selection import keep_tiles, tile_foreground
 from tilesapp.core.settings import Settings
-from tilesapp.core.sources import SourceInfo, read_image
+from tilesapp.core.sources import TIFF_SUFFIXES, SourceInfo, read_image
 
+#: Enlargement beyond which a recalibrated image bigger than memory is taken for a wrong
+#: calibration rather than streamed.
+MAX_STREAMED_ENLARGEMENT = 8.0
 #: Channels each format can store (1 = grey, 3 = RGB, 4 = RGBA).
 FORMAT_CHANNELS = {"tif": None, "png": (1, 3, 4), "jpg": (1, 3)}
 
@@ -82,9 +85,11 @@ def plan_image(info: SourceInfo, settings: Settings) -> ImagePlan:
         size_out = (target, target)
     shape = scaled_shape(info.shape_yx, factors)
     budget = memory_budget()
-    if budget is not None and shape[0] * shape[1] * info.channels * 4 > budget:
-        # Usually a wrong calibration (a print resolution read as a pixel size): say so
-        # rather than let the computer run out of memory.
+    whole = shape[0] * shape[1] * info.channels * 4
+    # Big TIFFs are cut band by band, so only a large enlargement that no memory could hold
+    # is refused: it is usually a wrong calibration (a print resolution read as a pixel size).
+    streamable = info.path.suffix.lower() in TIFF_SUFFIXES
+    if budget is not None and whole > budget and (not streamable or max(factors) > MAX_STREAMED_ENLARGEMENT):
         raise ImageError(
             f"{info.name} would be {shape[1]} × {shape[0]} px after recalibration (×{max(factors):.3g} from "
             f"{format_pixel_size(size_in)}{f' read from {origin}' if origin and origin != 'manual' else ''}), more than this "

@@ -37,17 +37,21 @@ def foreground_map(image: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     return np.any(image > thresholds.astype(image.dtype, copy=False), axis=2)
 
 
-def tile_fractions(foreground: np.ndarray, grid: TileGrid) -> np.ndarray:
+def tile_fractions(foreground: np.ndarray, grid: TileGrid, tiles=None, y_offset: int = 0) -> np.ndarray:
     """Share of foreground pixels in each tile's image region, (n_tiles,) float.
 
-    Uses an integral image, so the cost does not grow with the overlap.
+    ``tiles`` (indices, default all) may be a band of the grid whose ``foreground`` map starts
+    at image row ``y_offset``. Uses an integral image, so the cost does not grow with the overlap.
     """
     integral = np.zeros((foreground.shape[0] + 1, foreground.shape[1] + 1), np.int64)
     np.cumsum(np.cumsum(foreground, axis=0, dtype=np.int64), axis=1, out=integral[1:, 1:])
-    out = np.empty(len(grid))
-    for t in grid:
-        total = integral[t.y1, t.x1] - integral[t.y0, t.x1] - integral[t.y1, t.x0] + integral[t.y0, t.x0]
-        out[t.index] = total / ((t.y1 - t.y0) * (t.x1 - t.x0))
+    tiles = range(len(grid)) if tiles is None else tiles
+    out = np.empty(len(tiles))
+    for i, index in enumerate(tiles):
+        t = grid.tile(index)
+        y0, y1 = t.y0 - y_offset, t.y1 - y_offset
+        total = integral[y1, t.x1] - integral[y0, t.x1] - integral[y1, t.x0] + integral[y0, t.x0]
+        out[i] = total / ((t.y1 - t.y0) * (t.x1 - t.x0))
     return out
 
 
