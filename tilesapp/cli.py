@@ -8,6 +8,7 @@ to the log file.
 from __future__ import annotations
 
 import argparse
+import re
 import dataclasses
 import json
 import logging
@@ -101,6 +102,24 @@ def _pixel_size(text: str):
     raise argparse.ArgumentTypeError(f"expected 'auto', a number or Y,X; got {text!r}")
 
 
+_SIZE_UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+
+
+def memory_size(text: str) -> int | None:
+    """Bytes from '2GB', '512M', '1.5GiB' or '800' (MB); None for 'auto'.
+
+    >>> memory_size("2GB"), memory_size("512m"), memory_size("auto")
+    (2147483648, 536870912, None)
+    """
+    text = text.strip().upper().replace(" ", "")
+    if text == "AUTO":
+        return None
+    match = re.fullmatch(r"(\d+(?:\.\d*)?)(?:([KMG])I?B?)?", text)
+    if match is None or float(match.group(1)) <= 0:
+        raise argparse.ArgumentTypeError(f"expected a size such as 2GB or 512MB, or 'auto'; got {text!r}")
+    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2) or "M"])
+
+
 def _settings_parent() -> argparse.ArgumentParser:
     """Options that make a Settings object (cut, and info to count tiles)."""
     p = argparse.ArgumentParser(add_help=False)
@@ -147,8 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
     settings = _settings_parent()
     quiet = argparse.ArgumentParser(add_help=False)
     quiet.add_argument("-q", "--quiet", action="store_true", help="print errors only (for scripts)")
+    memory = argparse.ArgumentParser(add_help=False)
+    memory.add_argument("--memory-limit", type=memory_size, metavar="SIZE",
+                        help="memory for pixels, e.g. 2GB or 512MB (default: a quarter of this computer's memory); "
+                             "bigger images are read and processed in bands")
 
-    cut = sub.add_parser("cut", parents=[settings, quiet], help="cut every image of a folder into tiles",
+    cut = sub.add_parser("cut", parents=[settings, quiet, memory], help="cut every image of a folder into tiles",
                          description="Cut every image of INPUT into tiles in OUTPUT, with a manifest.json.")
     cut.add_argument("input", metavar="INPUT", help="folder of images (.tif/.tiff, .png, .jpg/.jpeg, .bmp)")
     cut.add_argument("output", metavar="OUTPUT", help="export folder (created if missing; must be empty)")
@@ -158,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     cut.add_argument("--masks", metavar="DIR", help="label masks named like the images (same stem), cut on the same grid")
     cut.add_argument("--labels", metavar="DIR", help="YOLO label files <stem>.txt (class cx cy w h), cut with the tiles")
 
-    merge = sub.add_parser("merge", parents=[quiet], help="merge tiles (or a model's outputs) back into images",
+    merge = sub.add_parser("merge", parents=[quiet, memory], help="merge tiles (or a model's outputs) back into images",
                            description="Rebuild every source image from the tiles of TILES (a folder written by "
                            "'tilesapp cut', whose tiles may be replaced by model outputs of the same names).")
     merge.add_argument("tiles", metavar="TILES", help="folder written by 'tilesapp cut'")
@@ -223,7 +246,7 @@ def cmd_cut(args) -> int:
         raise SettingsError("workers", f"--workers must be at least 1; got {args.workers}.")
     cancel = threading.Event()
     gen = run_export(args.input, args.output, settings, overwrite=args.overwrite, cancel=cancel, workers=args.workers,
-                     masks=args.masks, labels=args.labels)
+                     masks=args.masks, labels=args.labels, memory_limit=args.memory_limit)
     try:
         summary = drive(gen, ProgressBar("tiles", enabled=not args.quiet))
     except KeyboardInterrupt:
@@ -257,7 +280,8 @@ def cmd_cut(args) -> int:
 def cmd_merge(args) -> int:
     from tilesapp.core.merge import run_merge
 
-    gen = run_merge(args.tiles, args.output, blend=args.blend, restore_scale=args.restore_scale, overwrite=args.overwrite)
+    gen = run_merge(args.tiles, args.output, blend=args.blend, restore_scale=args.restore_scale, overwrite=args.overwrite,
+                    memory_limit=args.memory_limit)
     try:
         summary = drive(gen, ProgressBar("tiles", enabled=not args.quiet))
     except KeyboardInterrupt:

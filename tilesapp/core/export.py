@@ -154,6 +154,13 @@ def _prepare_output(out: Path) -> None:
         raise OutputError(f"Cannot write to the export folder {out} ({exc.strerror or exc}); choose a folder you can write to.") from exc
 
 
+def check_memory_limit(memory_limit: int | None) -> None:
+    """Refuse a memory limit too small for a band of tiles (:class:`SettingsError`)."""
+    if memory_limit is not None and memory_limit < MIN_MEMORY_LIMIT:
+        raise SettingsError("memory_limit", f"The memory limit must be at least {MIN_MEMORY_LIMIT >> 20} MB "
+                                            f"(got {memory_limit / 2**20:.0f} MB); give a larger --memory-limit.")
+
+
 # --- inputs ------------------------------------------------------------------------------------
 @dataclass
 class Inputs:
@@ -273,6 +280,7 @@ def run_export(
     ExportSummary
         As the generator's return value (``StopIteration.value``).
     """
+    check_memory_limit(memory_limit)
     inputs = collect_inputs(sources, settings.recursive)
     annotations = {"masks": masks, "labels": labels}
     for kind, folder in annotations.items():
@@ -291,8 +299,6 @@ def run_export(
             raise OutputError(f"The {kind} folder {folder} is inside the export folder {out}; choose an export folder elsewhere.")
     check_output_folder(out, inputs.folders + [f for f in annotations.values() if f is not None], overwrite)
     _prepare_output(out)
-    if memory_limit is not None and memory_limit < MIN_MEMORY_LIMIT:
-        raise SettingsError("memory_limit", f"The memory limit must be at least {MIN_MEMORY_LIMIT >> 20} MB; got {memory_limit / 2**20:.0f} MB.")
     export = _Export(inputs, out, settings, cancel or threading.Event(), workers, annotations["masks"], annotations["labels"],
                      memory_limit or default_memory_limit())
     return (yield from export.run())

@@ -24,7 +24,7 @@ import tifffile
 
 from tilesapp.core.annotations import resize_nearest
 from tilesapp.core.errors import ImageError, SettingsError
-from tilesapp.core.export import _prepare_output, check_output_folder, read_manifest
+from tilesapp.core.export import _prepare_output, check_memory_limit, check_output_folder, read_manifest
 from tilesapp.core.progress import Progress
 from tilesapp.core.resample import resample, working_dtype
 from tilesapp.core.sources import TIFF_SUFFIXES, _read_other, from_yxc
@@ -128,6 +128,7 @@ def run_merge(
         A source whose canvas would need more is merged row band by row band and written
         progressively to a tiled BigTIFF.
     """
+    check_memory_limit(memory_limit)
     tiles_folder = Path(tiles_folder).expanduser()
     manifest = read_manifest(tiles_folder)
     tile_size, overlap = int(manifest["tile_size"]), int(manifest["overlap"])

@@ -6,18 +6,28 @@ and the tile grid of one image under the current settings.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from tilesapp.core.annotations import AnnotationFolders, Boxes, load_annotations
+from tilesapp.core.annotations import (
+    AnnotationFolders,
+    Boxes,
+    check_mask_shape,
+    load_annotations,
+    read_yolo,
+    resize_nearest,
+    scale_boxes,
+)
 from tilesapp.core.calibration import format_pixel_size, scale_factors, scaled_shape
 from tilesapp.core.errors import ImageError
 from tilesapp.core.geometry import TileGrid
 from tilesapp.core.resample import resample
-from tilesapp.core.selection import keep_tiles, tile_foreground
+from tilesapp.core.regions import RegionReader
+from tilesapp.core.selection import auto_threshold, foreground_map, keep_tiles, reduced_fractions, tile_foreground
 from tilesapp.core.settings import Settings
 from tilesapp.core.sources import TIFF_SUFFIXES, SourceInfo, read_image
 
@@ -121,6 +131,34 @@ def preview(path: str | Path, settings: Settings) -> tuple[ImagePlan, np.ndarray
     return plan, scale(image, plan)
 
 
+#: Recalibrated pixels beyond which the window previews an image through a reduced overview.
+OVERVIEW_PIXELS = 40_000_000
+#: Longer side of an overview, in pixels.
+OVERVIEW_SIDE = 4096
+
+
+def needs_overview(plan: ImagePlan) -> bool:
+    """Whether an image is big enough to be previewed through a reduced overview."""
+    rows, cols = plan.scaled_shape
+    return rows * cols > OVERVIEW_PIXELS and plan.info.path.suffix.lower() in TIFF_SUFFIXES
+
+
+def overview(path: str | Path, settings: Settings, max_side: int = OVERVIEW_SIDE) -> tuple[ImagePlan, np.ndarray]:
+    """Plan one image and read a reduced view of its recalibrated image, without ever
+    holding the image whole: a pyramid level when the file has one, else every n-th pixel.
+
+    Returns the plan and a (rows, cols, channels) float image whose longer side is
+    ``max_side`` at most and which stands for the whole ``plan.scaled_shape``.
+    """
+    with RegionReader(path) as reader:
+        plan = plan_image(reader.info, settings)
+        rows, cols = plan.scaled_shape
+        factor = max(1.0, max(rows, cols) / max_side)
+        small, _ = reader.overview(math.ceil(max(reader.shape_yx) / factor))
+    shape = (max(1, round(rows / factor)), max(1, round(cols / factor)))
+    return plan, resample(small, shape)
+
+
 @dataclass(frozen=True)
 class AnnotatedPreview:
     """What the window shows for a training set: the image, its mask or boxes, kept tiles.
@@ -154,5 +192,35 @@ def preview_annotated(
     foreground = keep = None
     if settings.min_foreground > 0:
         foreground = tile_foreground(plan.grid, image, mask, boxes)
+        keep = keep_tiles(foreground, settings.min_foreground, settings.keep_empty, settings.seed, path.name)
+    return AnnotatedPreview(plan, image, mask, boxes, foreground, keep, mask_axes)
+
+
+def overview_annotated(
+    path: str | Path, settings: Settings, masks: str | Path | None = None, labels: str | Path | None = None,
+    max_side: int = OVERVIEW_SIDE,
+) -> AnnotatedPreview:
+    """:func:`preview_annotated` for a big image: ``image`` and ``mask`` are reduced views
+    (see :func:`overview`) standing for ``plan.scaled_shape``; boxes are in recalibrated
+    pixels; the filter's shares are measured on the reduced view, so they are approximate.
+    """
+    plan, image = overview(path, settings, max_side)
+    path = Path(path)
+    mask_path, labels_path = AnnotationFolders(masks, labels).find(path, path.name)
+    mask = mask_axes = boxes = None
+    if mask_path is not None:
+        with RegionReader(mask_path) as reader:
+            check_mask_shape(reader.info, path.name, plan.info.shape_yx)
+            small, _ = reader.overview(max(image.shape[:2]))
+            mask, mask_axes = resize_nearest(small, image.shape[:2]), reader.info.axes
+    if labels_path is not None:
+        boxes = scale_boxes(*read_yolo(labels_path), plan.scaled_shape)
+    foreground = keep = None
+    if settings.min_foreground > 0:
+        if mask is None and boxes is not None:
+            foreground = tile_foreground(plan.grid, image, None, boxes)
+        else:
+            fg = np.any(mask != 0, axis=2) if mask is not None else foreground_map(image, auto_threshold(image))
+            foreground = reduced_fractions(fg, plan.grid)
         keep = keep_tiles(foreground, settings.min_foreground, settings.keep_empty, settings.seed, path.name)
     return AnnotatedPreview(plan, image, mask, boxes, foreground, keep, mask_axes)

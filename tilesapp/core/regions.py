@@ -67,7 +67,7 @@ class RegionReader:
         else:
             import zarr  # imported here: only big tiled/strip images need it
 
-            self._array = zarr.open(level.aszarr(), mode="r")
+            self._array = zarr.open(series.aszarr(level=0), mode="r")
         self._axes = series.axes
         # tifffile's axes, and which of them the engine keeps (length-1 axes are dropped)
         self._keep = [a for a, n in zip(series.axes, series.shape) if n > 1 or a in "YX"]

@@ -55,6 +55,21 @@ def tile_fractions(foreground: np.ndarray, grid: TileGrid, tiles=None, y_offset:
     return out
 
 
+def reduced_fractions(foreground: np.ndarray, grid: TileGrid) -> np.ndarray:
+    """:func:`tile_fractions` measured on a reduced ``foreground`` map that stands for the
+    grid's whole image (each tile's box is scaled onto it, at least one pixel)."""
+    fy, fx = foreground.shape[0] / grid.shape[0], foreground.shape[1] / grid.shape[1]
+    integral = np.zeros((foreground.shape[0] + 1, foreground.shape[1] + 1), np.int64)
+    np.cumsum(np.cumsum(foreground, axis=0, dtype=np.int64), axis=1, out=integral[1:, 1:])
+    out = np.empty(len(grid))
+    for t in grid:
+        y0, x0 = int(t.y0 * fy), int(t.x0 * fx)
+        y1, x1 = max(y0 + 1, round(t.y1 * fy)), max(x0 + 1, round(t.x1 * fx))
+        total = integral[y1, x1] - integral[y0, x1] - integral[y1, x0] + integral[y0, x0]
+        out[t.index] = total / ((y1 - y0) * (x1 - x0))
+    return out
+
+
 def tile_foreground(grid: TileGrid, image: np.ndarray, mask: np.ndarray | None = None, boxes: Boxes | None = None) -> np.ndarray:
     """Foreground share of every tile: mask > 0 when a mask is given, else the boxes' cover,
     else pixels of ``image`` (before normalization) above an automatic threshold."""
