@@ -168,8 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     quiet.add_argument("-q", "--quiet", action="store_true", help="print errors only (for scripts)")
     memory = argparse.ArgumentParser(add_help=False)
     memory.add_argument("--memory-limit", type=memory_size, metavar="SIZE",
-                        help="memory for pixels, e.g. 2GB or 512MB (default: a quarter of this computer's memory); "
-                             "bigger images are read and processed in bands")
+                        help="memory for pixels, e.g. 2GB or 512MB (default: a quarter of this computer's memory, "
+                             "at most 512MB); bigger images are read and processed in bands")
 
     cut = sub.add_parser("cut", parents=[settings, quiet, memory], help="cut every image of a folder into tiles",
                          description="Cut every image of INPUT into tiles in OUTPUT, with a manifest.json.")

@@ -54,7 +54,15 @@ from tilesapp.gui.panels import (
 )
 from tilesapp.gui.panels.normalization import PRESET_LABELS
 from tilesapp.gui.settings_store import SettingsStore
-from tilesapp.gui.tasks import Preview, Sources, inspect_sources, make_preview, preview_settings
+from tilesapp.gui.tasks import (
+    Preview,
+    Sources,
+    TileDetail,
+    inspect_sources,
+    make_preview,
+    make_tile_detail,
+    preview_settings,
+)
 from tilesapp.gui.viewer import DisplayImage, ImageViewer
 from tilesapp.gui.workers import Job, JobRunner, JobSignals, one_step
 
@@ -125,6 +133,8 @@ class MainWindow(QMainWindow):
         A folder (or dropped files) was read.
     previewShown(Preview)
         A tile preview is on screen.
+    tileDetailShown(TileDetail)
+        The current tile of a big image's reduced preview is on screen at full resolution.
     sampleShown()
         The sample mosaic is on screen.
     exportEnded(object)
@@ -133,6 +143,7 @@ class MainWindow(QMainWindow):
 
     sourcesLoaded = Signal(object)
     previewShown = Signal(object)
+    tileDetailShown = Signal(object)
     sampleShown = Signal()
     exportEnded = Signal(object)
 
@@ -260,6 +271,7 @@ class MainWindow(QMainWindow):
         self.tiles.previewRequested.connect(self.preview_tiles)
         self.tiles.anotherRequested.connect(lambda: self.preview_tiles(another=True))
         self.tiles.currentTileChanged.connect(self.viewer.set_current_tile)
+        self.tiles.currentTileChanged.connect(self._request_tile_detail)
         self.tiles.showAllToggled.connect(self.viewer.set_show_all)
         self.tiles.showAnnotationsToggled.connect(self.viewer.set_show_annotations)
         self.training.masksFolderRequested.connect(self.select_masks_folder)
@@ -277,6 +289,10 @@ class MainWindow(QMainWindow):
         self._preview_timer.setSingleShot(True)
         self._preview_timer.setInterval(350)  # wait for the user to stop typing
         self._preview_timer.timeout.connect(self._refresh_preview)
+        self._detail_timer = QTimer(self)
+        self._detail_timer.setSingleShot(True)
+        self._detail_timer.setInterval(150)  # read one tile when the slider rests, not each one it passes
+        self._detail_timer.timeout.connect(self._read_tile_detail)
 
     def _restore_layout(self) -> None:
         # As large as the panel column needs (no scrolling) where the screen allows it.
@@ -799,6 +815,40 @@ class MainWindow(QMainWindow):
         foreground = preview.foreground if keep is not None else None
         self.viewer.set_grid(grid, current, keep, foreground)
         self.tiles.set_tiles(n, text, current, annotated=preview.annotated)
+        self._request_tile_detail()
+
+    def _request_tile_detail(self, *args) -> None:
+        """A reduced preview shows its current tile at full resolution, read from the file."""
+        if self._preview is not None and self._preview.reduced:
+            self._detail_timer.start()
+
+    def _read_tile_detail(self) -> None:
+        preview = self._preview
+        if preview is None or not preview.reduced or self._closing:
+            return
+        index = self.tiles.current_tile()
+        if not 0 <= index < len(preview.plan.grid):
+            return
+        tile = preview.plan.grid.tile(index)
+        if self.viewer.detail_box == (tile.y0, tile.y1, tile.x0, tile.x1):
+            return  # already on screen (same tile of a redrawn grid)
+        job = Job(one_step(make_tile_detail, preview, index), name=f"reading tile {index} of {preview.path.name}")
+        job.signals.finished.connect(self._on_tile_detail_ready)
+        job.signals.errored.connect(self._on_tile_detail_failed)
+        self.jobs.start("tile", job)
+
+    @_from_current_job
+    def _on_tile_detail_ready(self, detail: TileDetail) -> None:
+        preview = self._preview
+        if preview is None or detail.path != preview.path or detail.scaled_shape != tuple(preview.plan.scaled_shape):
+            return  # read for an image no longer on screen
+        self.viewer.set_detail(detail.display, detail.box, detail.values)
+        self.tileDetailShown.emit(detail)
+
+    @_from_current_job
+    def _on_tile_detail_failed(self, exc: BaseException) -> None:
+        # The reduced view is still there: a note, not a dialog.
+        self.statusBar().showMessage(f"Tile not shown at full resolution: {error_text(exc, 'reading the tile')}", 10000)
 
     @_from_current_job
     def _on_view_failed(self, exc: BaseException) -> None:
@@ -1287,6 +1337,7 @@ class MainWindow(QMainWindow):
         """Cancel background work (an export stops cleanly), remember the layout, close."""
         self._closing = True
         self._preview_timer.stop()
+        self._detail_timer.stop()
         if self.jobs.busy("export"):
             log.info("Window closed during an export: cancelling it")
         self.jobs.shutdown()

@@ -14,13 +14,24 @@ from pathlib import Path
 
 import numpy as np
 
+from tilesapp.core import pipeline
 from tilesapp.core.annotations import Boxes
 from tilesapp.core.errors import Cancelled, ImageError
 from tilesapp.core.export import collect_inputs
-from tilesapp.core.pipeline import ImagePlan, preview, preview_annotated
+from tilesapp.core.pipeline import (
+    ImagePlan,
+    needs_overview,
+    overview,
+    overview_annotated,
+    plan_image,
+    preview,
+    preview_annotated,
+)
 from tilesapp.core.progress import Progress
+from tilesapp.core.regions import RegionReader
 from tilesapp.core.settings import Settings
 from tilesapp.core.sources import SourceInfo, inspect_image
+from tilesapp.core.stream import ScaledRows
 from tilesapp.gui.viewer import DisplayImage, display_image, mask_overlay
 
 
@@ -83,13 +94,17 @@ class Preview:
 
     With a masks or labels folder, or the empty-tile filter on, it also carries the image's
     mask and boxes on the same grid and which tiles the filter keeps.
+
+    A big image is previewed through a reduced view (:attr:`reduced`): ``values``, ``mask``
+    and the display are smaller than ``plan.scaled_shape`` and stand for all of it, while the
+    tiles and boxes stay in recalibrated pixels (``display.extent``).
     """
 
     path: Path
     plan: ImagePlan
-    values: np.ndarray  # (rows, cols, channels) float32, what hovering reads
+    values: np.ndarray  # (rows, cols[, channels]) float32, what hovering reads
     display: DisplayImage
-    mask: np.ndarray | None = None  # (rows, cols, channels) labels on the image's grid
+    mask: np.ndarray | None = None  # (rows, cols, channels) labels on the grid of ``values``
     overlay: np.ndarray | None = None  # the mask as RGBA for the screen (maybe reduced)
     boxes: Boxes | None = None  # in pixels of the recalibrated image
     foreground: np.ndarray | None = None  # (n_tiles,) share; None when the filter is off
@@ -99,6 +114,11 @@ class Preview:
     def annotated(self) -> bool:
         """There is a mask or boxes to draw."""
         return self.mask is not None or self.boxes is not None
+
+    @property
+    def reduced(self) -> bool:
+        """``values`` is a reduced view of a big image, not its recalibrated pixels."""
+        return tuple(self.values.shape[:2]) != tuple(self.plan.scaled_shape)
 
 
 def preview_settings(settings: Settings) -> Settings:
@@ -120,17 +140,26 @@ def make_preview(path: Path, settings: Settings, masks: Path | None = None, labe
 
     With ``masks`` / ``labels`` folders or the empty-tile filter on, also its mask, boxes and
     kept tiles (raises the engine's ``ImageError`` when its mask or label file is missing or bad).
+    A big image (the engine's ``needs_overview``, decided from metadata) is read as a reduced
+    view, never whole.
     """
     path = Path(path)
     settings = preview_settings(settings)
-    if not needs_annotations(settings, masks, labels):
-        plan, image = preview(path, settings)
+    annotated = needs_annotations(settings, masks, labels)
+    big = needs_overview(plan_image(inspect_image(path), settings))
+    # Read at call time, not bound as a default argument, so the limit can be changed.
+    side = pipeline.OVERVIEW_SIDE
+    if not annotated:
+        plan, image = overview(path, settings, side) if big else preview(path, settings)
         values = image[:, :, 0] if image.shape[2] == 1 else image
-        return Preview(path, plan, values, display_image(image, plan.info.axes))
-    result = preview_annotated(path, settings, masks, labels)
+        return Preview(path, plan, values, _display(image, plan))
+    if big:
+        result = overview_annotated(path, settings, masks, labels, side)
+    else:
+        result = preview_annotated(path, settings, masks, labels)
     plan, image = result.plan, result.image
     values = image[:, :, 0] if image.shape[2] == 1 else image
-    display = display_image(image, plan.info.axes)
+    display = _display(image, plan)
     overlay = None
     if result.mask is not None:
         axes = "YXS" if result.mask_axes == "YXS" else "YX"  # a colour mask keeps its colours
@@ -139,3 +168,42 @@ def make_preview(path: Path, settings: Settings, masks: Path | None = None, labe
         path, plan, values, display,
         mask=result.mask, overlay=overlay, boxes=result.boxes, foreground=result.foreground, keep=result.keep,
     )
+
+
+def _display(image: np.ndarray, plan: ImagePlan) -> DisplayImage:
+    """The screen's copy of a preview's image, stretched over the whole recalibrated image
+    (a reduced view of a big image stands for all of it)."""
+    return display_image(image, plan.info.axes, extent=tuple(plan.scaled_shape))
+
+
+@dataclass(frozen=True)
+class TileDetail:
+    """One tile of a previewed image at full resolution, to lay over a reduced view."""
+
+    path: Path
+    scaled_shape: tuple[int, int]  # of the image it was read from, to recognise a stale one
+    index: int
+    box: tuple[int, int, int, int]  # (y0, y1, x0, x1) in recalibrated pixels, padding excluded
+    values: np.ndarray  # (rows, cols[, channels]) float32, the exact recalibrated pixels
+    display: DisplayImage
+
+
+def tile_pixels(path: Path, plan: ImagePlan, index: int) -> np.ndarray:
+    """The recalibrated pixels of tile ``index`` of ``plan`` (rows, cols, channels) float32,
+    as the whole-image recalibration gives them; reads only the source rows the tile needs."""
+    tile = plan.grid.tile(index)
+    with RegionReader(path) as reader:
+        if reader.shape_yx != plan.info.shape_yx:
+            raise ImageError(f"{plan.info.name} changed on disk while it was being previewed; preview it again.")
+        rows = ScaledRows(reader, plan.scaled_shape).rows(tile.y0, tile.y1)
+    return np.ascontiguousarray(rows[:, tile.x0:tile.x1], dtype=np.float32)
+
+
+def make_tile_detail(preview: Preview, index: int) -> TileDetail:
+    """Read tile ``index`` of a previewed image at full resolution, shown with the preview's levels."""
+    pixels = tile_pixels(preview.path, preview.plan, index)
+    tile = preview.plan.grid.tile(index)
+    values = pixels[:, :, 0] if pixels.shape[2] == 1 else pixels
+    display = display_image(pixels, preview.plan.info.axes, like=preview.display)
+    box = (tile.y0, tile.y1, tile.x0, tile.x1)
+    return TileDetail(preview.path, tuple(preview.plan.scaled_shape), index, box, values, display)

@@ -7,6 +7,7 @@ from ``(x0, y0)`` to ``(x1, y1)``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -49,27 +50,34 @@ class DisplayImage:
     levels: tuple[float, float]
     note: str = ""  # e.g. how channels were combined
     shape: tuple[int, int] | None = None
+    channel_levels: tuple[tuple[float, float], ...] = ()  # a composite's stretch of each channel
 
     @property
     def extent(self) -> tuple[int, int]:
         return self.shape if self.shape is not None else tuple(self.data.shape[:2])
 
 
-def display_image(image: np.ndarray, axes: str = "YX") -> DisplayImage:
+def display_image(
+    image: np.ndarray, axes: str = "YX", like: DisplayImage | None = None, extent: tuple[int, int] | None = None
+) -> DisplayImage:
     """Turn an engine image (rows, cols, channels) into something the view can show.
 
     Grey images keep their values (the histogram shows them); RGB stays RGB; several
     fluorescence channels become a colour composite, each channel stretched on its own.
-    Meant to run in a worker thread: it touches every pixel once.
+    ``like``: the display of the whole image this one is a part of, whose levels it takes so
+    that the part looks the same. ``extent``: the (rows, cols) that ``image`` stands for when it
+    is a reduced view of a big image. Meant to run in a worker thread: it touches every pixel once.
     """
     if image.ndim == 2:
         image = image[:, :, np.newaxis]
-    shown = _reduce(_combine(image, axes))
-    rows, cols = image.shape[:2]
+    shown = _reduce(_combine(image, axes, like))
+    rows, cols = extent if extent is not None else image.shape[:2]
     note = shown.note
     if shown.data.shape[:2] != (rows, cols):
-        note = ", ".join(n for n in (note, f"shown at 1/{math.ceil(cols / shown.data.shape[1])} resolution") if n)
-    return DisplayImage(shown.data, shown.levels, note, (rows, cols))
+        factor = max(rows / shown.data.shape[0], cols / shown.data.shape[1])
+        big = " (big image)" if (rows, cols) != image.shape[:2] else ""
+        note = ", ".join(n for n in (note, f"shown at 1/{math.ceil(factor - 1e-9)} resolution{big}") if n)
+    return dataclasses.replace(shown, note=note, shape=(int(rows), int(cols)))
 
 
 def _reduce(image: DisplayImage) -> DisplayImage:
@@ -80,21 +88,23 @@ def _reduce(image: DisplayImage) -> DisplayImage:
         return image
     size = (max(1, math.ceil(cols / factor)), max(1, math.ceil(rows / factor)))  # OpenCV wants (x, y)
     data = cv2.resize(np.ascontiguousarray(image.data), size, interpolation=cv2.INTER_AREA)
-    return DisplayImage(data, image.levels, image.note)
+    return dataclasses.replace(image, data=data)
 
 
-def _combine(image: np.ndarray, axes: str) -> DisplayImage:
+def _combine(image: np.ndarray, axes: str, like: DisplayImage | None = None) -> DisplayImage:
     """Grey stays grey, RGB stays RGB, fluorescence channels become a composite."""
     channels = image.shape[2]
     if channels == 1:
         data = image[:, :, 0]
-        return DisplayImage(data, robust_levels(data))
+        return DisplayImage(data, like.levels if like else robust_levels(data))
     if axes == "YXS":  # colour photographs: one set of levels for the three colours
         data = image[:, :, :3]
-        return DisplayImage(data, robust_levels(data), "" if channels == 3 else "alpha not shown")
-    stretched = []
+        levels = like.levels if like else robust_levels(data)
+        return DisplayImage(data, levels, "" if channels == 3 else "alpha not shown")
+    stretched, channel_levels = [], []
     for c in range(min(channels, 3)):
-        low, high = robust_levels(image[:, :, c])
+        low, high = like.channel_levels[c] if like and like.channel_levels else robust_levels(image[:, :, c])
+        channel_levels.append((low, high))
         stretched.append(np.clip((image[:, :, c] - low) / max(high - low, 1e-12), 0, 1).astype(np.float32))
     if len(stretched) == 2:  # green / magenta, readable by colour-blind users
         green, magenta = stretched
@@ -103,7 +113,7 @@ def _combine(image: np.ndarray, axes: str) -> DisplayImage:
     else:
         rgb = np.stack(stretched, axis=-1)
         note = "channels 1–3 as red, green, blue" + (f" (of {channels})" if channels > 3 else "")
-    return DisplayImage(rgb, (0.0, 1.0), note)
+    return DisplayImage(rgb, (0.0, 1.0), note, channel_levels=tuple(channel_levels))
 
 
 def robust_levels(data: np.ndarray, low: float = 0.1, high: float = 99.9) -> tuple[float, float]:
@@ -193,24 +203,29 @@ class PictureItem(pg.GraphicsObject):
         super().__init__()
         self._picture = QPicture()
         self._rect = QRectF()
-        self._count = 0
+        self._rects: list[QRectF] = []
         self.setZValue(z)
         self.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
 
     def __len__(self) -> int:
         """Number of shapes drawn."""
-        return self._count
+        return len(self._rects)
+
+    def rects(self) -> list[QRectF]:
+        """Bounds of each shape drawn, in data pixels (the picture itself cannot be inspected)."""
+        return list(self._rects)
 
     def _redraw(self, shapes: list, draw: Callable[[QPainter, Any], QRectF]) -> None:
         """Repaint: ``draw(painter, shape)`` paints one shape and returns its bounds."""
         self.prepareGeometryChange()
         self._picture = QPicture()
         self._rect = QRectF()
-        self._count = len(shapes)
+        self._rects = []
         if shapes:
             painter = QPainter(self._picture)
             for shape in shapes:
-                self._rect = self._rect.united(draw(painter, shape))
+                self._rects.append(draw(painter, shape))
+                self._rect = self._rect.united(self._rects[-1])
             painter.end()
         self.update()
 
@@ -312,8 +327,12 @@ class DroppedTilesItem(PictureItem):
 class ImageViewer(QWidget):
     """Image view with a histogram/levels bar, the tile overlay and a scale bar.
 
-    Over the image, from bottom to top: the mask (one RGBA image item), the boxes (one item),
-    all tile outlines (one item), the dropped tiles (one item), the current tile.
+    Over the image, from bottom to top: the full-resolution pixels of one tile when the image is
+    a reduced view (one image item), the mask (one RGBA image item), the boxes (one item), all
+    tile outlines (one item), the dropped tiles (one item), the current tile.
+
+    Everything is placed in data pixels of the image's extent (:attr:`DisplayImage.extent`),
+    whatever size the shown data and the hovered values have.
 
     Signals
     -------
@@ -327,6 +346,8 @@ class ImageViewer(QWidget):
         super().__init__(parent)
         self.setObjectName("imageViewer")
         self._values: np.ndarray | None = None  # what hovering reads (not the display copy)
+        self._extent: tuple[int, int] = (0, 0)  # (rows, cols) the image stands for
+        self._detail: tuple[tuple[int, int, int, int], np.ndarray] | None = None  # (box, values)
         self._pixel_size_um: float | None = None
         self._grid: TileGrid | None = None
         self._keep: np.ndarray | None = None  # per tile: kept by the empty-tile filter
@@ -348,6 +369,15 @@ class ImageViewer(QWidget):
         self.histogram = pg.HistogramLUTItem(self.image)
         self.histogram.setMaximumWidth(130)
         self.graphics.addItem(self.histogram, row=1, col=1)
+
+        # Over a reduced view: one tile at full resolution; it follows the histogram's levels.
+        self.detail_item = pg.ImageItem()
+        self.detail_item.setZValue(1)
+        self.detail_item.setVisible(False)
+        self.view.addItem(self.detail_item, ignoreBounds=True)
+        for signal in (self.histogram.sigLevelsChanged, self.histogram.sigLevelChangeFinished,
+                       self.histogram.sigLookupTableChanged):
+            signal.connect(self._sync_detail)
 
         self.mask_item = pg.ImageItem()
         self.mask_item.setZValue(5)
@@ -418,14 +448,17 @@ class ImageViewer(QWidget):
     ) -> None:
         """Show ``image``; ``values`` is what hovering reports, ``pixel_size_um`` enables the scale bar.
 
-        ``keep_view`` keeps the zoom when the new image has the same shape (same image,
-        recomputed).
+        ``values`` may be smaller than the image's extent (a reduced view of a big image):
+        hovering then reads the value at the same relative place. ``keep_view`` keeps the zoom
+        when the new image has the same extent (same image, recomputed).
         """
-        same_shape = self._values is not None and values is not None and self._values.shape[:2] == values.shape[:2]
+        same_shape = self._values is not None and values is not None and self._extent == tuple(image.extent)
         self._values = values if values is not None else image.data
+        self._extent = tuple(image.extent)
         self._pixel_size_um = pixel_size_um
+        self.set_detail(None)
         self.image.setImage(image.data, autoLevels=False, levels=image.levels)
-        rows, cols = image.extent
+        rows, cols = self._extent
         self.image.setRect(QRectF(0, 0, cols, rows))  # data pixels, whatever size is displayed
         self.histogram.setHistogramRange(*image.levels, padding=0.05)
         self.histogram.setLevels(*image.levels)
@@ -441,6 +474,8 @@ class ImageViewer(QWidget):
     def clear(self) -> None:
         """Forget the image, the tiles and the annotations."""
         self._values = None
+        self._extent = (0, 0)
+        self.set_detail(None)
         self.image.clear()
         self.set_grid(None)
         self.set_annotations(None, None)
@@ -479,11 +514,39 @@ class ImageViewer(QWidget):
             self.mask_item.clear()
         else:
             self.mask_item.setImage(overlay, autoLevels=False, levels=(0, 255))
-            rows, cols = self._values.shape[:2] if self._values is not None else overlay.shape[:2]
+            rows, cols = self._extent if self._values is not None else overlay.shape[:2]
             self.mask_item.setRect(QRectF(0, 0, cols, rows))
         self.mask_item.setVisible(overlay is not None and self._show_annotations)
         self.boxes_item.set_boxes(boxes)
         self.boxes_item.setVisible(boxes is not None and self._show_annotations)
+
+    def set_detail(
+        self, image: DisplayImage | None, box: tuple[int, int, int, int] | None = None, values: np.ndarray | None = None
+    ) -> None:
+        """Lay full-resolution pixels over part of a reduced image: ``image`` covers ``box``
+        (y0, y1, x0, x1) in data pixels and hovering inside it reads ``values``; None removes it."""
+        if image is None or box is None:
+            self._detail = None
+            self.detail_item.clear()
+            self.detail_item.setVisible(False)
+            return
+        y0, y1, x0, x1 = box
+        self._detail = (box, values if values is not None else image.data)
+        self.detail_item.setImage(image.data, autoLevels=False, levels=image.levels)
+        self.detail_item.setRect(QRectF(x0, y0, x1 - x0, y1 - y0))
+        self.detail_item.setVisible(True)
+        self._sync_detail()
+
+    @property
+    def detail_box(self) -> tuple[int, int, int, int] | None:
+        """Where full-resolution pixels are laid over the image (y0, y1, x0, x1), if anywhere."""
+        return self._detail[0] if self._detail is not None else None
+
+    def _sync_detail(self, *args) -> None:
+        # The user's levels and colour map apply to the tile as to the image under it.
+        if self._detail is not None and self.image.levels is not None:
+            self.detail_item.setLookupTable(self.image.lut, update=False)
+            self.detail_item.setLevels(self.image.levels)
 
     def set_show_annotations(self, show: bool) -> None:
         """Show the mask and boxes, or hide them."""
@@ -545,18 +608,31 @@ class ImageViewer(QWidget):
             self.hovered.emit("")
             return
         point = self.view.mapSceneToView(pos)
-        row, col = int(math.floor(point.y())), int(math.floor(point.x()))
-        rows, cols = self._values.shape[:2]
-        if not (0 <= row < rows and 0 <= col < cols):
-            self.hovered.emit("")
-            return
-        value = self._values[row, col]
+        self.hovered.emit(self.readout(int(math.floor(point.y())), int(math.floor(point.x()))))
+
+    def readout(self, row: int, col: int) -> str:
+        """What hovering data pixel (row, col) reports ("" outside the image).
+
+        Over a reduced view the value is the reduced one at the same relative place (said so),
+        except inside the tile laid over it at full resolution.
+        """
+        rows, cols = self._extent
+        if self._values is None or not (0 <= row < rows and 0 <= col < cols):
+            return ""
+        values_rows, values_cols = self._values.shape[:2]
+        # Integer arithmetic: exact for any size, and the identity when nothing is reduced.
+        r, c = row * values_rows // rows, col * values_cols // cols
+        value, exact = self._values[r, c], (values_rows, values_cols) == (rows, cols)
+        if self._detail is not None:
+            (y0, y1, x0, x1), detail = self._detail
+            if y0 <= row < y1 and x0 <= col < x1:
+                value, exact = detail[row - y0, col - x0], True
         if np.ndim(value) == 0:
             text = f"{float(value):.6g}"
         else:
             text = ", ".join(f"{float(v):.5g}" for v in np.ravel(value)[:4])
         text = f"row {row}, col {col}   value {text}"
-        if self._mask is not None and self._mask.shape[:2] == (rows, cols):
-            label = self._mask[row, col]
+        if self._mask is not None and self._mask.shape[:2] == (values_rows, values_cols):
+            label = self._mask[r, c]
             text += "   mask " + ", ".join(f"{float(v):.6g}" for v in np.ravel(label)[:4])
-        self.hovered.emit(text)
+        return text + ("" if exact else "   (reduced view)")
