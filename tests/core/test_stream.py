@@ -331,3 +331,24 @@ def test_streamed_merge_fills_dropped_tile_rows_with_zeros(tmp_path):
         results[name] = tifffile.imread(merged.written[0])
     np.testing.assert_array_equal(results["streamed"], results["whole"])
     assert results["streamed"][-300:].max() == 0
+
+
+# --- command line ----------------------------------------------------------------------------------
+def test_cli_memory_limit(big, tmp_path, capsys):
+    from tilesapp.cli import main
+
+    args = ["cut", str(big), None, "--patch-size", "256", "--overlap", "64", "--target-pixel-size", "0.31",
+            "--dtype", "uint8", "-q"]
+    assert main([str(tmp_path / "small") if a is None else a for a in args] + ["--memory-limit", "10MB"]) == 2
+    assert "memory limit must be at least 64 MB" in capsys.readouterr().err
+    assert not (tmp_path / "small").exists()  # refused before anything was written
+    with pytest.raises(SystemExit) as exc:
+        main([str(tmp_path / "bad") if a is None else a for a in args] + ["--memory-limit", "lots"])
+    assert exc.value.code == 2 and "expected a size such as 2GB" in capsys.readouterr().err
+    assert main([str(tmp_path / "streamed") if a is None else a for a in args] + ["--memory-limit", "64MB"]) == 0
+    assert main([str(tmp_path / "whole") if a is None else a for a in args] + ["--memory-limit", "4GB"]) == 0
+    manifests = [json.loads((tmp_path / n / "manifest.json").read_text()) for n in ("streamed", "whole")]
+    _compare(tmp_path / "streamed", manifests[0], tmp_path / "whole", manifests[1], 0, 0)
+    assert main(["merge", str(tmp_path / "streamed"), str(tmp_path / "merged"), "--memory-limit", "64MB", "-q"]) == 0
+    with tifffile.TiffFile(tmp_path / "merged" / "slide.tif") as tif:
+        assert tif.is_bigtiff and tif.pages[0].is_tiled and tif.pages[0].shape == (4194, 3548)
