@@ -352,3 +352,27 @@ def test_cli_memory_limit(big, tmp_path, capsys):
     assert main(["merge", str(tmp_path / "streamed"), str(tmp_path / "merged"), "--memory-limit", "64MB", "-q"]) == 0
     with tifffile.TiffFile(tmp_path / "merged" / "slide.tif") as tif:
         assert tif.is_bigtiff and tif.pages[0].is_tiled and tif.pages[0].shape == (4194, 3548)
+
+
+def test_a_memory_mapped_region_outlives_its_reader_and_may_be_changed(tmp_path):
+    image = microscopy((300, 200), dtype=np.float32, seed=11)
+    path = calibrated_tiff(tmp_path / "f.tif", image)  # uncompressed, contiguous: memory-mapped
+    with RegionReader(path) as reader:
+        region = reader.read(0, 100, 0, 200)
+    region += 1  # the reader is closed; the region is the caller's own
+    np.testing.assert_array_equal(region[..., 0], image[:100] + 1)
+    with RegionReader(path) as reader:
+        np.testing.assert_array_equal(reader.read(0, 100, 0, 200)[..., 0], image[:100])
+
+
+def test_streamed_export_of_a_float_image_kept_at_its_size(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    image = microscopy((2600, 2200), dtype=np.float32, seed=12)
+    image[100:110, 100:110] = np.nan
+    calibrated_tiff(folder / "float.tif", image)
+    settings = Settings(tile_size=256, overlap=64, calibrate=False, dtype="uint8")
+    _, m_whole = _export(folder, tmp_path / "whole", settings, None)
+    _, m_streamed = _export(folder, tmp_path / "streamed", settings, LIMIT)
+    assert m_streamed["sources"][0]["normalization"] == m_whole["sources"][0]["normalization"]
+    _compare(tmp_path / "whole", m_whole, tmp_path / "streamed", m_streamed, 0, 0)

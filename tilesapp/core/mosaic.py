@@ -14,7 +14,7 @@ import numpy as np
 from tilesapp.core.errors import Cancelled, ImageError
 from tilesapp.core.progress import Progress
 from tilesapp.core.resample import resample
-from tilesapp.core.sources import read_image
+from tilesapp.core.regions import RegionReader
 
 
 def display_rgb(image: np.ndarray, percentiles: tuple[float, float] = (0.5, 99.8)) -> np.ndarray:
@@ -37,8 +37,13 @@ def display_rgb(image: np.ndarray, percentiles: tuple[float, float] = (0.5, 99.8
 
 
 def thumbnail(path: Path, size: int) -> np.ndarray:
-    """RGB uint8 image of ``path`` whose longer side is at most ``size`` pixels."""
-    image, _ = read_image(path)
+    """RGB uint8 image of ``path`` whose longer side is at most ``size`` pixels.
+
+    A big TIFF is not read whole: every n-th pixel (or a pyramid level) down to 4 × ``size``,
+    read band by band, then averaged down.
+    """
+    with RegionReader(path) as reader:
+        image, _ = reader.overview(4 * size)
     rows, cols = image.shape[:2]
     factor = min(1.0, size / max(rows, cols))
     if factor < 1.0:

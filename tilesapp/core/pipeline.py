@@ -6,7 +6,6 @@ and the tile grid of one image under the current settings.
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,18 +142,21 @@ def needs_overview(plan: ImagePlan) -> bool:
     return rows * cols > OVERVIEW_PIXELS and plan.info.path.suffix.lower() in TIFF_SUFFIXES
 
 
-def overview(path: str | Path, settings: Settings, max_side: int = OVERVIEW_SIDE) -> tuple[ImagePlan, np.ndarray]:
+def overview(path: str | Path, settings: Settings, max_side: int | None = None) -> tuple[ImagePlan, np.ndarray]:
     """Plan one image and read a reduced view of its recalibrated image, without ever
     holding the image whole: a pyramid level when the file has one, else every n-th pixel.
 
     Returns the plan and a (rows, cols, channels) float image whose longer side is
-    ``max_side`` at most and which stands for the whole ``plan.scaled_shape``.
+    ``max_side`` (default :data:`OVERVIEW_SIDE`) at most and which stands for the whole
+    ``plan.scaled_shape``. The source is thinned to about ``max_side`` too, so the view holds
+    as much detail as its size allows whether recalibration enlarges or shrinks.
     """
+    max_side = max_side or OVERVIEW_SIDE
     with RegionReader(path) as reader:
         plan = plan_image(reader.info, settings)
         rows, cols = plan.scaled_shape
         factor = max(1.0, max(rows, cols) / max_side)
-        small, _ = reader.overview(math.ceil(max(reader.shape_yx) / factor))
+        small, _ = reader.overview(max_side)
     shape = (max(1, round(rows / factor)), max(1, round(cols / factor)))
     return plan, resample(small, shape)
 

@@ -11,7 +11,6 @@ Regions come back in the engine's layout, (rows, cols, channels), in the file's 
 from __future__ import annotations
 
 import math
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +39,6 @@ class RegionReader:
         self.path = Path(path)
         self._tif: tifffile.TiffFile | None = None
         self._array = None  # zarr array, memory map or in-memory ndarray, in the file's axes
-        self._lock = threading.Lock()
         try:
             if self.path.suffix.lower() in TIFF_SUFFIXES:
                 self._open_tiff()
@@ -92,8 +90,8 @@ class RegionReader:
         rows, cols = self.shape_yx
         if not (0 <= y0 <= y1 <= rows and 0 <= x0 <= x1 <= cols):
             raise ValueError(f"region [{y0}:{y1}, {x0}:{x1}] outside an image of {rows} × {cols}")
-        if self.info_axes_yxc:
-            return self._array[y0:y1, x0:x1]
+        if self.info_axes_yxc:  # a copy: callers may normalize a region in place
+            return self._array[y0:y1, x0:x1].copy()
         index = []
         for axis, length in zip(self._axes, self._array.shape):
             if axis == "Y":
@@ -105,7 +103,9 @@ class RegionReader:
             else:
                 index.append(slice(None))
         try:
-            region = np.asarray(self._array[tuple(index)])
+            # zarr decodes into a new array; a memory map's region is copied out of the file
+            # so it stays valid after close and can be modified in place
+            region = np.array(self._array[tuple(index)], copy=isinstance(self._array, np.memmap))
         except Exception as exc:
             raise ImageError(f"{self.path.name}: reading rows {y0}–{y1} failed ({_reason(exc)}); the file may be damaged.") from exc
         kept = "".join(a for a in self._keep)
@@ -171,15 +171,8 @@ class RegionReader:
 
     # --- lifetime -----------------------------------------------------------------------------
     def close(self) -> None:
-        array, self._array = self._array, None
-        if isinstance(array, np.memmap):
-            mm = getattr(array, "_mmap", None)
-            del array
-            if mm is not None:
-                try:
-                    mm.close()
-                except (BufferError, ValueError):  # a view is still alive: the GC closes it
-                    pass
+        # A memory map is not closed explicitly: numpy closes it when no array uses it.
+        self._array = None
         if self._tif is not None:
             self._tif.close()
             self._tif = None
