@@ -260,3 +260,15 @@ def test_big_image_exports_through_the_engine_with_progress_and_cancel(window, b
     assert streamed == ["slide.tif"]
     assert summary.cancelled and 0 < summary.tiles_written < len(TileGrid.for_shape(SCALED, 16, 0))
     assert json.loads((out / "manifest.json").read_text())["status"] == "cancelled"
+
+
+def test_a_grid_of_too_many_tiles_is_not_drawn(qtbot):
+    from tilesapp.core.geometry import TileGrid
+    from tilesapp.gui.viewer import MAX_DRAWN_TILES, TileGridItem
+
+    item = TileGridItem()
+    item.set_grid(TileGrid.for_shape((4000, 4000), 16, 15))  # 15 985 009 tiles: seconds of drawing
+    assert item.rects() == []
+    small = TileGrid.for_shape((1000, 1000), 256, 64)
+    item.set_grid(small)
+    assert len(item.rects()) == len(small) < MAX_DRAWN_TILES

@@ -243,6 +243,10 @@ def _cosmetic_pen(color: str, width: float) -> QPen:
     return pen
 
 
+#: Tiles beyond which the grid is not drawn (the highlighted tile still is).
+MAX_DRAWN_TILES = 40_000
+
+
 class TileGridItem(PictureItem):
     """Every tile outline of an image.
 
@@ -254,8 +258,9 @@ class TileGridItem(PictureItem):
         super().__init__(z=10)
 
     def set_grid(self, grid: TileGrid | None) -> None:
-        """Draw the tiles of ``grid`` (nothing when None)."""
-        if grid is None:
+        """Draw the tiles of ``grid`` (nothing when None, or when there are more than
+        :data:`MAX_DRAWN_TILES`: outlines a pixel apart show nothing and take seconds to draw)."""
+        if grid is None or len(grid) > MAX_DRAWN_TILES:
             self._redraw([], lambda painter, tile: QRectF())
             return
         size = grid.tile_size
