@@ -21,9 +21,11 @@ command -v "$python" >/dev/null 2>&1 || fail "no Python found: install Python 3.
 "$python" -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
   || fail "Python 3.10 or newer is needed ($("$python" --version 2>&1))"
 
-# Libraries Qt needs at build time (PyInstaller imports Qt to find its plug-ins) and to run the
-# smoke test; a no-op where they are present or the system is not Debian-like.
-bash scripts/system-deps.sh
+# Libraries Qt needs at build time (PyInstaller imports Qt to find its plug-ins), for the
+# smoke test, and the X11 ones (--display) so that PyInstaller finds and bundles what the xcb
+# plug-in links to (libxcb-cursor & co. are missing on many desktops). A no-op where they are
+# present or the system is not Debian-like.
+bash scripts/system-deps.sh --display
 
 if [ ! -d "$venv" ]; then
   step "virtualenv $venv"
@@ -54,7 +56,7 @@ esac
 [ -e "$exe" ] || fail "PyInstaller finished but $exe is missing"
 
 step "smoke test: $exe --version"
-got=$("$exe" --version)
+got=$("$exe" --version | tr -d '\r')  # Windows ends lines with CR LF
 [ "$got" = "tilesapp $version" ] || fail "expected 'tilesapp $version', got '$got'"
 echo "$got"
 

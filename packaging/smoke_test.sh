@@ -37,19 +37,19 @@ run() {
 }
 
 echo "== $exe --version"
-got=$(run --version)
+got=$(run --version | tr -d '\r')  # Windows ends lines with CR LF
 [ "$got" = "tilesapp $version" ] || fail "expected 'tilesapp $version', got '$got'"
 echo "$got"
 
 echo "== info on demo images"
 "$vpy" -c "import sys; from tilesapp.core.demo import make_demo_folder; make_demo_folder(sys.argv[1])" "$work/demo"
 run info "$work/demo"
-images=$(run info "$work/demo" --json | "$vpy" -c "import json, sys; print(len(json.load(sys.stdin)['images']))")
+images=$(run info "$work/demo" --json | "$vpy" -c "import json, sys; print(len(json.load(sys.stdin)['images']))" | tr -d '\r')
 [ "$images" -ge 1 ] || fail "info found no images in the demo folder"
 
 echo "== cut (UNet preset)"
 run cut "$work/demo" "$work/tiles" --preset unet --quiet
-tiles=$(ls "$work/tiles" | grep -c '\.tif$' || true)
+tiles=$(find "$work/tiles" -maxdepth 1 -name '*.tif' | wc -l)
 [ "$tiles" -gt 0 ] || fail "cut wrote no tiles"
 echo "$tiles tiles"
 

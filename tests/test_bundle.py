@@ -5,8 +5,8 @@ Skipped when there is no build: CI does not build the bundle (it takes minutes).
     bash packaging/build.sh && python -m pytest tests/test_bundle.py
 
 The executable is ``$TILESAPP_BUNDLE`` when set, else the first of ``dist/TilesCreator`` (Linux
-one file), ``dist/TilesCreator/tilesapp.exe`` (Windows), ``dist/TilesCreator.app/Contents/MacOS/
-TilesCreator`` (macOS). Every run has an empty HOME, nothing on PATH (so no Python) and the
+one file), ``dist/TilesCreator/tilesapp.exe`` (Windows console executable),
+``dist/TilesCreator.app/Contents/MacOS/TilesCreator`` (macOS). Every run has an empty HOME, nothing on PATH (so no Python) and the
 offscreen Qt platform; expected values are computed here from the inputs, not taken from the
 package, so a stale or broken bundle fails.
 """
@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CANDIDATES = (
     "dist/TilesCreator",
     "dist/TilesCreator/tilesapp.exe",
-    "dist/TilesCreator/TilesCreator",
     "dist/TilesCreator.app/Contents/MacOS/TilesCreator",
+    "dist/TilesCreator/TilesCreator",  # TILESAPP_ONEDIR=1 on Linux
 )
 
 
