@@ -17,6 +17,11 @@ trap 'rm -rf "$staging"' EXIT
 ditto "$app" "$staging/TilesCreator.app"  # ditto keeps the bundle's symlinks and signatures
 ln -s /Applications "$staging/Applications"  # drag the app onto it to install
 rm -f "$dmg"
-hdiutil create -volname "Tiles Creator $version" -srcfolder "$staging" -fs HFS+ -format UDZO -ov "$dmg"
+# hdiutil sometimes fails with "Resource busy" while a previous image detaches: try again
+for attempt in 1 2 3; do
+  hdiutil create -volname "Tiles Creator $version" -srcfolder "$staging" -fs HFS+ -format UDZO -ov "$dmg" && break
+  [ "$attempt" = 3 ] && fail "hdiutil create failed three times"
+  sleep 5
+done
 hdiutil verify "$dmg" >/dev/null
 echo "Built $dmg ($(du -h "$dmg" | cut -f1))"

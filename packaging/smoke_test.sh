@@ -28,7 +28,9 @@ mkdir -p "$work/home" "$work/empty-bin"
 # An empty HOME and nothing on PATH: the program must not need Python or anything else.
 run() {
   if $windows; then
-    env -i SYSTEMROOT="$SYSTEMROOT" WINDIR="$WINDIR" TEMP="$TEMP" TMP="$TMP" USERPROFILE="$work/home" \
+    # Windows programs cannot start without SYSTEMROOT (Git Bash may spell it SystemRoot)
+    local sysroot=${SYSTEMROOT:-${SystemRoot:-C:\\Windows}}
+    env -i SYSTEMROOT="$sysroot" WINDIR="$sysroot" TEMP="$work" TMP="$work" USERPROFILE="$work/home" \
       LOCALAPPDATA="$work/home/Local" APPDATA="$work/home/Roaming" PATH="/c/Windows/System32" \
       QT_QPA_PLATFORM=offscreen "$exe" "$@"
   else
