@@ -1300,14 +1300,20 @@ class MainWindow(QMainWindow):
         QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder)))
 
     def _about(self) -> None:
-        QMessageBox.about(
-            self,
-            f"About {APP_NAME}",
+        """Name, version and the application icon (the same picture the installers carry)."""
+        box = QMessageBox(self)
+        box.setObjectName("aboutBox")
+        box.setWindowTitle(f"About {APP_NAME}")
+        box.setTextFormat(Qt.TextFormat.RichText)
+        box.setText(
             f"<h3>{APP_NAME} {__version__}</h3>"
             "<p>Cuts folders of calibrated microscopy images into overlapping, normalized tiles "
             "for training deep-learning models (UNet, YOLO), and merges tiles back.</p>"
-            "<p>The same engine runs from the command line: <code>tilesapp cut --help</code>.</p>",
+            "<p>The same engine runs from the command line: <code>tilesapp cut --help</code>.</p>"
         )
+        box.setIconPixmap(app_icon().pixmap(QSize(96, 96)))
+        box.setStandardButtons(QMessageBox.StandardButton.Ok)
+        box.exec()
 
     # --- drag and drop ---------------------------------------------------------------------------------
     def dragEnterEvent(self, event) -> None:

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Build the double-clickable program with PyInstaller, from a clean clone, on this platform:
+#   Linux   -> dist/TilesCreator          (one file)
+#   Windows -> dist/TilesCreator/         (TilesCreator.exe windowed + tilesapp.exe console)
+#   macOS   -> dist/TilesCreator.app      (one folder in an app bundle)
+# Everything is installed into a private virtualenv (build/venv, or $TILESAPP_BUILD_VENV),
+# never into the Python that runs this script. PYTHON picks the interpreter (python3).
+# Then: python -m pytest tests/test_bundle.py   (or TILESAPP_BUNDLE=path/to/executable ...)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python=${PYTHON:-python3}
+command -v "$python" >/dev/null 2>&1 || python=python  # Windows runners name it python
+venv=${TILESAPP_BUILD_VENV:-build/venv}
+pyinstaller_spec='pyinstaller>=6.10,<7'
+
+step() { printf '\n== %s\n' "$*"; }
+fail() { printf 'build.sh: %s\n' "$*" >&2; exit 1; }
+
+command -v "$python" >/dev/null 2>&1 || fail "no Python found: install Python 3.10+ or set PYTHON=/path/to/python3"
+"$python" -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
+  || fail "Python 3.10 or newer is needed ($("$python" --version 2>&1))"
+
+# Libraries Qt needs at build time (PyInstaller imports Qt to find its plug-ins), for the
+# smoke test, and the X11 ones (--display) so that PyInstaller finds and bundles what the xcb
+# plug-in links to (libxcb-cursor & co. are missing on many desktops). A no-op where they are
+# present or the system is not Debian-like.
+bash scripts/system-deps.sh --display
+
+if [ ! -d "$venv" ]; then
+  step "virtualenv $venv"
+  "$python" -m venv "$venv" || fail "could not create $venv (on Debian/Ubuntu: apt-get install python3-venv)"
+fi
+if [ -x "$venv/bin/python" ]; then vpy=$venv/bin/python; else vpy=$venv/Scripts/python.exe; fi
+[ -x "$vpy" ] || fail "no interpreter in $venv; delete that folder and run again"
+
+step "installing tilesapp and PyInstaller into $venv"
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
+"$vpy" -m pip install -q --upgrade pip
+# A regular (not editable) install: the bundle must contain the package as users get it.
+"$vpy" -m pip install -q . "$pyinstaller_spec"
+
+version=$("$vpy" -c 'import tilesapp; print(tilesapp.__version__)')
+step "building Tiles Creator $version with $("$vpy" -m PyInstaller --version | head -n1 | sed 's/^/PyInstaller /')"
+start=$(date +%s)
+"$vpy" -m PyInstaller --noconfirm --clean --log-level WARN \
+  --distpath dist --workpath build/pyinstaller packaging/tilesapp.spec
+seconds=$(( $(date +%s) - start ))
+
+case "$(uname -s)" in
+  Darwin) built=dist/TilesCreator.app; exe=$built/Contents/MacOS/TilesCreator ;;
+  MINGW*|MSYS*|CYGWIN*|Windows_NT) built=dist/TilesCreator; exe=$built/tilesapp.exe ;;
+  *) if [ -d dist/TilesCreator ]; then built=dist/TilesCreator; exe=$built/TilesCreator
+     else built=dist/TilesCreator; exe=$built; fi ;;
+esac
+[ -e "$exe" ] || fail "PyInstaller finished but $exe is missing"
+
+step "smoke test: $exe --version"
+got=$("$exe" --version | tr -d '\r')  # Windows ends lines with CR LF
+[ "$got" = "tilesapp $version" ] || fail "expected 'tilesapp $version', got '$got'"
+echo "$got"
+
+size=$(du -sh "$built" | cut -f1)
+step "built $built ($size) in ${seconds}s"
+echo "Test it: python -m pytest tests/test_bundle.py   (TILESAPP_BUNDLE=$exe)"

@@ -1,0 +1,251 @@
+"""The built program (``bash packaging/build.sh``) run the way a user runs it.
+
+Skipped when there is no build: CI does not build the bundle (it takes minutes). Run it with
+
+    bash packaging/build.sh && python -m pytest tests/test_bundle.py
+
+The executable is ``$TILESAPP_BUNDLE`` when set, else the first of ``dist/TilesCreator`` (Linux
+one file), ``dist/TilesCreator/tilesapp.exe`` (Windows console executable),
+``dist/TilesCreator.app/Contents/MacOS/TilesCreator`` (macOS). Every run has an empty HOME, nothing on PATH (so no Python) and the
+offscreen Qt platform; expected values are computed here from the inputs, not taken from the
+package, so a stale or broken bundle fails.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CANDIDATES = (
+    "dist/TilesCreator",
+    "dist/TilesCreator/tilesapp.exe",
+    "dist/TilesCreator.app/Contents/MacOS/TilesCreator",
+    "dist/TilesCreator/TilesCreator",  # TILESAPP_ONEDIR=1 on Linux
+)
+
+
+def _bundle() -> Path | None:
+    if os.environ.get("TILESAPP_BUNDLE"):
+        return Path(os.environ["TILESAPP_BUNDLE"]).resolve()
+    for name in CANDIDATES:
+        path = ROOT / name
+        if path.is_file() and os.access(path, os.X_OK):
+            return path
+    return None
+
+
+BUNDLE = _bundle()
+pytestmark = pytest.mark.skipif(
+    BUNDLE is None, reason="no built program: run `bash packaging/build.sh` (or set TILESAPP_BUNDLE)"
+)
+# The version the bundle must report: the project's single source, read (not imported, since
+# the installed tilesapp may come from another checkout).
+VERSION = re.search(r'__version__ = "([^"]+)"', (ROOT / "tilesapp" / "__init__.py").read_text("utf-8")).group(1)
+TILE, OVERLAP = 128, 32
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory) -> dict:
+    """An empty HOME and an environment without Python, like a user's double-click."""
+    assert BUNDLE.is_file(), f"TILESAPP_BUNDLE={BUNDLE} is not a file"
+    home = tmp_path_factory.mktemp("home")
+    empty_bin = tmp_path_factory.mktemp("bin")  # nothing on PATH at all
+    env = {"HOME": str(home), "PATH": str(empty_bin), "QT_QPA_PLATFORM": "offscreen", "LANG": "C.UTF-8"}
+    if sys.platform == "win32":  # Windows cannot start a process without these
+        env.update({k: os.environ[k] for k in ("SYSTEMROOT", "WINDIR", "TEMP", "TMP") if k in os.environ})
+        env.update(USERPROFILE=str(home), APPDATA=str(home / "Roaming"), LOCALAPPDATA=str(home / "Local"))
+        env["PATH"] = os.path.join(os.environ.get("SYSTEMROOT", r"C:\Windows"), "System32")
+    return {"home": home, "env": env}
+
+
+def run(sandbox, *args, timeout=180) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(BUNDLE), *map(str, args)], env=sandbox["env"], cwd=sandbox["home"],
+        capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> dict:
+    """A folder of compressed, calibrated TIFFs: LZW with ImageJ metadata, zstd with OME-XML."""
+    import tifffile
+    from helpers import microscopy
+
+    folder = tmp_path_factory.mktemp("input")
+    lzw = microscopy((300, 400), seed=1)
+    zstd = microscopy((256, 320), seed=2)
+    tifffile.imwrite(folder / "lzw.tif", lzw, imagej=True, compression="lzw",
+                     metadata={"axes": "YX", "unit": "um"}, resolution=(1 / 0.65, 1 / 0.65))
+    tifffile.imwrite(folder / "zstd.tif", zstd, ome=True, compression="zstd",
+                     metadata={"axes": "YX", "PhysicalSizeX": 325, "PhysicalSizeY": 325,
+                               "PhysicalSizeXUnit": "nm", "PhysicalSizeYUnit": "nm"})
+    for name, compression in (("lzw.tif", 5), ("zstd.tif", 50000)):  # the files really are compressed
+        with tifffile.TiffFile(folder / name) as tif:
+            assert tif.pages[0].compression == compression
+    return {"folder": folder, "lzw.tif": lzw, "zstd.tif": zstd}
+
+
+def n_tiles(length: int) -> int:
+    step = TILE - OVERLAP
+    return max(1, math.ceil((length - OVERLAP) / step))
+
+
+@pytest.fixture(scope="module")
+def raw_cut(sandbox, images, tmp_path_factory) -> Path:
+    """Tiles of the pixels as they are (no calibration, no normalization): comparable to the source."""
+    out = tmp_path_factory.mktemp("raw") / "tiles"
+    result = run(sandbox, "cut", images["folder"], out, "--no-calibration", "--norm", "none", "--dtype", "uint16",
+                 "--patch-size", TILE, "--overlap", OVERLAP, "--quiet")
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_version(sandbox):
+    result = run(sandbox, "--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"tilesapp {VERSION}"
+
+
+def test_info_reads_compressed_calibrated_tiffs(sandbox, images):
+    result = run(sandbox, "info", images["folder"], "--json", "--patch-size", TILE, "--overlap", OVERLAP)
+    assert result.returncode == 0, result.stderr
+    found = {entry["file"]: entry for entry in json.loads(result.stdout)["images"]}
+    assert set(found) == {"lzw.tif", "zstd.tif"}
+    lzw, zstd = found["lzw.tif"], found["zstd.tif"]
+    assert (lzw["shape"], lzw["axes"], lzw["dtype"], lzw["calibration"]) == ([300, 400], "YX", "uint16", "ImageJ")
+    assert lzw["pixel_size_um"] == pytest.approx([0.65, 0.65])
+    assert lzw["scaled_shape"] == [600, 800]  # 0.65 µm -> 0.325 µm doubles each side
+    assert lzw["tiles"] == n_tiles(600) * n_tiles(800)
+    assert (zstd["shape"], zstd["dtype"]) == ([256, 320], "uint16")
+    assert zstd["pixel_size_um"] == pytest.approx([0.325, 0.325])  # 325 nm from OME-XML
+    assert zstd["scaled_shape"] == [256, 320]
+
+
+def test_cut_tiles_are_the_source_pixels(images, raw_cut):
+    import tifffile
+
+    manifest = json.loads((raw_cut / "manifest.json").read_text("utf-8"))
+    assert manifest["status"] == "complete"
+    assert [s["status"] for s in manifest["sources"]] == ["ok", "ok"]
+    for name in ("lzw.tif", "zstd.tif"):
+        source = images[name]
+        tiles = [t for t in manifest["tiles"] if t["source"] == name]
+        assert len(tiles) == n_tiles(source.shape[0]) * n_tiles(source.shape[1])
+        assert [t["index"] for t in tiles] == list(range(len(tiles)))
+        for t in tiles:
+            tile = tifffile.imread(raw_cut / t["file"])
+            assert tile.shape == (TILE, TILE) and tile.dtype == source.dtype
+            assert (tile == source[t["y0"]:t["y1"], t["x0"]:t["x1"]]).all(), t["file"]
+    files = {p.name for p in raw_cut.glob("*.tif")}
+    assert files == {t["file"] for t in manifest["tiles"]}
+
+
+def test_cut_calibrated_unet_tiles(sandbox, images, tmp_path):
+    import numpy as np
+    import tifffile
+
+    out = tmp_path / "unet"
+    result = run(sandbox, "cut", images["folder"], out, "--preset", "unet", "--patch-size", TILE,
+                 "--overlap", OVERLAP, "--quiet")
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((out / "manifest.json").read_text("utf-8"))
+    lzw = next(s for s in manifest["sources"] if s["file"] == "lzw.tif")
+    assert lzw["scale_factor"] == pytest.approx([2.0, 2.0])
+    assert lzw["scaled_shape"] == [600, 800]
+    assert lzw["output_pixel_size_um"] == pytest.approx([0.325, 0.325])
+    tiles = [t for t in manifest["tiles"] if t["source"] == "lzw.tif"]
+    assert len(tiles) == n_tiles(600) * n_tiles(800)
+    stack = np.stack([tifffile.imread(out / t["file"]) for t in tiles])
+    assert stack.dtype == np.float32 and stack.shape[1:] == (TILE, TILE)
+    assert stack.min() >= 0.0 and stack.max() <= 1.0 and stack.max() > 0.5  # global 0–1 stretch
+    with tifffile.TiffFile(out / tiles[0]["file"]) as tif:  # the tile carries its pixel size
+        assert tif.imagej_metadata["unit"] in ("um", "µm", "micron")
+        num, den = tif.pages[0].tags["XResolution"].value
+        assert den / num == pytest.approx(0.325, rel=1e-4)
+
+
+def test_merge_rebuilds_the_sources(sandbox, images, raw_cut, tmp_path):
+    import numpy as np
+    import tifffile
+
+    out = tmp_path / "merged"
+    result = run(sandbox, "merge", raw_cut, out, "--blend", "gradient", "--quiet")
+    assert result.returncode == 0, result.stderr
+    for name in ("lzw.tif", "zstd.tif"):
+        merged = tifffile.imread(out / name)
+        assert merged.shape == images[name].shape
+        assert np.abs(merged.astype(np.float64) - images[name]).max() < 1e-3
+
+
+def test_min_foreground_uses_otsu_inside_the_bundle(sandbox, images, tmp_path):
+    """The empty-tile filter runs scikit-image's Otsu threshold (and the scipy it imports)."""
+    from skimage.filters import threshold_otsu
+
+    source = images["lzw.tif"]
+    foreground = source > threshold_otsu(source)
+    rows, cols = (math.ceil(n / TILE) for n in source.shape)  # no overlap: last tile shifted back
+    shares = {}
+    for index in range(rows * cols):
+        row, col = divmod(index, cols)
+        y1, x1 = min((row + 1) * TILE, source.shape[0]), min((col + 1) * TILE, source.shape[1])
+        shares[index] = float(foreground[y1 - TILE:y1, x1 - TILE:x1].mean())
+    ordered = sorted(set(shares.values()))
+    assert len(ordered) >= 2, "test image too uniform"
+    limit = round((ordered[len(ordered) // 2 - 1] + ordered[len(ordered) // 2]) / 2, 6)  # splits the tiles
+
+    out = tmp_path / "filtered"
+    result = run(sandbox, "cut", images["folder"], out, "--no-calibration", "--norm", "none", "--dtype", "uint16",
+                 "--patch-size", TILE, "--overlap", 0, "--min-foreground", limit, "--quiet")
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((out / "manifest.json").read_text("utf-8"))
+    kept = {t["index"] for t in manifest["tiles"] if t["source"] == "lzw.tif"}
+    dropped = {t["index"]: t["foreground"] for t in manifest["dropped"] if t["source"] == "lzw.tif"}
+    assert kept == {i for i, share in shares.items() if share >= limit}
+    assert set(dropped) == {i for i, share in shares.items() if share < limit}
+    assert kept and dropped
+    for index, share in dropped.items():
+        assert share == pytest.approx(shares[index], abs=1e-5)
+
+
+def test_sample_writes_a_png_mosaic(sandbox, images, tmp_path):
+    import cv2
+
+    out = tmp_path / "mosaic.png"
+    result = run(sandbox, "sample", images["folder"], out, "--size", 256, "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    mosaic = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
+    assert mosaic.ndim == 3 and mosaic.shape[2] == 3 and mosaic.dtype.name == "uint8"
+    assert 256 <= mosaic.shape[1] <= 3 * 256 and 0 < mosaic.shape[0] <= 2 * 256 + 64
+    assert mosaic.std() > 5  # images were drawn, not a blank canvas
+
+
+def test_bad_arguments_exit_2_with_a_sentence(sandbox, tmp_path):
+    result = run(sandbox, "cut", tmp_path / "missing", tmp_path / "out", "--quiet")
+    assert result.returncode == 2
+    assert "missing" in result.stderr and "Traceback" not in result.stderr
+
+
+def _log_file(home: Path) -> Path:
+    if sys.platform == "win32":
+        return home / "Local" / "TilesCreator" / "Logs" / "tilesapp.log"
+    if sys.platform == "darwin":
+        return home / "Library" / "Logs" / "TilesCreator" / "tilesapp.log"
+    return home / ".local" / "state" / "tilesapp" / "tilesapp.log"
+
+
+def test_window_opens_on_a_folder_and_quits(sandbox, images):
+    result = run(sandbox, "gui", images["folder"], "--quit-after", 2, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    log = _log_file(sandbox["home"]).read_text("utf-8")
+    assert f"Tiles Creator {VERSION} started" in log
+    assert "ERROR" not in log
