@@ -249,3 +249,30 @@ def test_window_opens_on_a_folder_and_quits(sandbox, images):
     log = _log_file(sandbox["home"]).read_text("utf-8")
     assert f"Tiles Creator {VERSION} started" in log
     assert "ERROR" not in log
+
+
+def test_big_tiled_bigtiff_is_cut_and_merged_in_bands(sandbox, tmp_path):
+    """Region reads (zarr) and the progressive BigTIFF merge work inside the bundle."""
+    import numpy as np
+    import tifffile
+    from helpers import microscopy
+
+    folder = tmp_path / "big"
+    folder.mkdir()
+    image = microscopy((2100, 2100), seed=3)  # 53 MB to cut whole, 71 MB of merge canvas: both banded
+    tifffile.imwrite(folder / "slide.tif", image, tile=(256, 256), compression="zlib", bigtiff=True)
+    out = tmp_path / "tiles"
+    result = run(sandbox, "cut", folder, out, "--no-calibration", "--norm", "none", "--dtype", "uint16",
+                 "--patch-size", 256, "--overlap", 64, "--memory-limit", "64MB", "--quiet")
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert len(manifest["tiles"]) == 11 * 11
+    for record in manifest["tiles"][::7]:
+        tile = tifffile.imread(out / record["file"])
+        np.testing.assert_array_equal(tile, image[record["y0"]:record["y1"], record["x0"]:record["x1"]])
+    merged = tmp_path / "merged"
+    result = run(sandbox, "merge", out, merged, "--memory-limit", "64MB", "--quiet")
+    assert result.returncode == 0, result.stderr
+    with tifffile.TiffFile(merged / "slide.tif") as tif:
+        assert tif.is_bigtiff and tif.pages[0].is_tiled
+        np.testing.assert_array_equal(tif.asarray(), image)
