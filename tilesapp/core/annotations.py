@@ -81,9 +81,16 @@ def resize_nearest(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     rows, cols = shape
     if (rows, cols) == (rows_in, cols_in):
         return array
-    r = np.minimum(((np.arange(rows) + 0.5) * rows_in / rows).astype(np.intp), rows_in - 1)
-    c = np.minimum(((np.arange(cols) + 0.5) * cols_in / cols).astype(np.intp), cols_in - 1)
-    return array[r[:, np.newaxis], c[np.newaxis, :]]
+    return array[nearest_index(rows_in, rows)[:, np.newaxis], nearest_index(cols_in, cols)[np.newaxis, :]]
+
+
+def nearest_index(n_in: int, n_out: int) -> np.ndarray:
+    """Source index of each output position along one axis: ``floor((i + 0.5) * n_in / n_out)``.
+
+    >>> nearest_index(2, 5).tolist()
+    [0, 0, 1, 1, 1]
+    """
+    return np.minimum(((np.arange(n_out) + 0.5) * n_in / n_out).astype(np.intp), n_in - 1)
 
 
 def load_mask(mask_path: Path, image_name: str, image_shape_yx: tuple[int, int], scaled_shape: tuple[int, int]) -> tuple[np.ndarray, str]:

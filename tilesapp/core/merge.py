@@ -197,7 +197,7 @@ def run_merge(
                     last = time.monotonic()
                     yield Progress(done, total, number, len(sources), source["file"], "Merging tiles")
             if source["file"] not in with_holes and np.any(weights == 0):
-                raise ImageError(f"{source['file']}: the tiles do not cover the whole image; the manifest does not match the tiles.")
+                raise _not_covered(source)
             np.divide(canvas, weights[..., np.newaxis], out=canvas, where=weights[..., np.newaxis] > 0)
             path = _write_merged(out, source, canvas, dtype, restore_scale)
             summary.written.append(path)
@@ -223,11 +223,7 @@ def _write_merged(out: Path, source: dict[str, Any], canvas: np.ndarray, dtype: 
         else:
             canvas = resample(canvas, (rows, cols))
         pixel_size = source.get("pixel_size_um")
-    if dtype.kind in "iu":
-        info = np.iinfo(dtype)
-        canvas = np.clip(np.rint(canvas), info.min, info.max).astype(dtype)
-    else:
-        canvas = canvas.astype(np.float32 if dtype.itemsize <= 4 else np.float64)
+    canvas = _to_dtype(canvas, _output_dtype(dtype))
     channels = canvas.shape[2]
     if channels == 1:
         axes = "YX"
@@ -349,7 +345,7 @@ def _merge_streamed(tiles_folder: Path, tiles: list[dict[str, Any]], source: dic
     tiles = sorted(tiles, key=lambda t: (t["y0"], t["x0"]))
     first = _read_existing(tiles_folder, tiles[0], source, tile_size)
     channels, dtype = first.shape[2], first.dtype
-    out_dtype = dtype if dtype.kind in "iu" else np.dtype(np.float32 if dtype.itemsize <= 4 else np.float64)
+    out_dtype = _output_dtype(dtype)
     restore = restore_scale and list(source["scaled_shape"]) != _shape_yx(source)
     final = out / f"{source['tile_stem']}.tif"
     target = final.with_name(f".{final.stem}.merged.partial.tif") if restore else final
@@ -409,12 +405,12 @@ def _emit(writer: _TiledWriter, canvas, weights, n: int, dtype: np.dtype, holes:
     if n > len(canvas):  # a whole tile row was dropped by the filter: a hole of zeros
         _emit(writer, canvas, weights, len(canvas), dtype, holes, source)
         if not holes:
-            raise ImageError(f"{source['file']}: the tiles do not cover the whole image; the manifest does not match the tiles.")
+            raise _not_covered(source)
         writer.add(np.zeros((n - len(canvas),) + canvas.shape[1:], dtype))
         return
     part, w = canvas[:n], weights[:n]
     if not holes and np.any(w == 0):
-        raise ImageError(f"{source['file']}: the tiles do not cover the whole image; the manifest does not match the tiles.")
+        raise _not_covered(source)
     values = np.divide(part, w[..., np.newaxis], out=np.zeros_like(part), where=w[..., np.newaxis] > 0)
     writer.add(_to_dtype(values, dtype))
 
@@ -426,7 +422,19 @@ def _shift(canvas: np.ndarray, weights: np.ndarray, n: int):
     return canvas, weights
 
 
+def _not_covered(source: dict[str, Any]) -> ImageError:
+    return ImageError(f"{source['file']}: the tiles do not cover the whole image; the manifest does not match the tiles.")
+
+
+def _output_dtype(tile_dtype: np.dtype) -> np.dtype:
+    """Merged images keep integer tiles' type; float tiles give float32 (float64 for float64)."""
+    if tile_dtype.kind in "iu":
+        return tile_dtype
+    return np.dtype(np.float32 if tile_dtype.itemsize <= 4 else np.float64)
+
+
 def _to_dtype(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Round and clip to an integer type, or convert to a float one."""
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
         return np.clip(np.rint(values), info.min, info.max).astype(dtype)

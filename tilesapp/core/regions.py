@@ -17,7 +17,7 @@ import numpy as np
 import tifffile
 
 from tilesapp.core.errors import ImageError
-from tilesapp.core.sources import TIFF_SUFFIXES, SourceInfo, _inspect_tiff, _reason, read_image, to_yxc
+from tilesapp.core.sources import TIFF_SUFFIXES, SourceInfo, _arrange, _inspect_tiff, _reason, read_image, to_yxc
 
 
 class RegionReader:
@@ -44,7 +44,7 @@ class RegionReader:
                 self._open_tiff()
             else:
                 image, self.info = read_image(self.path)
-                self._array, self._axes, self._keep = image, "YXS", None
+                self._array, self._axes = image, "YXS"
                 self.info_axes_yxc = True
         except ImageError:
             self.close()
@@ -66,9 +66,7 @@ class RegionReader:
             import zarr  # imported here: only big tiled/strip images need it
 
             self._array = zarr.open(series.aszarr(level=0), mode="r")
-        self._axes = series.axes
-        # tifffile's axes, and which of them the engine keeps (length-1 axes are dropped)
-        self._keep = [a for a, n in zip(series.axes, series.shape) if n > 1 or a in "YX"]
+        self._axes = series.axes  # tifffile's, reduced to the engine's by sources._arrange
         self.info_axes_yxc = False
 
     # --- what the image is ----------------------------------------------------------------
@@ -92,25 +90,14 @@ class RegionReader:
             raise ValueError(f"region [{y0}:{y1}, {x0}:{x1}] outside an image of {rows} × {cols}")
         if self.info_axes_yxc:  # a copy: callers may normalize a region in place
             return self._array[y0:y1, x0:x1].copy()
-        index = []
-        for axis, length in zip(self._axes, self._array.shape):
-            if axis == "Y":
-                index.append(slice(y0, y1))
-            elif axis == "X":
-                index.append(slice(x0, x1))
-            elif length == 1:
-                index.append(0)
-            else:
-                index.append(slice(None))
+        index = tuple(slice(y0, y1) if a == "Y" else slice(x0, x1) if a == "X" else slice(None) for a in self._axes)
         try:
             # zarr decodes into a new array; a memory map's region is copied out of the file
             # so it stays valid after close and can be modified in place
-            region = np.array(self._array[tuple(index)], copy=isinstance(self._array, np.memmap))
+            region = np.array(self._array[index], copy=isinstance(self._array, np.memmap))
         except Exception as exc:
             raise ImageError(f"{self.path.name}: reading rows {y0}–{y1} failed ({_reason(exc)}); the file may be damaged.") from exc
-        kept = "".join(a for a in self._keep)
-        if kept == "SYX" and self.info.axes == "YXS":  # planar RGB
-            region = np.moveaxis(region, 0, -1)
+        region = _arrange(region, self._axes, self.info.axes)
         if region.dtype == bool:
             region = region.astype(np.uint8)
         return to_yxc(region, self.info.axes)
@@ -163,11 +150,7 @@ class RegionReader:
             array = level.asarray()
         except Exception:  # a damaged lower level: fall back to thinning the full resolution
             return None
-        keep = tuple(i for i, (a, n) in enumerate(zip(level.axes, array.shape)) if n > 1 or a in "YX")
-        array = array.reshape(tuple(array.shape[i] for i in keep))
-        if "".join(level.axes[i] for i in keep) == "SYX" and self.info.axes == "YXS":
-            array = np.moveaxis(array, 0, -1)
-        return to_yxc(array, self.info.axes)
+        return to_yxc(_arrange(array, level.axes, self.info.axes), self.info.axes)
 
     # --- lifetime -----------------------------------------------------------------------------
     def close(self) -> None:

@@ -43,30 +43,29 @@ def tile_fractions(foreground: np.ndarray, grid: TileGrid, tiles=None, y_offset:
     ``tiles`` (indices, default all) may be a band of the grid whose ``foreground`` map starts
     at image row ``y_offset``. Uses an integral image, so the cost does not grow with the overlap.
     """
-    integral = np.zeros((foreground.shape[0] + 1, foreground.shape[1] + 1), np.int64)
-    np.cumsum(np.cumsum(foreground, axis=0, dtype=np.int64), axis=1, out=integral[1:, 1:])
-    tiles = range(len(grid)) if tiles is None else tiles
-    out = np.empty(len(tiles))
-    for i, index in enumerate(tiles):
-        t = grid.tile(index)
-        y0, y1 = t.y0 - y_offset, t.y1 - y_offset
-        total = integral[y1, t.x1] - integral[y0, t.x1] - integral[y1, t.x0] + integral[y0, t.x0]
-        out[i] = total / ((t.y1 - t.y0) * (t.x1 - t.x0))
-    return out
+    tiles = [grid.tile(i) for i in (range(len(grid)) if tiles is None else tiles)]
+    return _box_shares(foreground, [(t.y0 - y_offset, t.x0, t.y1 - y_offset, t.x1) for t in tiles])
 
 
 def reduced_fractions(foreground: np.ndarray, grid: TileGrid) -> np.ndarray:
     """:func:`tile_fractions` measured on a reduced ``foreground`` map that stands for the
     grid's whole image (each tile's box is scaled onto it, at least one pixel)."""
     fy, fx = foreground.shape[0] / grid.shape[0], foreground.shape[1] / grid.shape[1]
-    integral = np.zeros((foreground.shape[0] + 1, foreground.shape[1] + 1), np.int64)
-    np.cumsum(np.cumsum(foreground, axis=0, dtype=np.int64), axis=1, out=integral[1:, 1:])
-    out = np.empty(len(grid))
+    boxes = []
     for t in grid:
         y0, x0 = int(t.y0 * fy), int(t.x0 * fx)
-        y1, x1 = max(y0 + 1, round(t.y1 * fy)), max(x0 + 1, round(t.x1 * fx))
+        boxes.append((y0, x0, max(y0 + 1, round(t.y1 * fy)), max(x0 + 1, round(t.x1 * fx))))
+    return _box_shares(foreground, boxes)
+
+
+def _box_shares(foreground: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> np.ndarray:
+    """Share of true pixels of a (rows, cols) map in each (y0, x0, y1, x1) box."""
+    integral = np.zeros((foreground.shape[0] + 1, foreground.shape[1] + 1), np.int64)
+    np.cumsum(np.cumsum(foreground, axis=0, dtype=np.int64), axis=1, out=integral[1:, 1:])
+    out = np.empty(len(boxes))
+    for i, (y0, x0, y1, x1) in enumerate(boxes):
         total = integral[y1, x1] - integral[y0, x1] - integral[y1, x0] + integral[y0, x0]
-        out[t.index] = total / ((y1 - y0) * (x1 - x0))
+        out[i] = total / ((y1 - y0) * (x1 - x0))
     return out
 
 

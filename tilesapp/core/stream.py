@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from tilesapp.core.annotations import nearest_index
 from tilesapp.core.geometry import TileGrid
 from tilesapp.core.regions import RegionReader
 from tilesapp.core.resample import axis_weights, resample_band, source_rows
@@ -159,10 +160,8 @@ class MaskRows:
 
     def __init__(self, reader: RegionReader, scaled_shape: tuple[int, int]):
         self.reader = reader
-        rows_in, cols_in = reader.shape_yx
-        rows, cols = scaled_shape
-        self._r = np.minimum(((np.arange(rows) + 0.5) * rows_in / rows).astype(np.intp), rows_in - 1)
-        self._c = np.minimum(((np.arange(cols) + 0.5) * cols_in / cols).astype(np.intp), cols_in - 1)
+        self._r = nearest_index(reader.shape_yx[0], scaled_shape[0])
+        self._c = nearest_index(reader.shape_yx[1], scaled_shape[1])
         self.axes = reader.info.axes
 
     def rows(self, y0: int, y1: int) -> np.ndarray:
