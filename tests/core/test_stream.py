@@ -376,3 +376,17 @@ def test_streamed_export_of_a_float_image_kept_at_its_size(tmp_path):
     _, m_streamed = _export(folder, tmp_path / "streamed", settings, LIMIT)
     assert m_streamed["sources"][0]["normalization"] == m_whole["sources"][0]["normalization"]
     _compare(tmp_path / "whole", m_whole, tmp_path / "streamed", m_streamed, 0, 0)
+
+
+def test_the_thumbnail_of_a_big_tiff_comes_from_an_overview(tmp_path, monkeypatch):
+    from tilesapp.core import mosaic
+
+    image = microscopy((2000, 1000), seed=13)
+    path = calibrated_tiff(tmp_path / "a.tif", image, tile=(256, 256), compression="zlib")
+    whole = mosaic.thumbnail(path, 100)
+    monkeypatch.setattr(mosaic, "WHOLE_READ_BYTES", 0)  # every image counts as big
+    monkeypatch.setattr(mosaic, "read_image", lambda *a, **k: pytest.fail("a big image was read whole"))
+    reduced = mosaic.thumbnail(path, 100)
+    assert reduced.shape == whole.shape == (100, 50, 3) and reduced.dtype == np.uint8
+    # every 5th pixel averaged down instead of all of them: the same picture, up to the noise
+    assert np.abs(reduced.astype(int) - whole).mean() < 12

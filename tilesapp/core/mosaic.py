@@ -14,7 +14,12 @@ import numpy as np
 from tilesapp.core.errors import Cancelled, ImageError
 from tilesapp.core.progress import Progress
 from tilesapp.core.resample import resample
-from tilesapp.core.regions import RegionReader
+from tilesapp.core.regions import RegionReader, source_bytes
+from tilesapp.core.sources import TIFF_SUFFIXES, inspect_image, read_image
+
+
+#: Images up to this size are read whole for their thumbnail; bigger ones through an overview.
+WHOLE_READ_BYTES = 256 << 20
 
 
 def display_rgb(image: np.ndarray, percentiles: tuple[float, float] = (0.5, 99.8)) -> np.ndarray:
@@ -42,8 +47,12 @@ def thumbnail(path: Path, size: int) -> np.ndarray:
     A big TIFF is not read whole: every n-th pixel (or a pyramid level) down to 4 × ``size``,
     read band by band, then averaged down.
     """
-    with RegionReader(path) as reader:
-        image, _ = reader.overview(4 * size)
+    info = inspect_image(path)
+    if source_bytes(info) <= WHOLE_READ_BYTES or info.path.suffix.lower() not in TIFF_SUFFIXES:
+        image, _ = read_image(path)  # the fastest read, and no zarr to import
+    else:
+        with RegionReader(path) as reader:
+            image, _ = reader.overview(4 * size)
     rows, cols = image.shape[:2]
     factor = min(1.0, size / max(rows, cols))
     if factor < 1.0:
