@@ -390,3 +390,21 @@ def test_the_thumbnail_of_a_big_tiff_comes_from_an_overview(tmp_path, monkeypatc
     assert reduced.shape == whole.shape == (100, 50, 3) and reduced.dtype == np.uint8
     # every 5th pixel averaged down instead of all of them: the same picture, up to the noise
     assert np.abs(reduced.astype(int) - whole).mean() < 12
+
+
+def test_cancelling_a_streamed_merge_leaves_no_file(big, tmp_path):
+    settings = Settings(tile_size=128, overlap=32, target_pixel_size=0.31, dtype="uint8")
+    _export(big, tmp_path / "tiles", settings, None)
+    cancel = threading.Event()
+    gen = run_merge(tmp_path / "tiles", tmp_path / "merged", memory_limit=LIMIT, cancel=cancel)
+    progress, summary = [], None
+    try:
+        while True:
+            record = next(gen)
+            progress.append(record.done)
+            if record.done > 300:
+                cancel.set()
+    except StopIteration as stop:
+        summary = stop.value
+    assert summary.cancelled and not summary.written and 300 < progress[-1] < 44 * 37
+    assert list((tmp_path / "merged").iterdir()) == []  # neither the image nor a partial file

@@ -12,8 +12,9 @@ import math
 import queue
 import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Generator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -267,6 +268,7 @@ class _TiledWriter:
         self._rows_done = 0
         self._queue: queue.Queue = queue.Queue(maxsize=2 * math.ceil(shape[1] / STRIP_TILE))
         self._error: BaseException | None = None
+        self._ended = False  # the writer thread has taken the end marker
         kwargs: dict[str, Any] = {"photometric": "minisblack", "planarconfig": "contig"}
         if pixel_size_um is not None:
             kwargs.update(resolution=(1e4 / pixel_size_um[1], 1e4 / pixel_size_um[0]), resolutionunit="CENTIMETER")
@@ -281,6 +283,7 @@ class _TiledWriter:
         while True:
             item = self._queue.get()
             if item is None:
+                self._ended = True
                 return
             yield item
 
@@ -290,7 +293,7 @@ class _TiledWriter:
                              bigtiff=True, **kwargs)
         except BaseException as exc:  # reported by close(); drain so put() never blocks
             self._error = exc
-            while self._queue.get() is not None:
+            while not self._ended and self._queue.get() is not None:
                 pass
 
     def add(self, rows: np.ndarray) -> None:
@@ -343,8 +346,10 @@ def _merge_streamed(tiles_folder: Path, tiles: list[dict[str, Any]], source: dic
     """
     rows, cols = source["scaled_shape"]
     tiles = sorted(tiles, key=lambda t: (t["y0"], t["x0"]))
-    first = _read_existing(tiles_folder, tiles[0], source, tile_size)
+    reads = _read_ahead(lambda tile: _read_existing(tiles_folder, tile, source, tile_size), tiles)
+    first = next(reads)
     channels, dtype = first.shape[2], first.dtype
+    flat = bool(np.all(window == 1.0))
     out_dtype = _output_dtype(dtype)
     restore = restore_scale and list(source["scaled_shape"]) != _shape_yx(source)
     final = out / f"{source['tile_stem']}.tif"
@@ -368,13 +373,18 @@ def _merge_streamed(tiles_folder: Path, tiles: list[dict[str, Any]], source: dic
                 if cancel.is_set():
                     return
                 tile = tiles[i]
-                values = first if i == 0 else _read_existing(tiles_folder, tile, source, tile_size)
+                values = first if i == 0 else next(reads)
                 if values.shape[2] != channels:
                     raise ImageError(f"{source['file']}: tile {tile['file']} has {values.shape[2]} channels, other tiles {channels}.")
                 ty0, tx0, ty1, tx1 = tile["y0"] - band_y0, tile["x0"], tile["y1"] - band_y0, tile["x1"]
-                w = window[: ty1 - ty0, : tx1 - tx0]
-                canvas[ty0:ty1, tx0:tx1] += values[: ty1 - ty0, : tx1 - tx0] * w[..., np.newaxis]
-                weights[ty0:ty1, tx0:tx1] += w
+                part = values[: ty1 - ty0, : tx1 - tx0]
+                if flat:  # weights of 1: the same sums without a product per pixel
+                    canvas[ty0:ty1, tx0:tx1] += part
+                    weights[ty0:ty1, tx0:tx1] += 1.0
+                else:
+                    w = window[: ty1 - ty0, : tx1 - tx0]
+                    canvas[ty0:ty1, tx0:tx1] += part * w[..., np.newaxis]
+                    weights[ty0:ty1, tx0:tx1] += w
                 merged += 1
                 i += 1
                 yield merged
@@ -382,6 +392,7 @@ def _merge_streamed(tiles_folder: Path, tiles: list[dict[str, Any]], source: dic
         writer.close()
         ok = True
     finally:
+        reads.close()
         if not ok:
             writer.close(ok=False)
     if restore:
@@ -411,15 +422,36 @@ def _emit(writer: _TiledWriter, canvas, weights, n: int, dtype: np.dtype, holes:
     part, w = canvas[:n], weights[:n]
     if not holes and np.any(w == 0):
         raise _not_covered(source)
-    values = np.divide(part, w[..., np.newaxis], out=np.zeros_like(part), where=w[..., np.newaxis] > 0)
-    writer.add(_to_dtype(values, dtype))
+    # in place: these rows are cleared by _shift next; a hole's sums are 0 and stay 0
+    np.divide(part, w[..., np.newaxis], out=part, where=w[..., np.newaxis] > 0)
+    writer.add(_to_dtype(part, dtype, in_place=True))
 
 
 def _shift(canvas: np.ndarray, weights: np.ndarray, n: int):
-    """Drop the first ``n`` rows (written) and add ``n`` empty rows at the bottom."""
-    canvas = np.concatenate([canvas[n:], np.zeros((n,) + canvas.shape[1:])]) if n < len(canvas) else np.zeros_like(canvas)
-    weights = np.concatenate([weights[n:], np.zeros((n,) + weights.shape[1:])]) if n < len(weights) else np.zeros_like(weights)
+    """Drop the first ``n`` rows (written) and clear ``n`` rows at the bottom, in place."""
+    keep = max(0, len(canvas) - n)
+    canvas[:keep] = canvas[len(canvas) - keep :]
+    weights[:keep] = weights[len(weights) - keep :]
+    canvas[keep:] = 0
+    weights[keep:] = 0
     return canvas, weights
+
+
+def _read_ahead(read, items: list, depth: int = 32):
+    """``read(item)`` for every item, in order, a few reads ahead in background threads (tile
+    files are decoded while the canvas is summed); closing the generator stops them."""
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="tilesapp-merge-read") as pool:
+        pending: deque = deque()
+        try:
+            for item in items:
+                pending.append(pool.submit(read, item))
+                if len(pending) > depth:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
 
 
 def _not_covered(source: dict[str, Any]) -> ImageError:
@@ -433,11 +465,13 @@ def _output_dtype(tile_dtype: np.dtype) -> np.dtype:
     return np.dtype(np.float32 if tile_dtype.itemsize <= 4 else np.float64)
 
 
-def _to_dtype(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """Round and clip to an integer type, or convert to a float one."""
+def _to_dtype(values: np.ndarray, dtype: np.dtype, in_place: bool = False) -> np.ndarray:
+    """Round and clip to an integer type, or convert to a float one (``in_place``: ``values``
+    may be used as scratch)."""
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
-        return np.clip(np.rint(values), info.min, info.max).astype(dtype)
+        out = values if in_place else None
+        values = np.clip(np.rint(values, out=out), info.min, info.max, out=out)
     return values.astype(dtype)
 
 
