@@ -44,7 +44,15 @@ from tilesapp.core.normalize import cast, channel_range, check_fits, stretch
 from tilesapp.core.pipeline import ImagePlan, plan_image, scale
 from tilesapp.core.progress import Progress
 from tilesapp.core.regions import RegionReader
-from tilesapp.core.selection import foreground_map, keep_tiles, split_sources, tile_foreground, tile_fractions
+from tilesapp.core.selection import (
+    auto_threshold,
+    foreground_map,
+    keep_tiles,
+    sample_step,
+    split_sources,
+    tile_foreground,
+    tile_fractions,
+)
 from tilesapp.core.settings import Settings
 from tilesapp.core.sources import IMAGE_SUFFIXES, TIFF_SUFFIXES, from_yxc, inspect_image, read_image, scan_folder
 from tilesapp.core.stream import (
@@ -515,13 +523,13 @@ class _Export:
             norm, need_otsu = settings.norm, settings.min_foreground > 0 and mask_rows is None and boxes is None
             stats = None
             if norm == "global" or need_otsu:
-                hist = need_otsu or settings.percentiles != (0.0, 100.0)
+                hist = norm == "global" and settings.percentiles != (0.0, 100.0)
                 value_range = None
                 if hist:  # a cheap read-only pass first: the histogram spans the values there are
                     value_range = histogram_range(reader.dtype, source_range(reader, max(256, reader.chunk_rows())))
-                stats = ChannelStats(info.channels, value_range)
+                stats = ChannelStats(info.channels, value_range, sample_step(plan.scaled_shape) if need_otsu else None)
                 # each row counted once: only the rows no earlier band holds
-                if not self._map_bands(job, bands, lambda band: stats.add(rows.rows(band.y0, band.own_y1)), nbytes):
+                if not self._map_bands(job, bands, lambda band: stats.add(rows.rows(band.y0, band.own_y1), band.y0), nbytes):
                     return
             if norm == "global":
                 low, high = stats.percentiles(*settings.percentiles)
@@ -535,7 +543,7 @@ class _Export:
                 if boxes is not None and mask_rows is None:
                     fractions[:] = [box_coverage(boxes, t) for t in grid]
                 else:
-                    thresholds = None if mask_rows is not None else stats.otsu()
+                    thresholds = None if mask_rows is not None else auto_threshold(stats.sample(), step=1)
 
                     def measure(band: Band) -> None:
                         if mask_rows is not None:

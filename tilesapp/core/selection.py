@@ -11,25 +11,50 @@ import math
 import zlib
 from collections.abc import Sequence
 
+import cv2
 import numpy as np
 
 from tilesapp.core.annotations import Boxes, box_coverage
 from tilesapp.core.geometry import TileGrid
 
 
-def auto_threshold(image: np.ndarray) -> np.ndarray:
-    """Otsu threshold of each channel of a (rows, cols, channels) image (foreground above it)."""
-    from skimage.filters import threshold_otsu  # imported here: only the filter needs it
+#: Pixels an automatic threshold looks at, at most: a regular subsample gives the same
+#: histogram, faster.
+THRESHOLD_SAMPLE = 4_000_000
 
-    thresholds = []
-    for c in range(image.shape[2]):
-        channel = image[..., c]
-        if channel.size > 4_000_000:  # a regular subsample gives the same histogram, faster
-            step = math.ceil(math.sqrt(channel.size / 4_000_000))
-            channel = channel[::step, ::step]
-        lo, hi = float(np.nanmin(channel)), float(np.nanmax(channel))
-        thresholds.append(hi if hi <= lo else float(threshold_otsu(channel)))
-    return np.array(thresholds)
+
+def sample_step(shape: tuple[int, int]) -> int:
+    """Step of the regular subsample (every n-th row and column) the threshold is taken from."""
+    return max(1, math.ceil(math.sqrt(shape[0] * shape[1] / THRESHOLD_SAMPLE)))
+
+
+def auto_threshold(image: np.ndarray, step: int | None = None) -> np.ndarray:
+    """Otsu threshold of each channel of a (rows, cols, channels) image (foreground above it),
+    from every ``step``-th row and column (default :func:`sample_step`; 1 for a subsample
+    already taken)."""
+    step = step or sample_step(image.shape[:2])
+    return np.array([otsu_threshold(image[::step, ::step, c]) for c in range(image.shape[2])])
+
+
+def otsu_threshold(values: np.ndarray) -> float:
+    """Otsu's threshold of ``values`` (NaN ignored): OpenCV's, on 65 536 levels between their
+    min and max; values above it are foreground. A constant input gives its value.
+
+    >>> t = otsu_threshold(np.array([10.0, 11, 12, 50, 51, 52]))
+    >>> 12 < t < 50  # the two groups fall on either side
+    True
+    """
+    finite = values[np.isfinite(values)] if values.dtype.kind == "f" else values.ravel()
+    if finite.size == 0:
+        return 0.0
+    lo, hi = float(finite.min()), float(finite.max())
+    if hi <= lo:
+        return hi
+    scale = 65535.0 / (hi - lo)
+    levels = np.rint((finite.astype(np.float64) - lo) * scale).astype(np.uint16).reshape(1, -1)
+    level, _ = cv2.threshold(levels, 0, 65535, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
+    # OpenCV keeps levels above `level`: half a level up, so that "value > threshold" agrees
+    return lo + (level + 0.5) / scale
 
 
 def foreground_map(image: np.ndarray, thresholds: np.ndarray) -> np.ndarray:

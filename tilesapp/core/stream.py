@@ -9,7 +9,8 @@ tiles' overlap, which is recomputed rather than kept.
 Global statistics take a streaming pass over the bands: min and max are exact; percentiles
 come from a 65 536-bin histogram over the source's value range (widened by a quarter on
 each side for the cubic kernel's overshoot), so they are within 1/43 690 of that range of
-``numpy.percentile`` of the whole image.
+``numpy.percentile`` of the whole image. The empty-tile filter's automatic threshold is taken
+from the same regular subsample of rows and columns as for a whole image.
 """
 
 from __future__ import annotations
@@ -177,16 +178,25 @@ class ChannelStats:
     ``value_range`` is the histogram's range; values outside it are counted in its end bins.
     """
 
-    def __init__(self, channels: int, value_range: tuple[float, float] | None = None):
+    def __init__(self, channels: int, value_range: tuple[float, float] | None = None, sample_step: int | None = None):
         self.low = np.full(channels, np.inf)
         self.high = np.full(channels, -np.inf)
         self.count = np.zeros(channels, np.int64)
         self.range = value_range
         self.hist = np.zeros((channels, HISTOGRAM_BINS), np.int64) if value_range is not None else None
+        self.step = sample_step
+        self._samples: list[np.ndarray] = []
         self._lock = threading.Lock()
 
-    def add(self, band: np.ndarray) -> None:
-        """Add a (rows, cols, channels) block of values (NaN ignored)."""
+    def add(self, band: np.ndarray, first_row: int = 0) -> None:
+        """Add a (rows, cols, channels) block of values (NaN ignored) whose first row is image
+        row ``first_row``; with ``sample_step``, also keep every step-th row and column of the
+        image, as :func:`tilesapp.core.selection.auto_threshold` takes them from a whole image."""
+        if self.step is not None:
+            start = -first_row % self.step
+            sample = np.array(band[start :: self.step, :: self.step], dtype=np.float32)
+            with self._lock:
+                self._samples.append(sample)
         for c in range(band.shape[2]):
             values = np.ascontiguousarray(band[..., c], dtype=np.float32)
             finite = values
@@ -239,21 +249,9 @@ class ChannelStats:
         # values spread evenly inside their bin
         return lo + width * (b + (rank - before + 0.5) / max(inside, 1))
 
-    def otsu(self) -> np.ndarray:
-        """Per-channel Otsu threshold from the histogram (foreground above it)."""
-        from skimage.filters import threshold_otsu  # imported here: only the filter needs it
-
-        lo, hi = self.range
-        centers = lo + (np.arange(HISTOGRAM_BINS) + 0.5) * (hi - lo) / HISTOGRAM_BINS
-        thresholds = []
-        for c in range(self.hist.shape[0]):
-            used = np.flatnonzero(self.hist[c])
-            if self.high[c] <= self.low[c] or len(used) < 2:
-                thresholds.append(float(self.high[c]) if np.isfinite(self.high[c]) else 0.0)
-                continue
-            part = slice(used[0], used[-1] + 1)
-            thresholds.append(float(threshold_otsu(hist=(self.hist[c, part], centers[part]))))
-        return np.array(thresholds)
+    def sample(self) -> np.ndarray:
+        """The kept rows and columns, (rows, cols, channels): the image's threshold subsample."""
+        return np.concatenate(self._samples, axis=0)
 
 
 def _histogram(values: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:

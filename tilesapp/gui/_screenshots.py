@@ -37,13 +37,14 @@ def make_masks(images: Path, masks: Path) -> Path:
     import cv2
     import numpy as np
     import tifffile
-    from skimage.filters import threshold_otsu
+
+    from tilesapp.core.selection import otsu_threshold
 
     masks.mkdir(parents=True, exist_ok=True)
     for path in sorted(images.glob("*.tif")):
         smooth = cv2.GaussianBlur(tifffile.imread(path).astype(np.float32), (0, 0), 2)
         background = float(np.median(smooth))
-        cell = (smooth > background + 0.3 * (threshold_otsu(smooth) - background)).astype(np.uint8)
+        cell = (smooth > background + 0.3 * (otsu_threshold(smooth) - background)).astype(np.uint8)
         n, parts, stats, _ = cv2.connectedComponentsWithStats(cell)
         large = stats[:, cv2.CC_STAT_AREA] >= 30
         large[0] = False
