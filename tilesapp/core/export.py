@@ -469,11 +469,7 @@ class _Export:
         norm = settings.norm
         # Global and none are done once on the whole image, not per tile: overlapping tiles
         # would repeat the work on up to twice the pixels. Local needs each tile's own range.
-        if norm == "global":
-            low, high = channel_range(scaled, settings.percentiles)
-            job.normalization = {"mode": "global", "low": low.tolist(), "high": high.tolist()}
-        else:
-            job.normalization = {"mode": norm}
+        job.normalization = _normalization(norm, *(channel_range(scaled, settings.percentiles) if norm == "global" else ()))
         # in place: `scaled` is this thread's own copy (freshly read or resampled)
         scaled = self._normalize_band(job, scaled, may_have_nan)
         cut = _Cut(mask_axes, _mask_format(settings.format, None if mask is None else mask.dtype,
@@ -531,11 +527,7 @@ class _Export:
                 # each row counted once: only the rows no earlier band holds
                 if not self._map_bands(job, bands, lambda band: stats.add(rows.rows(band.y0, band.own_y1), band.y0), nbytes):
                     return
-            if norm == "global":
-                low, high = stats.percentiles(*settings.percentiles)
-                job.normalization = {"mode": "global", "low": low.tolist(), "high": high.tolist()}
-            else:
-                job.normalization = {"mode": norm}
+            job.normalization = _normalization(norm, *(stats.percentiles(*settings.percentiles) if norm == "global" else ()))
 
             fractions = keep = None
             if settings.min_foreground > 0:
@@ -725,6 +717,13 @@ class _Export:
                         for p in self.inputs.skipped],
             "stopped_by": self.stop_reason,
         }
+
+
+def _normalization(mode: str, low: np.ndarray | None = None, high: np.ndarray | None = None) -> dict[str, Any]:
+    """A source's normalization as the manifest records it (low/high per channel for global)."""
+    if mode == "global":
+        return {"mode": mode, "low": low.tolist(), "high": high.tolist()}
+    return {"mode": mode}
 
 
 def _join(folder: str, name: str) -> str:

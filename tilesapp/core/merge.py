@@ -134,6 +134,7 @@ def run_merge(
     manifest = read_manifest(tiles_folder)
     tile_size, overlap = int(manifest["tile_size"]), int(manifest["overlap"])
     window = blend_window(tile_size, overlap, blend)
+    flat = _is_flat(window)
     out = Path(output).expanduser().absolute()
     check_output_folder(out, [tiles_folder], overwrite)
     _prepare_output(out)
@@ -178,21 +179,14 @@ def run_merge(
                 if cancel.is_set():
                     summary.cancelled = True
                     return summary
-                values = read_tile(tiles_folder / tile["file"], tile_size) if (tiles_folder / tile["file"]).is_file() else None
-                if values is None:
-                    raise ImageError(f"{source['file']}: tile {tile['file']} is missing from {tiles_folder}.")
+                values = _read_existing(tiles_folder, tile, source, tile_size)
                 if canvas is None:
                     rows, cols = source["scaled_shape"]
                     dtype, channels = values.dtype, values.shape[2]
                     # float64 sums: with large overlaps a pixel sums dozens of tiles
                     canvas = np.zeros((rows, cols, channels), np.float64)
                     weights = np.zeros((rows, cols), canvas.dtype)
-                elif values.shape[2] != channels:
-                    raise ImageError(f"{source['file']}: tile {tile['file']} has {values.shape[2]} channels, other tiles {channels}.")
-                y0, x0, y1, x1 = tile["y0"], tile["x0"], tile["y1"], tile["x1"]
-                w = window[: y1 - y0, : x1 - x0].astype(canvas.dtype)
-                canvas[y0:y1, x0:x1] += values[: y1 - y0, : x1 - x0] * w[..., np.newaxis]
-                weights[y0:y1, x0:x1] += w
+                _add_tile(canvas, weights, values, window, flat, tile, 0, source, channels)
                 done += 1
                 if time.monotonic() - last > 0.05:
                     last = time.monotonic()
@@ -349,7 +343,7 @@ def _merge_streamed(tiles_folder: Path, tiles: list[dict[str, Any]], source: dic
     reads = _read_ahead(lambda tile: _read_existing(tiles_folder, tile, source, tile_size), tiles)
     first = next(reads)
     channels, dtype = first.shape[2], first.dtype
-    flat = bool(np.all(window == 1.0))
+    flat = _is_flat(window)
     out_dtype = _output_dtype(dtype)
     restore = restore_scale and list(source["scaled_shape"]) != _shape_yx(source)
     final = out / f"{source['tile_stem']}.tif"
@@ -372,19 +366,8 @@ def _merge_streamed(tiles_folder: Path, tiles: list[dict[str, Any]], source: dic
             while i < len(tiles) and tiles[i]["y0"] == y0:
                 if cancel.is_set():
                     return
-                tile = tiles[i]
                 values = first if i == 0 else next(reads)
-                if values.shape[2] != channels:
-                    raise ImageError(f"{source['file']}: tile {tile['file']} has {values.shape[2]} channels, other tiles {channels}.")
-                ty0, tx0, ty1, tx1 = tile["y0"] - band_y0, tile["x0"], tile["y1"] - band_y0, tile["x1"]
-                part = values[: ty1 - ty0, : tx1 - tx0]
-                if flat:  # weights of 1: the same sums without a product per pixel
-                    canvas[ty0:ty1, tx0:tx1] += part
-                    weights[ty0:ty1, tx0:tx1] += 1.0
-                else:
-                    w = window[: ty1 - ty0, : tx1 - tx0]
-                    canvas[ty0:ty1, tx0:tx1] += part * w[..., np.newaxis]
-                    weights[ty0:ty1, tx0:tx1] += w
+                _add_tile(canvas, weights, values, window, flat, tiles[i], band_y0, source, channels)
                 merged += 1
                 i += 1
                 yield merged
@@ -400,6 +383,26 @@ def _merge_streamed(tiles_folder: Path, tiles: list[dict[str, Any]], source: dic
             _restore_streamed(target, final, source, out_dtype, cancel)
         finally:
             target.unlink(missing_ok=True)
+
+
+def _is_flat(window: np.ndarray) -> bool:
+    return bool(np.all(window == 1.0))
+
+
+def _add_tile(canvas, weights, values, window, flat: bool, tile: dict[str, Any], y_offset: int, source, channels: int) -> None:
+    """Add a tile's values, weighted by the blend window, to a canvas whose first row is image
+    row ``y_offset``."""
+    if values.shape[2] != channels:
+        raise ImageError(f"{source['file']}: tile {tile['file']} has {values.shape[2]} channels, other tiles {channels}.")
+    y0, x0, y1, x1 = tile["y0"] - y_offset, tile["x0"], tile["y1"] - y_offset, tile["x1"]
+    part = values[: y1 - y0, : x1 - x0]
+    if flat:  # weights of 1: the same sums without a product per pixel
+        canvas[y0:y1, x0:x1] += part
+        weights[y0:y1, x0:x1] += 1.0
+    else:
+        w = window[: y1 - y0, : x1 - x0]
+        canvas[y0:y1, x0:x1] += part * w[..., np.newaxis]
+        weights[y0:y1, x0:x1] += w
 
 
 def _read_existing(tiles_folder: Path, tile: dict[str, Any], source: dict[str, Any], tile_size: int) -> np.ndarray:

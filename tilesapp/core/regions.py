@@ -44,8 +44,7 @@ class RegionReader:
                 self._open_tiff()
             else:
                 image, self.info = read_image(self.path)
-                self._array, self._axes = image, "YXS"
-                self.info_axes_yxc = True
+                self._array, self._axes = image, "YXS"  # read_image gives (rows, cols, channels)
         except ImageError:
             self.close()
             raise
@@ -67,7 +66,6 @@ class RegionReader:
 
             self._array = zarr.open(series.aszarr(level=0), mode="r")
         self._axes = series.axes  # tifffile's, reduced to the engine's by sources._arrange
-        self.info_axes_yxc = False
 
     # --- what the image is ----------------------------------------------------------------
     @property
@@ -88,7 +86,7 @@ class RegionReader:
         rows, cols = self.shape_yx
         if not (0 <= y0 <= y1 <= rows and 0 <= x0 <= x1 <= cols):
             raise ValueError(f"region [{y0}:{y1}, {x0}:{x1}] outside an image of {rows} × {cols}")
-        if self.info_axes_yxc:  # a copy: callers may normalize a region in place
+        if self._tif is None:  # held in memory; a copy: callers may normalize a region in place
             return self._array[y0:y1, x0:x1].copy()
         index = tuple(slice(y0, y1) if a == "Y" else slice(x0, x1) if a == "X" else slice(None) for a in self._axes)
         try:
@@ -110,7 +108,7 @@ class RegionReader:
         """Rows of the file's storage chunks (tiles or strips): reads aligned on them decode
         each chunk once."""
         chunks = getattr(self._array, "chunks", None)
-        if not chunks or self.info_axes_yxc:
+        if not chunks:  # a memory map or an image held in memory
             return 1
         return int(chunks[self._axes.index("Y")])
 
