@@ -27,6 +27,7 @@ number of tiles. Run from the repository root::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import contextlib
 import json
 import os
@@ -110,7 +111,7 @@ def build_workload(folder: Path, n_images: int, size: int, settings: Settings) -
 # --- the three methods ---------------------------------------------------------------------------
 # Each takes (workload, empty output folder) and returns the number of tiles it reports.
 def run_tilesapp(work: Workload, out: Path, workers: int | None = None) -> int:
-    gen = run_export(work.sources, out, work.settings, workers=workers)
+    gen = run_export(work.sources, out, dataclasses.replace(work.settings, workers=workers))
     try:
         while True:
             next(gen)

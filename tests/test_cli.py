@@ -79,6 +79,11 @@ def test_unsafe_output_folders_exit_2(folder, tmp_path):
     (busy / "x.txt").write_text("x")
     result = run("cut", folder, busy)
     assert result.returncode == 2 and "--overwrite" in result.stderr
+    # --overwrite replaces an earlier export, never files no export wrote
+    result = run("cut", folder, busy, "--overwrite")
+    assert result.returncode == 2 and "x.txt" in result.stderr and (busy / "x.txt").read_text() == "x"
+    (busy / "x.txt").unlink()
+    assert main(["cut", str(folder), str(busy), "--quiet", "--patch-size", "384"]) == 0
     assert main(["cut", str(folder), str(busy), "--overwrite", "--quiet", "--patch-size", "256"]) == 0
 
 

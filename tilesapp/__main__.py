@@ -1,5 +1,5 @@
 import sys
 
-from tilesapp.cli import main
+from tilesapp._entry import main
 
 sys.exit(main())

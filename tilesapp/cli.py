@@ -23,12 +23,36 @@ from typing import Any, TextIO
 from tilesapp import APP_NAME, __version__
 from tilesapp.core.calibration import UNITS, format_pixel_size
 from tilesapp.core.errors import ImageError, OutputError, SettingsError, TilesError
-from tilesapp.core.settings import DTYPES, FORMATS, NORMS, PAD_MODES, PRESETS, Settings, load_settings
+from tilesapp.core.settings import (
+    DTYPES,
+    FORMATS,
+    NORMS,
+    PAD_MODES,
+    PIXEL_SIZE_SCOPES,
+    PRESETS,
+    Settings,
+    load_settings,
+    parse_memory_size,
+)
 from tilesapp.logs import setup_logging
 
 log = logging.getLogger("tilesapp.cli")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+#: How the command line names each setting in messages.
+FLAGS = {
+    "tile_size": "--tile-size", "overlap": "--overlap", "calibrate": "--no-calibration", "pixel_size": "--pixel-size",
+    "pixel_size_scope": "--pixel-size-for", "unit": "--unit", "target_pixel_size": "--target-pixel-size",
+    "target_unit": "--target-unit", "norm": "--norm", "percentiles": "--percentiles", "bounds": "--bounds",
+    "dtype": "--dtype", "format": "--format", "pad_mode": "--pad-mode", "recursive": "--recursive",
+    "min_foreground": "--min-foreground", "keep_empty": "--keep-empty", "min_box_visibility": "--min-box-visibility",
+    "val_fraction": "--split", "seed": "--seed", "memory_limit": "--memory-limit", "workers": "--workers",
+    "blend": "--blend", "layout": "--layout", "config": "--config", "save_config": "--save-config",
+    "file_pixel_sizes": "file_pixel_sizes (in the settings file)",
+}
+#: What to do about an image that failed because of a setting, in the command line's words.
+HINTS = {"pixel_size": "(--pixel-size VALUE --unit UNIT, or --no-calibration)"}
 
 
 # --- progress bar ----------------------------------------------------------------------------
@@ -102,22 +126,16 @@ def _pixel_size(text: str):
     raise argparse.ArgumentTypeError(f"expected 'auto', a number or Y,X; got {text!r}")
 
 
-_SIZE_UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-
-
 def memory_size(text: str) -> int | None:
     """Bytes from '2GB', '512M', '1.5GiB' or '800' (MB); None for 'auto'.
 
     >>> memory_size("2GB"), memory_size("512m"), memory_size("auto")
     (2147483648, 536870912, None)
     """
-    text = text.strip().upper().replace(" ", "")
-    if text == "AUTO":
-        return None
-    match = re.fullmatch(r"(\d+(?:\.\d*)?)(?:([KMG])I?B?)?", text)
-    if match is None or float(match.group(1)) <= 0:
-        raise argparse.ArgumentTypeError(f"expected a size such as 2GB or 512MB, or 'auto'; got {text!r}")
-    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2) or "M"])
+    try:
+        return parse_memory_size(text)
+    except SettingsError:
+        raise argparse.ArgumentTypeError(f"expected a size such as 2GB or 512MB, or 'auto'; got {text!r}") from None
 
 
 def _settings_parent() -> argparse.ArgumentParser:
@@ -130,6 +148,9 @@ def _settings_parent() -> argparse.ArgumentParser:
     g.add_argument("--overlap", type=int, metavar="N", help="overlap between neighbouring tiles in pixels (128)")
     g.add_argument("--pixel-size", type=_pixel_size, metavar="auto|VALUE|Y,X",
                    help="input pixel size; auto (default) reads each file's metadata")
+    g.add_argument("--pixel-size-for", dest="pixel_size_scope", choices=PIXEL_SIZE_SCOPES,
+                   help="which images --pixel-size is for: all (default; it replaces their metadata) or "
+                        "uncalibrated (only images whose files carry no pixel size)")
     g.add_argument("--unit", metavar="UNIT", help=f"unit of --pixel-size: {', '.join(UNITS)} (µm also accepted)")
     g.add_argument("--target-pixel-size", type=float, metavar="VALUE", help="pixel size of the tiles (0.325)")
     g.add_argument("--target-unit", metavar="UNIT", help="unit of --target-pixel-size (um)")
@@ -176,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     cut.add_argument("input", metavar="INPUT", help="folder of images (.tif/.tiff, .png, .jpg/.jpeg, .bmp)")
     cut.add_argument("output", metavar="OUTPUT", help="export folder (created if missing; must be empty)")
     cut.add_argument("--overwrite", action="store_true", help="allow a non-empty OUTPUT (same names are replaced)")
-    cut.add_argument("--workers", type=int, metavar="N", help="images processed at once (one per core)")
+    cut.add_argument("--workers", type=int, metavar="N", help="images (and bands) processed at once (one per core)")
     cut.add_argument("--save-config", metavar="SETTINGS.json", help="also save the effective settings to this file")
     cut.add_argument("--masks", metavar="DIR", help="label masks named like the images (same stem), cut on the same grid")
     cut.add_argument("--labels", metavar="DIR", help="YOLO label files <stem>.txt (class cx cy w h), cut with the tiles")
@@ -221,6 +242,8 @@ def build_settings(args: argparse.Namespace) -> tuple[Settings, list[str]]:
         settings = settings.with_preset(args.preset)
     names = {f.name for f in dataclasses.fields(Settings)}
     overrides = {k: v for k, v in vars(args).items() if k in names and v is not None}
+    if overrides.get("pixel_size") == "auto":
+        overrides["pixel_size"] = None
     if "percentiles" in overrides:
         overrides["percentiles"] = tuple(overrides["percentiles"])
     if "bounds" in overrides:
@@ -242,11 +265,11 @@ def cmd_cut(args) -> int:
     settings, unknown = build_settings(args)
     if unknown:
         _warn(f"{args.config}: ignored unknown setting{'s' * (len(unknown) > 1)} {', '.join(unknown)}.")
-    if args.workers is not None and args.workers < 1:
-        raise SettingsError("workers", f"--workers must be at least 1; got {args.workers}.")
+    if args.save_config:
+        _check_save_config(Path(args.save_config), args)
     cancel = threading.Event()
-    gen = run_export(args.input, args.output, settings, overwrite=args.overwrite, cancel=cancel, workers=args.workers,
-                     masks=args.masks, labels=args.labels, memory_limit=args.memory_limit)
+    gen = run_export(args.input, args.output, settings, overwrite=args.overwrite, cancel=cancel,
+                     masks=args.masks, labels=args.labels)
     try:
         summary = drive(gen, ProgressBar("tiles", enabled=not args.quiet))
     except KeyboardInterrupt:
@@ -268,13 +291,34 @@ def cmd_cut(args) -> int:
         _say(args, f"Skipped {len(summary.skipped)} file{'s' * (len(summary.skipped) != 1)} that "
                    f"{'are' if len(summary.skipped) != 1 else 'is'} not an image: {', '.join(summary.skipped[:10])}"
                    f"{' …' if len(summary.skipped) > 10 else ''}")
+    for _name, message in summary.warnings:
+        _warn(f"Warning: {message}")
     if summary.failed:
         _warn(f"{len(summary.failed)} image{'s' * (len(summary.failed) != 1)} failed:")
-        for _name, reason in summary.failed:
+        hinted = set()
+        for name, reason in summary.failed:
             _warn(f"  {reason}")
+            for setting, hint in HINTS.items():
+                if setting in summary.settings_failures.get(name, ()) and setting not in hinted:
+                    hinted.add(setting)
+                    _warn(f"    {hint}")
     if summary.stopped_by:
         _warn(f"Stopped: {summary.stopped_by}")
     return summary.exit_code
+
+
+def _check_save_config(path: Path, args) -> None:
+    """--save-config must be writable, and outside the input folder, before anything is cut."""
+    from tilesapp.core.folders import is_inside
+
+    path = path.expanduser()
+    if not path.parent.is_dir():
+        raise OutputError(f"The folder {path.parent} of --save-config does not exist; create it or choose another.")
+    if path.is_dir():
+        raise OutputError(f"--save-config {path} is a folder; give a file name such as settings.json.")
+    if is_inside(path.parent, args.input):
+        raise OutputError(f"--save-config {path} is inside the input folder; save the settings elsewhere so the "
+                          f"input is never touched.")
 
 
 def cmd_merge(args) -> int:
@@ -297,7 +341,7 @@ def cmd_merge(args) -> int:
 
 
 def cmd_sample(args) -> int:
-    from tilesapp.core.export import collect_inputs, is_inside
+    from tilesapp.core.folders import collect_inputs, is_inside
     from tilesapp.core.mosaic import make_mosaic
     from tilesapp.core.writers import encode, write_image
 
@@ -325,29 +369,32 @@ def cmd_sample(args) -> int:
 
 
 def cmd_info(args) -> int:
-    from tilesapp.core.export import collect_inputs
-    from tilesapp.core.pipeline import plan_image
-    from tilesapp.core.sources import inspect_image
+    from tilesapp.core.folders import collect_inputs
+    from tilesapp.core.plan import plan_image
+    from tilesapp.core.readers import open_image
 
     settings, unknown = build_settings(args)
     inputs = collect_inputs(args.input, settings.recursive)
-    rows, total, failures = [], 0, 0
+    rows, total = [], 0
     for path in inputs.images:
-        name = path.relative_to(inputs.root).as_posix()
+        name = inputs.name(path)
         row: dict[str, Any] = {"file": name}
         try:
-            info = inspect_image(path)
-            row.update(shape=list(info.shape), axes=info.axes, dtype=info.dtype,
-                       pixel_size_um=list(info.pixel_size_um) if info.pixel_size_um else None,
-                       calibration=info.calibration)
-            plan = plan_image(info, settings)
+            with open_image(path) as image:
+                scene = image.scenes[0]
+                info = scene.info
+                row.update(shape=list(info.shape), axes=info.axes, dtype=info.dtype,
+                           pixel_size_um=list(info.pixel_size_um) if info.pixel_size_um else None,
+                           calibration=info.calibration)
+                plan = plan_image(info, settings, name, not getattr(scene, "whole_only", False))
             row.update(scaled_shape=list(plan.scaled_shape), tiles=len(plan.grid))
+            if plan.warnings:
+                row["warnings"] = list(plan.warnings)
             total += len(plan.grid)
         except ImageError as exc:
             row["error"] = str(exc)
-            failures += 1
         rows.append(row)
-    skipped = [p.relative_to(inputs.root).as_posix() for p in inputs.skipped]
+    skipped = [inputs.name(p) for p in inputs.skipped]
     if args.json:
         print(json.dumps({"input": str(inputs.root), "settings": settings.to_dict(), "images": rows,
                           "skipped": skipped, "tiles": total}, indent=2, ensure_ascii=False))
@@ -377,6 +424,8 @@ def _print_info_table(root: Path, rows: list[dict], skipped: list[str], total: i
     for r in rows:
         if "error" in r:
             print(f"  ! {r['error']}")
+        for warning in r.get("warnings", ()):
+            print(f"  ! {r['file']}: {warning}")
     if skipped:
         print(f"Skipped (not images): {', '.join(skipped)}")
     target = f"{settings.target_pixel_size:g} {settings.target_unit.replace('um', 'µm')}" if settings.calibrate else "no rescaling"
@@ -410,7 +459,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = COMMANDS.get(args.command or "gui")
     try:
         return command(args)
-    except (SettingsError, OutputError) as exc:
+    except SettingsError as exc:
+        _warn(f"tilesapp: error: {exc.describe(FLAGS)}")
+        return EXIT_USAGE
+    except OutputError as exc:
         _warn(f"tilesapp: error: {exc}")
         return EXIT_USAGE
     except TilesError as exc:

@@ -9,13 +9,17 @@ import pytest
 import tifffile
 from helpers import drain, microscopy, write_imagej
 
-from tilesapp.core import export as export_module
+import dataclasses
+
+from tilesapp.core import writers
 from tilesapp.core.errors import OutputError, SettingsError
-from tilesapp.core.export import count_files, empty_folder, run_export, tile_stems
+from tilesapp.core.export import run_export
+from tilesapp.core.folders import clear_export, count_files, export_contents
 from tilesapp.core.geometry import TileGrid
-from tilesapp.core.pipeline import preview
+from tilesapp.core.preview import preview_image
+from tilesapp.core.readers import inspect_image
 from tilesapp.core.settings import Settings
-from tilesapp.core.sources import inspect_image
+from tilesapp.core.sinks import tile_stems
 
 SMALL = Settings(tile_size=128, overlap=32)
 
@@ -35,7 +39,7 @@ def test_unet_export_tiles_values_and_manifest(folder, tmp_path):
     assert snapshot(folder) == before  # the input folder is never written
     expected = {}
     for name in ("a.tif", "b.tif", "c.tif"):
-        plan, _ = preview(folder / name, SMALL)
+        plan = preview_image(folder / name, SMALL).plan
         expected[name] = len(plan.grid)
     assert summary.tiles_written == sum(expected.values()) and summary.exit_code == 0
     assert summary.skipped == ["notes.txt"] and summary.failed == []
@@ -71,7 +75,7 @@ def test_unet_export_tiles_values_and_manifest(folder, tmp_path):
 def test_tile_content_matches_the_recalibrated_image(folder, tmp_path):
     settings = Settings(tile_size=128, overlap=32, norm="none", dtype="float32")
     drain(run_export(folder, tmp_path / "out", settings))
-    _, scaled = preview(folder / "a.tif", settings)
+    scaled = preview_image(folder / "a.tif", settings).image
     for t in manifest(tmp_path / "out")["tiles"]:
         if t["source"] == "a.tif":
             tile = tifffile.imread(tmp_path / "out" / t["file"])
@@ -179,7 +183,7 @@ def test_same_stem_never_writes_one_name(tmp_path):
     m = manifest(tmp_path / "out")
     assert [(s["file"], s["tile_stem"]) for s in m["sources"]] == [("a.tif", "a"), ("a.png", "a-png")]
     assert sorted(p.name for p in (tmp_path / "out").glob("*.tif")) == ["a-png_000.tif", "a_000.tif"]
-    assert tile_stems([Path("x.tif"), Path("X.TIF"), Path("x.png")]) == ["x", "X-tif", "x-png"]
+    assert tile_stems(["x.tif", "X.TIF", "x.png"]) == ["x", "X-tif", "x-png"]
 
 
 def test_corrupt_and_uncalibrated_images_fail_alone(folder, tmp_path):
@@ -188,7 +192,8 @@ def test_corrupt_and_uncalibrated_images_fail_alone(folder, tmp_path):
     _, summary = drain(run_export(folder, tmp_path / "out", SMALL))
     reasons = dict(summary.failed)
     assert sorted(reasons) == ["broken.tif", "nocal.tif"] and summary.exit_code == 1
-    assert "--pixel-size VALUE --unit UNIT" in reasons["nocal.tif"] and "--no-calibration" in reasons["nocal.tif"]
+    assert "carries no pixel size" in reasons["nocal.tif"] and "turn calibration off" in reasons["nocal.tif"]
+    assert summary.settings_failures == {"nocal.tif": ("pixel_size",)}  # each front end names the setting its way
     assert summary.images_ok == 3 and summary.tiles_written > 0
     m = manifest(tmp_path / "out")
     status = {s["file"]: (s["status"], s["error"]) for s in m["sources"]}
@@ -227,8 +232,16 @@ def test_non_empty_output_needs_overwrite(folder, tmp_path):
     with pytest.raises(OutputError, match="not empty"):
         drain(run_export(folder, out, SMALL))
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
-    _, summary = drain(run_export(folder, out, SMALL, overwrite=True))
-    assert summary.tiles_written > 0 and (out / "keep.txt").read_text() == "mine"
+    # overwriting replaces an earlier export, never files it did not write
+    with pytest.raises(OutputError, match="no earlier export wrote"):
+        drain(run_export(folder, out, SMALL, overwrite=True))
+    assert [p.name for p in out.iterdir()] == ["keep.txt"] and (out / "keep.txt").read_text() == "mine"
+    (out / "keep.txt").unlink()
+    drain(run_export(folder, out, SMALL))
+    _, summary = drain(run_export(folder, out, dataclasses.replace(SMALL, tile_size=256), overwrite=True))
+    assert summary.tiles_written > 0
+    on_disk = sorted(p.name for p in out.iterdir())
+    assert on_disk == sorted(["manifest.json"] + [t["file"] for t in manifest(out)["tiles"]])
 
 
 def test_empty_input_folder_is_a_settings_error(tmp_path):
@@ -249,8 +262,8 @@ def test_cancel_leaves_consistent_folder(folder, tmp_path):
     out = tmp_path / "out"
     cancel = threading.Event()
     # thousands of tiny tiles: far too many to be written before the first progress record
-    gen = run_export(folder, out, Settings(tile_size=16, overlap=0, format="png", dtype="uint8", bounds=(0, 255)),
-                     cancel=cancel, workers=1)
+    gen = run_export(folder, out, Settings(tile_size=16, overlap=0, format="png", dtype="uint8", bounds=(0, 255), workers=1),
+                     cancel=cancel)
     for progress in gen:
         if progress.done >= 5:
             cancel.set()
@@ -269,7 +282,7 @@ def test_cancel_leaves_consistent_folder(folder, tmp_path):
 
 def test_closing_the_generator_writes_the_manifest(folder, tmp_path):
     out = tmp_path / "out"
-    gen = run_export(folder, out, Settings(tile_size=16, overlap=0, format="png", dtype="uint8", bounds=(0, 255)), workers=2)
+    gen = run_export(folder, out, Settings(tile_size=16, overlap=0, format="png", dtype="uint8", bounds=(0, 255), workers=2))
     for progress in gen:
         if progress.done > 3:
             break
@@ -280,7 +293,7 @@ def test_closing_the_generator_writes_the_manifest(folder, tmp_path):
 
 
 def test_full_disk_stops_the_run_with_a_clear_message(folder, tmp_path, monkeypatch):
-    real_write = export_module.TileWriter.write
+    real_write = writers.TileWriter.write
     calls = {"n": 0}
 
     def failing_write(self, path, *args, **kwargs):
@@ -289,9 +302,9 @@ def test_full_disk_stops_the_run_with_a_clear_message(folder, tmp_path, monkeypa
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_write(self, path, *args, **kwargs)
 
-    monkeypatch.setattr(export_module.TileWriter, "write", failing_write)
+    monkeypatch.setattr(writers.TileWriter, "write", failing_write)
     out = tmp_path / "out"
-    _, summary = drain(run_export(folder, out, SMALL, workers=1))
+    _, summary = drain(run_export(folder, out, dataclasses.replace(SMALL, workers=1)))
     assert summary.stopped_by and "disk" in summary.stopped_by and "full" in summary.stopped_by
     assert summary.exit_code == 1
     m = manifest(out)
@@ -300,8 +313,8 @@ def test_full_disk_stops_the_run_with_a_clear_message(folder, tmp_path, monkeypa
 
 
 def test_two_workers_give_the_same_result_as_one(folder, tmp_path):
-    drain(run_export(folder, tmp_path / "one", SMALL, workers=1))
-    drain(run_export(folder, tmp_path / "two", SMALL, workers=2))
+    drain(run_export(folder, tmp_path / "one", dataclasses.replace(SMALL, workers=1)))
+    drain(run_export(folder, tmp_path / "two", dataclasses.replace(SMALL, workers=2)))
     one, two = manifest(tmp_path / "one"), manifest(tmp_path / "two")
     assert one["tiles"] == two["tiles"] and one["sources"] == two["sources"]
     for t in one["tiles"]:
@@ -315,24 +328,26 @@ def test_jpg_output(folder, tmp_path):
     assert tile.shape == (128, 128) and tile.dtype == np.uint8 and summary.exit_code == 0
 
 
-def test_empty_folder_deletes_files_only(tmp_path):
-    (tmp_path / "f1.tif").write_bytes(b"1")
-    (tmp_path / "f2.txt").write_bytes(b"2")
-    (tmp_path / "sub").mkdir()
-    (tmp_path / "sub" / "inner.tif").write_bytes(b"3")
-    assert count_files(tmp_path) == 2
-    assert empty_folder(tmp_path) == 2
-    assert [p.name for p in tmp_path.iterdir()] == ["sub"] and (tmp_path / "sub" / "inner.tif").exists()
+def test_export_contents_tell_what_an_export_wrote(folder, tmp_path):
+    out = tmp_path / "out"
+    drain(run_export(folder, out, dataclasses.replace(SMALL, val_fraction=0.4, seed=3)))
+    (out / "mine.txt").write_text("not the export's")
+    contents = export_contents(out)
+    listed = {out / t["file"] for t in manifest(out)["tiles"]} | {out / "manifest.json"}
+    assert set(contents.written) == listed and contents.other == [out / "mine.txt"]
+    assert count_files(out) == len(listed) + 1
+    assert clear_export(contents) == len(listed)
+    assert sorted(p.name for p in out.iterdir()) == ["mine.txt"]  # the export's folders went with its files
 
 
 def test_a_recalibration_larger_than_memory_fails_that_image_with_a_reason(folder, tmp_path, monkeypatch):
     import tifffile as tf
 
-    from tilesapp.core import pipeline
+    from tilesapp.core import memory
 
     # 300 dpi written by a scanner or an editor: 84.7 µm pixels, a ×260 enlargement at 0.325 µm
     tf.imwrite(folder / "dpi.tif", microscopy((300, 400)), resolution=(300, 300), resolutionunit="INCH")
-    monkeypatch.setattr(pipeline, "memory_budget", lambda: 2**30)
+    monkeypatch.setattr(memory, "recalibration_budget", lambda: 2**30)
     _, summary = drain(run_export(folder, tmp_path / "out", SMALL))
     reasons = dict(summary.failed)
     assert list(reasons) == ["dpi.tif"]

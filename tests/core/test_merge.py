@@ -9,9 +9,9 @@ from helpers import drain, microscopy, write_imagej
 from tilesapp.core.errors import OutputError, SettingsError, TilesError
 from tilesapp.core.export import run_export
 from tilesapp.core.merge import blend_window, run_merge
-from tilesapp.core.pipeline import preview
+from tilesapp.core.preview import preview_image
+from tilesapp.core.readers import inspect_image
 from tilesapp.core.settings import Settings
-from tilesapp.core.sources import inspect_image
 
 
 def cut_and_merge(tmp_path, image_path, settings, **merge_kwargs):
@@ -33,7 +33,7 @@ def test_round_trip_returns_the_recalibrated_image(tmp_path, tile_size, overlap,
     summary = cut_and_merge(tmp_path, path, settings, blend=blend)
     assert summary.exit_code == 0 and [p.name for p in summary.written] == ["wide.tif"]
     merged = tifffile.imread(summary.written[0])
-    _, expected = preview(path, settings)
+    expected = preview_image(path, settings).image
     assert merged.shape == expected.shape[:2] == (138, 202)
     np.testing.assert_allclose(merged, expected[..., 0], rtol=1e-6, atol=1e-3)
     assert inspect_image(summary.written[0]).pixel_size_um == pytest.approx((0.325, 0.325))

@@ -3,7 +3,7 @@ from helpers import drain, microscopy, write_imagej
 
 from tilesapp.core.demo import make_demo_folder
 from tilesapp.core.mosaic import make_mosaic
-from tilesapp.core.sources import inspect_image, scan_folder
+from tilesapp.core.readers import inspect_image, scan_folder
 
 
 def test_mosaic_of_at_most_25_images_each_at_most_512(tmp_path):

@@ -6,7 +6,7 @@ from helpers import microscopy, write_imagej, write_ome
 
 from tilesapp.core.calibration import canonical_unit, scale_factors, scaled_shape, to_um
 from tilesapp.core.errors import ImageError
-from tilesapp.core.sources import inspect_image, read_image, scan_folder
+from tilesapp.core.readers import inspect_image, read_image, scan_folder
 
 
 def test_scan_orders_tiffs_first_and_lists_other_files(tmp_path):

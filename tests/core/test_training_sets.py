@@ -14,7 +14,7 @@ from tilesapp.core.errors import ImageError, OutputError, SettingsError
 from tilesapp.core.export import run_export
 from tilesapp.core.geometry import Tile, TileGrid
 from tilesapp.core.merge import run_merge
-from tilesapp.core.pipeline import preview_annotated
+from tilesapp.core.preview import preview_image
 from tilesapp.core.selection import keep_tiles, split_sources, tile_fractions
 from tilesapp.core.settings import Settings
 
@@ -245,20 +245,20 @@ def test_merge_with_layout_and_dropped_tiles(dataset, tmp_path):
 def test_preview_annotated_matches_the_export(dataset):
     images, masks, labels = dataset
     settings = Settings(tile_size=64, overlap=16, min_foreground=0.05, keep_empty=0.5, seed=7)
-    p = preview_annotated(images / "img0.tif", settings, masks=masks, labels=labels)
+    p = preview_image(images / "img0.tif", settings, masks=masks, labels=labels)
     assert p.mask.shape[:2] == p.image.shape[:2] == p.plan.scaled_shape
     assert len(p.boxes) == 2 and p.keep.shape == (len(p.plan.grid),) and p.mask_axes == "YX"
     fractions = tile_fractions(p.mask[..., 0] > 0, p.plan.grid)
     assert np.array_equal(p.keep, keep_tiles(fractions, 0.05, 0.5, 7, "img0.tif"))
     with pytest.raises(ImageError, match="no mask"):
-        preview_annotated(images / "img0.tif", settings, masks=labels)
+        preview_image(images / "img0.tif", settings, masks=labels)
 
 
 def test_refusals(dataset, tmp_path):
     images, masks, labels = dataset
     with pytest.raises(SettingsError, match="masks folder"):
         drain(run_export(images, tmp_path / "out", Settings(), masks=tmp_path / "nope"))
-    with pytest.raises(OutputError, match="inside the input folder"):
+    with pytest.raises(OutputError, match="inside the masks folder"):
         drain(run_export(images, masks / "out", Settings(), masks=masks))
     with pytest.raises(SettingsError) as err:
         Settings(val_fraction=1.0)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from tilesapp.core.sources import inspect_image, read_image, to_yxc
+from tilesapp.core.readers import inspect_image, read_image, to_yxc
 from tilesapp.core.writers import TileWriter, write_image
 
 LAYOUTS = [

@@ -12,10 +12,11 @@ import pytest
 import tifffile
 from PySide6.QtCore import QPointF, QRectF
 
-import tilesapp.core.export as export_module
-import tilesapp.core.pipeline as pipeline
+import tilesapp.core.cut as cut_module
+import tilesapp.core.memory as memory
 import tilesapp.gui.tasks as tasks
 from tilesapp.core.geometry import TileGrid
+from tilesapp.core.preview import preview_image
 from tilesapp.gui.tasks import preview_settings
 from helpers import find, microscopy
 
@@ -34,22 +35,20 @@ def write_tiled(path, image, pixel_size_um=0.65):
 
 @pytest.fixture
 def big(monkeypatch):
-    """Make an image of more than 1 M recalibrated pixels "big"; count the engine's calls."""
-    monkeypatch.setattr(pipeline, "OVERVIEW_PIXELS", 1_000_000)
-    monkeypatch.setattr(pipeline, "OVERVIEW_SIDE", SIDE)
+    """Make an image of more than 1 M recalibrated pixels "big"; count the engine's previews."""
+    monkeypatch.setattr(memory, "OVERVIEW_PIXELS", 1_000_000)
+    monkeypatch.setattr(memory, "OVERVIEW_SIDE", SIDE)
     calls = {"overview": 0, "overview_annotated": 0}
+    real = tasks.preview_image
 
-    def whole(*args, **kwargs):
-        raise AssertionError("a big image was read whole for its preview")
+    def counted(path, settings, masks=None, labels=None, **kwargs):
+        result = real(path, settings, masks, labels, **kwargs)
+        assert result.reduced, "a big image was read whole for its preview"
+        annotated = masks is not None or labels is not None or settings.min_foreground > 0
+        calls["overview_annotated" if annotated else "overview"] += 1
+        return result
 
-    for name in calls:
-        def counted(*args, _name=name, _real=getattr(tasks, name), **kwargs):
-            calls[_name] += 1
-            return _real(*args, **kwargs)
-
-        monkeypatch.setattr(tasks, name, counted)
-    monkeypatch.setattr(tasks, "preview", whole)
-    monkeypatch.setattr(tasks, "preview_annotated", whole)
+    monkeypatch.setattr(tasks, "preview_image", counted)
     return calls
 
 
@@ -72,8 +71,7 @@ def show(window, qtbot, load, path, **settings):
 
 def whole_image(window, path):
     """The engine's whole-image preview: what the reduced view stands for."""
-    _, image = pipeline.preview(path, preview_settings(window.settings))
-    return image
+    return preview_image(path, preview_settings(window.settings), overview=False).image
 
 
 def box(rect: QRectF) -> tuple[float, float, float, float]:
@@ -184,7 +182,7 @@ def test_masks_boxes_and_dropped_tiles_land_on_the_reduced_view(window, big, sli
     assert drawn == pytest.approx([0.2 * 1800, 0.2 * 1400, 0.1 * 1800, 0.1 * 1400,
                                    0.65 * 1800, 0.35 * 1400, 0.2 * 1800, 0.3 * 1400])
     # Dropped tiles: a cross on each tile the (approximate) filter drops, none on the kept ones.
-    expected = pipeline.overview_annotated(slide, preview_settings(window.settings), masks, labels, SIDE)
+    expected = preview_image(slide, preview_settings(window.settings), masks, labels, max_side=SIDE, overview=True)
     assert preview.keep.tolist() == expected.keep.tolist()
     assert preview.keep[0] and not preview.keep[-1]  # in the mask / far from it
     crosses = sorted(in_view(viewer.dropped_item, r) for r in viewer.dropped_item.rects())
@@ -195,11 +193,14 @@ def test_masks_boxes_and_dropped_tiles_land_on_the_reduced_view(window, big, sli
 
 
 def test_small_image_preview_is_unchanged(window, make_folder, load, qtbot, monkeypatch):
-    def reduced(*args, **kwargs):
-        raise AssertionError("a small image was previewed through an overview")
+    real = tasks.preview_image
 
-    monkeypatch.setattr(tasks, "overview", reduced)
-    monkeypatch.setattr(tasks, "overview_annotated", reduced)
+    def whole(*args, **kwargs):
+        result = real(*args, **kwargs)
+        assert not result.reduced, "a small image was previewed through an overview"
+        return result
+
+    monkeypatch.setattr(tasks, "preview_image", whole)
     folder = make_folder("small", [((200, 300), 0.65)])
     load(window, folder)
     find(window, "patchSizeSpin").setValue(128)
@@ -224,14 +225,15 @@ def test_big_image_exports_through_the_engine_with_progress_and_cancel(window, b
                                                                         monkeypatch):
     # Band by band, as a slide too big for memory would be cut.
     streamed = []
-    real = export_module._Export._cut_streamed
+    real = cut_module.plan_bands
 
-    def spy(self, job):
-        streamed.append(job.plan.info.name)
-        return real(self, job)
+    def spy(grid, tile_rows):
+        bands = real(grid, tile_rows)
+        streamed.append(len(bands))
+        return bands
 
-    monkeypatch.setattr(export_module, "whole_image_bytes", lambda *args: 1 << 50)
-    monkeypatch.setattr(export_module._Export, "_cut_streamed", spy)
+    monkeypatch.setattr(cut_module, "whole_image_bytes", lambda *args: 1 << 50)
+    monkeypatch.setattr(cut_module, "plan_bands", spy)
     show(window, qtbot, load, slide)
     out = tmp_path / "tiles"
     assert window.select_export_folder(out)
@@ -241,7 +243,7 @@ def test_big_image_exports_through_the_engine_with_progress_and_cancel(window, b
         window.jobs.job("export").signals.progressed.connect(seen.append)
     summary = blocker.args[0]
     n = len(TileGrid.for_shape(SCALED, TILE, OVERLAP))
-    assert streamed == ["slide.tif"]
+    assert len(streamed) == 1 and streamed[0] > 1  # one image, cut in several bands
     assert summary.tiles_written == n and not summary.failed and not summary.cancelled
     assert len(json.loads((out / "manifest.json").read_text())["tiles"]) == n
     assert seen and find(window, "progressBar").value() == 1000
@@ -257,7 +259,7 @@ def test_big_image_exports_through_the_engine_with_progress_and_cancel(window, b
     with qtbot.waitSignal(window.exportEnded, timeout=30_000) as blocker:
         window.cancel_export()
     summary = blocker.args[0]
-    assert streamed == ["slide.tif"]
+    assert len(streamed) == 1 and streamed[0] > 1
     assert summary.cancelled and 0 < summary.tiles_written < len(TileGrid.for_shape(SCALED, 16, 0))
     assert json.loads((out / "manifest.json").read_text())["status"] == "cancelled"
 

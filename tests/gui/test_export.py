@@ -97,10 +97,12 @@ def test_non_empty_export_folder_asks_first(window, make_folder, load, tmp_path,
     assert dialogs.asked and "already holds 1 file" in dialogs.asked[-1][1]
     assert not window.jobs.busy("export")
     assert sorted(p.name for p in out.iterdir()) == ["old.txt"]
+    # Overwriting replaces an earlier export only: a file no export wrote is never mixed with tiles.
     dialogs.answer = True
-    with qtbot.waitSignal(window.exportEnded, timeout=20_000):
-        window.export()
-    assert (out / "manifest.json").exists() and (out / "old.txt").exists()
+    window.export()
+    qtbot.waitUntil(lambda: not window.jobs.busy("export"), timeout=20_000)
+    assert any("no earlier export wrote" in text for text in dialogs.texts)
+    assert sorted(p.name for p in out.iterdir()) == ["old.txt"]
 
 
 def test_empty_export_folder_deletes_files_only_after_confirmation(window, tmp_path, qtbot, dialogs):

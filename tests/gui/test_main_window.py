@@ -230,7 +230,8 @@ def test_bounds_outside_the_type_are_shown_next_to_the_bounds(window, qtbot):
     find(window, "formatCombo").setCurrentIndex(find(window, "formatCombo").findData("tif"))
     dtype.setCurrentIndex(dtype.findText("uint8"))
     bounds_error = window.normalization.findChild(QLabel, "boundsError")
-    assert not bounds_error.isVisible()  # 0–1 are whole numbers inside 0–255
+    # 0–1 in uint8 would give near-black tiles of 0 and 1: refused
+    assert bounds_error.isVisible() and "float32" in bounds_error.text()
     upper.clear()
     qtbot.keyClicks(upper, "300")
     assert bounds_error.isVisible() and "0–255" in bounds_error.text()

@@ -15,25 +15,11 @@ import numpy as np
 
 from tilesapp.core.errors import ImageError
 from tilesapp.core.geometry import Tile
-from tilesapp.core.sources import IMAGE_SUFFIXES, SourceInfo, read_image
-
-#: Order in which a mask file is looked for next to the image's stem: lossless formats first.
-MASK_SUFFIXES = (".tif", ".tiff", ".png", ".bmp", ".jpg", ".jpeg")
-assert set(MASK_SUFFIXES) == set(IMAGE_SUFFIXES)
+from tilesapp.core.readers import SceneInfo, image_suffixes, is_image
 
 
-def folder_index(folder: Path) -> dict[str, Path]:
-    """The files of ``folder`` by lower-case name: list a folder once, look up many stems."""
-    return {p.name.lower(): p for p in folder.iterdir() if p.is_file()}
-
-
-def find_partner(by_name: dict[str, Path], stem: str, suffixes: tuple[str, ...]) -> Path | None:
-    """The file of a :func:`folder_index` named ``stem`` + one of ``suffixes`` (first match, any case)."""
-    for suffix in suffixes:
-        match = by_name.get(f"{stem}{suffix}".lower())
-        if match is not None:
-            return match
-    return None
+#: Largest class id a label file may hold (YOLO class ids index a list of names).
+MAX_CLASS = 999_999
 
 
 class AnnotationFolders:
@@ -43,7 +29,17 @@ class AnnotationFolders:
     def __init__(self, masks: Path | None = None, labels: Path | None = None):
         self.masks = None if masks is None else Path(masks)
         self.labels = None if labels is None else Path(labels)
-        self._index = {folder: folder_index(folder) for folder in (self.masks, self.labels) if folder is not None}
+        self._masks: dict[str, Path] = {}
+        self._labels: dict[str, Path] = {}
+        if self.masks is not None:
+            rank = {s: i for i, s in enumerate(image_suffixes())}
+            images = sorted((p for p in self.masks.iterdir() if is_image(p)), key=lambda p: rank[p.suffix.lower()])
+            for path in images:  # lossless formats first: .tif before .png before .jpg
+                self._masks.setdefault(path.stem.casefold(), path)
+        if self.labels is not None:
+            for path in self.labels.iterdir():
+                if path.is_file() and path.suffix.lower() == ".txt":
+                    self._labels.setdefault(path.stem.casefold(), path)
 
     def find(self, image: Path, name: str) -> tuple[Path | None, Path | None]:
         """(mask file, label file) of ``image`` (None where no folder is set).
@@ -53,11 +49,11 @@ class AnnotationFolders:
         stem = Path(image).stem
         mask = labels = None
         if self.masks is not None:
-            mask = find_partner(self._index[self.masks], stem, MASK_SUFFIXES)
+            mask = self._masks.get(stem.casefold())
             if mask is None:
                 raise ImageError(f"{name} has no mask in {self.masks} (looked for {stem}.tif, {stem}.png, …).")
         if self.labels is not None:
-            labels = find_partner(self._index[self.labels], stem, (".txt",))
+            labels = self._labels.get(stem.casefold())
             if labels is None:
                 raise ImageError(
                     f"{name} has no label file {stem}.txt in {self.labels}; an image without objects needs an empty one."
@@ -93,39 +89,13 @@ def nearest_index(n_in: int, n_out: int) -> np.ndarray:
     return np.minimum(((np.arange(n_out) + 0.5) * n_in / n_out).astype(np.intp), n_in - 1)
 
 
-def load_mask(mask_path: Path, image_name: str, image_shape_yx: tuple[int, int], scaled_shape: tuple[int, int]) -> tuple[np.ndarray, str]:
-    """Read a mask, check it matches its image, resample it (nearest) to ``scaled_shape``.
-
-    Returns the (rows, cols, channels) mask and its axes.
-    """
-    mask, info = read_image(mask_path)
-    check_mask_shape(info, image_name, image_shape_yx)
-    return resize_nearest(mask, scaled_shape), info.axes
-
-
-def check_mask_shape(info: SourceInfo, image_name: str, image_shape_yx: tuple[int, int]) -> None:
+def check_mask_shape(info: SceneInfo, image_name: str, image_shape_yx: tuple[int, int]) -> None:
     """Raise :class:`ImageError` unless the mask described by ``info`` has the image's shape."""
     if info.shape_yx != tuple(image_shape_yx):
         raise ImageError(
             f"{image_name}: its mask {info.path.name} is {info.shape_yx[0]} × {info.shape_yx[1]} px but the image is "
             f"{image_shape_yx[0]} × {image_shape_yx[1]} px; masks must have the image's shape."
         )
-
-
-def load_annotations(
-    mask_path: Path | None,
-    labels_path: Path | None,
-    image_name: str,
-    image_shape_yx: tuple[int, int],
-    scaled_shape: tuple[int, int],
-) -> tuple[np.ndarray | None, str | None, Boxes | None]:
-    """Mask (with its axes) and boxes of one image, on its recalibrated grid; None where absent."""
-    mask = mask_axes = boxes = None
-    if mask_path is not None:
-        mask, mask_axes = load_mask(mask_path, image_name, image_shape_yx, scaled_shape)
-    if labels_path is not None:
-        boxes = scale_boxes(*read_yolo(labels_path), scaled_shape)
-    return mask, mask_axes, boxes
 
 
 @dataclass(frozen=True)
@@ -166,8 +136,8 @@ def read_yolo(path: Path) -> tuple[np.ndarray, np.ndarray]:
             except ValueError:
                 problem = "values must be numbers"
             else:
-                if not cls.is_integer() or cls < 0:
-                    problem = f"class must be a whole number >= 0, got {parts[0]}"
+                if not cls.is_integer() or not 0 <= cls <= MAX_CLASS:
+                    problem = f"class must be a whole number from 0 to {MAX_CLASS}, got {parts[0]}"
                 elif not all(np.isfinite(v) and -1e-6 <= v <= 1 + 1e-6 for v in (cx, cy, w, h)):
                     problem = "cx, cy, w and h must lie between 0 and 1 (normalized to the image)"
                 elif w <= 0 or h <= 0:

@@ -70,11 +70,6 @@ def to_um(value: float, unit: str) -> float:
     return value * _UM_PER_UNIT[canon]
 
 
-def from_um(value: float, unit: str) -> float:
-    """Convert a length in micrometres to ``unit``."""
-    return value / to_um(1.0, unit)
-
-
 def scale_factors(input_um: tuple[float, float], target_um: float) -> tuple[float, float]:
     """Scale factor per axis, ``f = input / target``, as ``(fy, fx)``.
 

@@ -1,8 +1,13 @@
 """Merging tiles (for example a model's predictions) back into whole images.
 
-Each source of the manifest is rebuilt on its recalibrated canvas as a weighted average of
-its tiles: "flat" gives every pixel of a tile the same weight, "gradient" lets weights fall
-off linearly across the overlap so that seams between tiles fade.
+Each source of the manifest is rebuilt on its recalibrated grid (the manifest's
+:class:`~tilesapp.core.geometry.TileGrid`) as a weighted average of its tiles: "flat" gives every
+pixel of a tile the same weight, "gradient" lets weights fall off linearly across the overlap so
+that seams between tiles fade. There is one path whatever the size: tiles are added tile row by
+tile row and rows are divided as soon as no later tile reaches them. When the canvas fits its
+share of the memory limit it is held whole and written as one TIFF; otherwise it is a band of
+one tile row, and finished rows go straight to a tiled BigTIFF. ``restore_scale`` resamples the
+result back to the source's pixel size, band by band from that file when it is big.
 """
 
 from __future__ import annotations
@@ -11,8 +16,7 @@ import logging
 import math
 import queue
 import threading
-import time
-from collections import defaultdict, deque
+from collections import deque
 from collections.abc import Generator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -23,15 +27,17 @@ import cv2
 import numpy as np
 import tifffile
 
-from tilesapp.core.annotations import resize_nearest
-from tilesapp.core.errors import ImageError, SettingsError
-from tilesapp.core.export import _prepare_output, check_memory_limit, check_output_folder, read_manifest
-from tilesapp.core.progress import Progress
-from tilesapp.core.resample import resample, working_dtype
-from tilesapp.core.sources import TIFF_SUFFIXES, _read_other, from_yxc
-from tilesapp.core.regions import RegionReader
-from tilesapp.core.stream import MaskRows, ScaledRows, default_memory_limit
-from tilesapp.core.writers import atomic, write_image
+from tilesapp.core.bands import MaskRows, ScaledRows
+from tilesapp.core.errors import ImageError, SettingsError, TilesError
+from tilesapp.core.folders import check_output_contents, check_output_place, prepare_output
+from tilesapp.core.manifest import Manifest, SourceRecord, TileRecord, read_manifest
+from tilesapp.core.memory import default_memory_limit, merge_bytes, process_gate
+from tilesapp.core.progress import Progress, Throttle
+from tilesapp.core.readers import SceneInfo, from_yxc, open_image
+from tilesapp.core.resample import working_dtype
+from tilesapp.core.settings import MIN_MEMORY_LIMIT
+from tilesapp.core.sinks import sink_class
+from tilesapp.core.writers import Staged, write_image
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +68,7 @@ def blend_window(tile_size: int, overlap: int, blend: str) -> np.ndarray:
     array([0.33333333, 0.66666667, 1.        , 1.        , 0.66666667, 0.33333333])
     """
     if blend not in BLENDS:
-        raise SettingsError("blend", f"blend must be one of {', '.join(BLENDS)}; got {blend!r}.")
+        raise SettingsError("blend", f"{{name}} must be one of {', '.join(BLENDS)}; got {blend!r}.")
     if blend == "flat" or overlap == 0:
         return np.ones((tile_size, tile_size))
     i = np.arange(tile_size)
@@ -70,16 +76,12 @@ def blend_window(tile_size: int, overlap: int, blend: str) -> np.ndarray:
     return np.outer(ramp, ramp)
 
 
-def read_tile(path: Path, tile_size: int) -> np.ndarray:
-    """Read a tile as (rows, cols, channels), whatever its layout and size.
+def as_tile(array: np.ndarray, tile_size: int, name: str) -> np.ndarray:
+    """A tile as (rows, cols, channels), whatever its layout and size.
 
     Tiles replaced by a model's output may be YX, YXC or CYX, of any dtype; a tile of another
     size than ``tile_size`` (a model working at another resolution) is resized to it.
     """
-    if path.suffix.lower() in TIFF_SUFFIXES:
-        array = tifffile.imread(path)
-    else:
-        array = _read_other(path)
     array = np.squeeze(array) if array.ndim > 3 else array
     if array.dtype == bool:
         array = array.astype(np.uint8)
@@ -90,13 +92,20 @@ def read_tile(path: Path, tile_size: int) -> np.ndarray:
         if array.shape[0] < min(array.shape[1:]) and array.shape[2] >= min(array.shape[:2]):
             array = np.moveaxis(array, 0, -1)
     else:
-        raise ImageError(f"{path.name}: a tile of shape {array.shape} cannot be merged; tiles must be 2D with optional channels.")
+        raise ImageError(f"{name}: a tile of shape {array.shape} cannot be merged; tiles must be 2D with optional channels.")
     if array.shape[:2] != (tile_size, tile_size):
         interp = cv2.INTER_AREA if array.shape[0] > tile_size else cv2.INTER_LINEAR
         channels = array.shape[2]
         array = cv2.resize(np.ascontiguousarray(array, dtype=working_dtype(array.dtype)), (tile_size, tile_size),
                            interpolation=interp).reshape(tile_size, tile_size, channels)
     return array
+
+
+def read_tile(path: Path, tile_size: int) -> np.ndarray:
+    """Read a tile file as (rows, cols, channels), whatever its layout and size (see :func:`as_tile`)."""
+    from tilesapp.core.readers import read_array
+
+    return as_tile(read_array(path), tile_size, path.name)
 
 
 def run_merge(
@@ -117,7 +126,8 @@ def run_merge(
         A folder written by the export (its ``manifest.json``); tile files may have been
         replaced by files of the same names holding a model's output.
     output : path
-        Folder for the merged images, ``<stem>.tif``; checked like an export folder.
+        Folder for the merged images, ``<stem>.tif``; checked like an export folder, and never
+        the folder the tiles were cut from.
     blend : {"flat", "gradient"}
     restore_scale : bool
         Resample each merged image back to its source's original size (nearest neighbour for
@@ -125,127 +135,273 @@ def run_merge(
     cancel : threading.Event, optional
         Set it to stop between two tiles.
     memory_limit : int, optional
-        Bytes the merge may hold (default: :func:`tilesapp.core.stream.default_memory_limit`).
-        A source whose canvas would need more is merged row band by row band and written
-        progressively to a tiled BigTIFF.
+        Bytes the merge may hold (default: :func:`tilesapp.core.memory.default_memory_limit`).
+        A source whose canvas would need more is merged tile row by tile row into a tiled BigTIFF.
     """
-    check_memory_limit(memory_limit)
+    if memory_limit is not None and memory_limit < MIN_MEMORY_LIMIT:
+        raise SettingsError("memory_limit", f"{{name}} must be at least {MIN_MEMORY_LIMIT >> 20} MB "
+                                            f"(got {memory_limit / 2**20:.0f} MB).")
+    limit = memory_limit or default_memory_limit()
     tiles_folder = Path(tiles_folder).expanduser()
     manifest = read_manifest(tiles_folder)
-    tile_size, overlap = int(manifest["tile_size"]), int(manifest["overlap"])
-    window = blend_window(tile_size, overlap, blend)
-    flat = _is_flat(window)
+    window = blend_window(manifest.tile_size, manifest.overlap, blend)
     out = Path(output).expanduser().absolute()
-    check_output_folder(out, [tiles_folder], overwrite)
-    _prepare_output(out)
+    cut_from = [Path(manifest.input)] if manifest.input and Path(manifest.input).is_dir() else []
+    check_output_place(out, [tiles_folder] + cut_from)
+    sources, summary = _mergeable(manifest, out)
+    _check_memory(manifest, sources, limit)
+    check_output_contents(out, overwrite)
+    prepare_output(out)
+    sink = sink_class(manifest.layout).for_reading(tiles_folder, manifest)
     cancel = cancel or threading.Event()
-    summary = MergeSummary(out)
-
-    by_source: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for tile in manifest["tiles"]:
-        by_source[tile["source"]].append(tile)
+    by_source = manifest.tiles_by_source()
     # Tiles dropped by the empty-tile filter leave holes, filled with zeros.
-    with_holes = {tile["source"] for tile in manifest.get("dropped", [])}
-    sources = []
-    for source in manifest["sources"]:
-        if source.get("status") == "ok" and by_source.get(source["file"]):
-            sources.append(source)
-        else:
-            reason = source.get("error") or f"its cut ended as '{source.get('status')}'"
-            summary.not_cut.append((source["file"], reason))
-    total = sum(len(by_source[s["file"]]) for s in sources)
-    limit = memory_limit or default_memory_limit()
-    done, last = 0, 0.0
+    with_holes = {tile.source for tile in manifest.dropped}
+    total = sum(len(by_source[s.file]) for s in sources)
+    done, throttle = 0, Throttle()
+    gate = process_gate(limit)
     for number, source in enumerate(sources):
-        tiles = by_source[source["file"]]
+        tiles = by_source[source.file]
+        job = _SourceMerge(sink, manifest, source, tiles, window, out, restore_scale, source.file in with_holes,
+                           cancel, limit)
+        held = gate.acquire(job.bytes_needed(), cancel)
         try:
-            rows, cols = source["scaled_shape"]
-            if rows * cols * (8 * _channels(source) + 8) > limit:
-                progress = _merge_streamed(tiles_folder, tiles, source, window, tile_size, out, restore_scale,
-                                           source["file"] in with_holes, cancel)
-                for step in progress:  # the number of tiles merged so far for this source
-                    if time.monotonic() - last > 0.05:
-                        last = time.monotonic()
-                        yield Progress(done + step, total, number, len(sources), source["file"], "Merging tiles")
-                if cancel.is_set():
-                    summary.cancelled = True
-                    return summary
-                done += len(tiles)
-                summary.written.append(out / f"{source['tile_stem']}.tif")
-                yield Progress(done, total, number + 1, len(sources), source["file"], "Merging tiles")
-                continue
-            canvas = weights = None
-            for tile in tiles:
-                if cancel.is_set():
-                    summary.cancelled = True
-                    return summary
-                values = _read_existing(tiles_folder, tile, source, tile_size)
-                if canvas is None:
-                    rows, cols = source["scaled_shape"]
-                    dtype, channels = values.dtype, values.shape[2]
-                    # float64 sums: with large overlaps a pixel sums dozens of tiles
-                    canvas = np.zeros((rows, cols, channels), np.float64)
-                    weights = np.zeros((rows, cols), canvas.dtype)
-                _add_tile(canvas, weights, values, window, flat, tile, 0, source, channels)
-                done += 1
-                if time.monotonic() - last > 0.05:
-                    last = time.monotonic()
-                    yield Progress(done, total, number, len(sources), source["file"], "Merging tiles")
-            if source["file"] not in with_holes and np.any(weights == 0):
-                raise _not_covered(source)
-            np.divide(canvas, weights[..., np.newaxis], out=canvas, where=weights[..., np.newaxis] > 0)
-            path = _write_merged(out, source, canvas, dtype, restore_scale)
-            summary.written.append(path)
+            for step in job.run():  # the number of tiles merged so far for this source
+                if throttle.due():
+                    yield Progress(done + step, total, number, len(sources), source.file, "Merging tiles")
+            if cancel.is_set():
+                summary.cancelled = True
+                return summary
+            summary.written.append(job.final)
         except ImageError as exc:
-            summary.failed.append((source["file"], str(exc)))
+            summary.failed.append((source.file, str(exc)))
         except MemoryError:
-            summary.failed.append((source["file"], f"{source['file']}: not enough memory to merge it."))
+            summary.failed.append((source.file, f"{source.file}: not enough memory to merge it."))
         except OSError as exc:
-            summary.failed.append((source["file"], f"{source['file']}: writing failed ({exc.strerror or exc})."))
+            summary.failed.append((source.file, f"{source.file}: writing failed ({exc.strerror or exc})."))
         except Exception as exc:
-            log.exception("unexpected error while merging %s", source["file"])
-            summary.failed.append((source["file"], f"{source['file']}: unexpected error ({exc}); see the log file."))
-        yield Progress(done, total, number + 1, len(sources), source["file"], "Merging tiles")
+            log.exception("unexpected error while merging %s", source.file)
+            summary.failed.append((source.file, f"{source.file}: unexpected error ({exc}); see the log file."))
+        finally:
+            gate.release(held)
+        done += len(tiles)
+        yield Progress(done, total, number + 1, len(sources), source.file, "Merging tiles")
     return summary
 
 
-def _write_merged(out: Path, source: dict[str, Any], canvas: np.ndarray, dtype: np.dtype, restore_scale: bool) -> Path:
-    pixel_size = source.get("output_pixel_size_um")
-    if restore_scale and list(source["scaled_shape"]) != _shape_yx(source):
-        rows, cols = _shape_yx(source)
-        if dtype.kind in "iub":  # labels must stay labels: no interpolated values
-            canvas = resize_nearest(canvas, (rows, cols))
+def _mergeable(manifest: Manifest, out: Path) -> tuple[list[SourceRecord], MergeSummary]:
+    """The sources a merge rebuilds (cut complete, tiles listed), and a summary naming the others."""
+    summary = MergeSummary(out)
+    by_source = manifest.tiles_by_source()
+    sources = []
+    for source in manifest.sources:
+        if source.status == "ok" and by_source.get(source.file):
+            sources.append(source)
         else:
-            canvas = resample(canvas, (rows, cols))
-        pixel_size = source.get("pixel_size_um")
-    canvas = _to_dtype(canvas, _output_dtype(dtype))
-    channels = canvas.shape[2]
+            reason = source.error or f"its cut ended as '{source.status}'"
+            summary.not_cut.append((source.file, reason))
+    return sources, summary
+
+
+def _check_memory(manifest: Manifest, sources: list[SourceRecord], limit: int) -> None:
+    """Refuse (before anything is allocated) a manifest whose sources cannot be merged in the limit."""
+    for source in sources:
+        cols = source.scaled_shape[1]
+        band = merge_bytes(2 * manifest.tile_size, cols, max(1, source.channels))
+        if band > limit:
+            raise TilesError(
+                f"{source.file}: merging one row of its tiles ({manifest.tile_size} px × {cols} px) needs "
+                f"{band >> 20} MB, more than the memory limit ({limit >> 20} MB); raise --memory-limit if the "
+                f"manifest is right.")
+
+
+class _SourceMerge:
+    """The merge of one source: tiles added row by row, finished rows divided and emitted."""
+
+    def __init__(self, sink, manifest: Manifest, source: SourceRecord, tiles: list[TileRecord], window: np.ndarray,
+                 out: Path, restore_scale: bool, holes: bool, cancel: threading.Event, limit: int):
+        self.sink, self.source, self.window = sink, source, window
+        self.tile_size = manifest.tile_size
+        self.tiles = sorted(tiles, key=lambda t: (t.y0, t.x0))
+        self.flat = bool(np.all(window == 1.0))
+        self.holes, self.cancel = holes, cancel
+        self.rows, self.cols = source.scaled_shape
+        self.restore = restore_scale and list(source.scaled_shape) != list(source.shape_yx)
+        self.final = out / f"{source.tile_stem}.tif"
+        # whole when the canvas fits this source's share, else a band of one tile row
+        self.whole = merge_bytes(self.rows, self.cols, max(1, source.channels)) <= limit
+
+    def bytes_needed(self) -> int:
+        channels = max(1, self.source.channels)
+        if not self.whole:
+            return merge_bytes(min(self.rows, 2 * self.tile_size), self.cols, channels)
+        restored = self.source.shape_yx[0] * self.source.shape_yx[1] * channels * 8 if self.restore else 0
+        return merge_bytes(self.rows, self.cols, channels) + restored
+
+    def run(self) -> Generator[int, None, None]:
+        """Merge; yields the number of tiles added so far (stops early when cancelled)."""
+        reads = _read_ahead(self._read, self.tiles)
+        writer = None
+        try:
+            first = next(reads)
+            channels, dtype = first.shape[2], first.dtype
+            out_dtype = _output_dtype(dtype)
+            if not self.whole:
+                writer = _TiledWriter(self.final.with_name(f".{self.final.stem}.merged.tif") if self.restore else self.final,
+                                      (self.rows, self.cols, channels), out_dtype, self.source.output_pixel_size_um)
+            height = self.rows if self.whole else self.tile_size
+            canvas = np.zeros((height, self.cols, channels))
+            weights = np.zeros((height, self.cols))
+            band_y0 = 0  # first row not yet emitted
+            i = 0
+            while i < len(self.tiles):
+                y0 = self.tiles[i].y0
+                if y0 > band_y0 and not self.whole:  # rows above this tile row are final: emit them
+                    self._emit(writer, canvas, weights, y0 - band_y0, out_dtype)
+                    canvas, weights = _shift(canvas, weights, y0 - band_y0)
+                    band_y0 = y0
+                while i < len(self.tiles) and self.tiles[i].y0 == y0:
+                    if self.cancel.is_set():
+                        return
+                    values = first if i == 0 else next(reads)
+                    self._add(canvas, weights, values, self.tiles[i], band_y0, channels)
+                    i += 1
+                    yield i
+            if self.whole:
+                self._write_whole(self._divide(canvas, weights, self.rows), out_dtype)
+                return
+            self._emit(writer, canvas, weights, self.rows - band_y0, out_dtype)
+            writer.close()
+            writer = None
+        finally:
+            reads.close()
+            if writer is not None:
+                writer.close(ok=False)
+        if self.restore:
+            merged = self.final.with_name(f".{self.final.stem}.merged.tif")
+            try:
+                with open_image(merged) as image:
+                    self._restore(_ScenePixels(image.scenes[0]), out_dtype, _STRIP)
+            finally:
+                merged.unlink(missing_ok=True)
+
+    def _read(self, tile: TileRecord) -> np.ndarray:
+        try:
+            array = self.sink.read(tile.file)
+        except FileNotFoundError:
+            raise ImageError(f"{self.source.file}: tile {tile.file} is missing from {self.sink.folder}.") from None
+        except ImageError as exc:
+            raise ImageError(f"{self.source.file}: tile {exc}") from exc
+        return as_tile(array, self.tile_size, tile.file)
+
+    def _add(self, canvas, weights, values, tile: TileRecord, y_offset: int, channels: int) -> None:
+        """Add a tile's values, weighted by the blend window, to a canvas whose first row is image
+        row ``y_offset``."""
+        if values.shape[2] != channels:
+            raise ImageError(f"{self.source.file}: tile {tile.file} has {values.shape[2]} channels, other tiles {channels}.")
+        y0, x0, y1, x1 = tile.y0 - y_offset, tile.x0, tile.y1 - y_offset, tile.x1
+        part = values[: y1 - y0, : x1 - x0]
+        if self.flat:  # weights of 1: the same sums without a product per pixel
+            canvas[y0:y1, x0:x1] += part
+            weights[y0:y1, x0:x1] += 1.0
+        else:
+            w = self.window[: y1 - y0, : x1 - x0]
+            canvas[y0:y1, x0:x1] += part * w[..., np.newaxis]
+            weights[y0:y1, x0:x1] += w
+
+    def _divide(self, canvas: np.ndarray, weights: np.ndarray, n: int) -> np.ndarray:
+        """The first ``n`` rows of the canvas divided by their weights, in place (float64)."""
+        part, w = canvas[:n], weights[:n]
+        if not self.holes and np.any(w == 0):
+            raise _not_covered(self.source)
+        # a hole's sums are 0 and stay 0
+        np.divide(part, w[..., np.newaxis], out=part, where=w[..., np.newaxis] > 0)
+        return part
+
+    def _emit(self, writer: _TiledWriter, canvas, weights, n: int, dtype: np.dtype) -> None:
+        """Divide and write the first ``n`` rows of a band canvas (they are cleared next)."""
+        if n <= 0:
+            return
+        if n > len(canvas):  # a whole tile row was dropped by the filter: a hole of zeros
+            self._emit(writer, canvas, weights, len(canvas), dtype)
+            if not self.holes:
+                raise _not_covered(self.source)
+            writer.add(np.zeros((n - len(canvas),) + canvas.shape[1:], dtype))
+            return
+        writer.add(_to_dtype(self._divide(canvas, weights, n), dtype, in_place=True))
+
+    def _write_whole(self, merged: np.ndarray, dtype: np.dtype) -> None:
+        """Write a canvas held whole (float64), back at the source's size first when asked."""
+        pixel_size = self.source.output_pixel_size_um
+        if self.restore:
+            restored: list[np.ndarray] = []
+            self._restore(_MemoryPixels(merged), dtype, None, restored.append)
+            merged, pixel_size = restored[0], self.source.pixel_size_um
+        else:
+            merged = _to_dtype(merged, dtype, in_place=True)
+        write_image(self.final, from_yxc(merged, _axes(merged.shape[2], self.source.axes)),
+                    _axes(merged.shape[2], self.source.axes), None if pixel_size is None else tuple(pixel_size))
+
+    def _restore(self, pixels, dtype: np.dtype, step: int | None, emit=None) -> None:
+        """Resample merged pixels back to the source's size in bands of ``step`` rows (None: one
+        band), nearest neighbour for integers; to ``emit`` or else to the final tiled BigTIFF."""
+        rows, cols = self.source.shape_yx
+        resampled = MaskRows(pixels, (rows, cols)) if dtype.kind in "iub" else ScaledRows(pixels, (rows, cols))
+        writer = None
+        if emit is None:
+            writer = _TiledWriter(self.final, (rows, cols, pixels.info.channels), dtype, self.source.pixel_size_um)
+            emit = writer.add
+        try:
+            for y in range(0, rows, step or rows):
+                if self.cancel.is_set():
+                    return
+                emit(_to_dtype(resampled.rows(y, min(rows, y + (step or rows))), dtype, in_place=True))
+            if writer is not None:
+                writer.close()
+                writer = None
+        finally:
+            if writer is not None:
+                writer.close(ok=False)
+
+
+def _axes(channels: int, source_axes: str | None) -> str:
+    """Axes a merged image is written with: grey, colour like its source, or channels."""
     if channels == 1:
-        axes = "YX"
-    elif source.get("axes") == "YXS" and channels in (3, 4):
-        axes = "YXS"
-    else:
-        axes = "CYX"
-    path = out / f"{source['tile_stem']}.tif"
-    write_image(path, from_yxc(canvas, axes), axes, tuple(pixel_size) if pixel_size else None)
-    return path
+        return "YX"
+    if source_axes == "YXS" and channels in (3, 4):
+        return "YXS"
+    return "CYX"
 
 
-def _shape_yx(source: dict[str, Any]) -> list[int]:
-    shape, axes = source["shape"], source["axes"]
-    return [shape[axes.index("Y")], shape[axes.index("X")]]
+class _MemoryPixels:
+    """A merged image held in memory, read as a scene."""
 
+    def __init__(self, array: np.ndarray):
+        self.array = array
+        self.info = SceneInfo(Path("merged"), array.shape, "YXS", array.dtype.name)
 
-def _channels(source: dict[str, Any]) -> int:
-    """Channels of a source as the manifest describes it (model outputs may have others)."""
-    shape, axes = source.get("shape") or [], source.get("axes") or "YX"
-    if axes == "YX" or len(shape) != len(axes):
+    def read(self, y0, y1, x0, x1):
+        return self.array[y0:y1, x0:x1]
+
+    def chunk_rows(self):
         return 1
-    return int(shape[0] if axes == "CYX" else shape[2])
 
 
-# --- big images: row bands, written as they are finished ----------------------------------------
-STRIP_TILE = 256  # tile size of the progressive BigTIFF
+class _ScenePixels:
+    """A merged image written to a file, read back band by band."""
+
+    def __init__(self, scene):
+        self.scene, self.info = scene, scene.info
+
+    def read(self, y0, y1, x0, x1):
+        return self.scene.read(y0, y1, x0, x1)
+
+    def chunk_rows(self):
+        return self.scene.chunk_rows()
+
+
+# --- where merged rows go -------------------------------------------------------------------------
+_STRIP = 256  # tile size of the progressive BigTIFF
 
 
 class _TiledWriter:
@@ -256,20 +412,19 @@ class _TiledWriter:
     """
 
     def __init__(self, path: Path, shape: tuple[int, int, int], dtype: np.dtype, pixel_size_um):
-        self.shape, self.dtype = shape, np.dtype(dtype)
-        self._strip = np.zeros((STRIP_TILE, shape[1], shape[2]), self.dtype)
+        self.path, self.shape, self.dtype = path, shape, np.dtype(dtype)
+        self._strip = np.zeros((_STRIP, shape[1], shape[2]), self.dtype)
         self._filled = 0
         self._rows_done = 0
-        self._queue: queue.Queue = queue.Queue(maxsize=2 * math.ceil(shape[1] / STRIP_TILE))
+        self._queue: queue.Queue = queue.Queue(maxsize=2 * math.ceil(shape[1] / _STRIP))
         self._error: BaseException | None = None
         self._ended = False  # the writer thread has taken the end marker
         kwargs: dict[str, Any] = {"photometric": "minisblack", "planarconfig": "contig"}
         if pixel_size_um is not None:
             kwargs.update(resolution=(1e4 / pixel_size_um[1], 1e4 / pixel_size_um[0]), resolutionunit="CENTIMETER")
         data_shape = shape if shape[2] > 1 else shape[:2]
-        self._atomic = atomic(path)
-        tmp = self._atomic.__enter__()
-        self._thread = threading.Thread(target=self._write, args=(tmp, data_shape, kwargs), daemon=True,
+        self._staged = Staged(path)
+        self._thread = threading.Thread(target=self._write, args=(data_shape, kwargs), daemon=True,
                                         name="tilesapp-merge-writer")
         self._thread.start()
 
@@ -281,10 +436,10 @@ class _TiledWriter:
                 return
             yield item
 
-    def _write(self, tmp: Path, data_shape, kwargs) -> None:
+    def _write(self, data_shape, kwargs) -> None:
         try:
-            tifffile.imwrite(tmp, self._tiles(), shape=data_shape, dtype=self.dtype, tile=(STRIP_TILE, STRIP_TILE),
-                             bigtiff=True, **kwargs)
+            tifffile.imwrite(self._staged.file, self._tiles(), shape=data_shape, dtype=self.dtype,
+                             tile=(_STRIP, _STRIP), bigtiff=True, **kwargs)
         except BaseException as exc:  # reported by close(); drain so put() never blocks
             self._error = exc
             while not self._ended and self._queue.get() is not None:
@@ -294,11 +449,11 @@ class _TiledWriter:
         """Append finished rows (rows, cols, channels), already of the output dtype."""
         start = 0
         while start < rows.shape[0]:
-            take = min(STRIP_TILE - self._filled, rows.shape[0] - start)
+            take = min(_STRIP - self._filled, rows.shape[0] - start)
             self._strip[self._filled : self._filled + take] = rows[start : start + take]
             self._filled += take
             start += take
-            if self._filled == STRIP_TILE:
+            if self._filled == _STRIP:
                 self._flush()
 
     def _flush(self) -> None:
@@ -306,9 +461,9 @@ class _TiledWriter:
             raise self._error
         self._strip[self._filled :] = 0  # the padding of the last strip
         cols, channels = self.shape[1], self.shape[2]
-        for x in range(0, cols, STRIP_TILE):
-            tile = np.zeros((STRIP_TILE, STRIP_TILE, channels), self.dtype)
-            part = self._strip[:, x : x + STRIP_TILE]
+        for x in range(0, cols, _STRIP):
+            tile = np.zeros((_STRIP, _STRIP, channels), self.dtype)
+            part = self._strip[:, x : x + _STRIP]
             tile[:, : part.shape[1]] = part
             self._queue.put(tile if channels > 1 else tile[..., 0])
         self._rows_done += self._filled
@@ -323,111 +478,11 @@ class _TiledWriter:
         error = self._error or (None if not ok or self._rows_done == self.shape[0] else
                                 RuntimeError(f"{self._rows_done} rows written of {self.shape[0]}"))
         if ok and error is None:
-            self._atomic.__exit__(None, None, None)
+            self._staged.commit()
         else:
-            self._atomic.__exit__(type(error or KeyboardInterrupt), error, None)  # removes the partial file
+            self._staged.discard()
             if ok and error is not None:
                 raise error
-
-
-def _merge_streamed(tiles_folder: Path, tiles: list[dict[str, Any]], source: dict[str, Any], window: np.ndarray,
-                    tile_size: int, out: Path, restore_scale: bool, holes: bool, cancel: threading.Event):
-    """Merge one big source row band by row band into ``<stem>.tif``; yields tiles merged.
-
-    Rows are divided and written as soon as no later tile row reaches them, so memory holds
-    one tile row of canvas. With ``restore_scale`` the merged image is first written whole to
-    a temporary file, then resampled band by band from it.
-    """
-    rows, cols = source["scaled_shape"]
-    tiles = sorted(tiles, key=lambda t: (t["y0"], t["x0"]))
-    reads = _read_ahead(lambda tile: _read_existing(tiles_folder, tile, source, tile_size), tiles)
-    first = next(reads)
-    channels, dtype = first.shape[2], first.dtype
-    flat = _is_flat(window)
-    out_dtype = _output_dtype(dtype)
-    restore = restore_scale and list(source["scaled_shape"]) != _shape_yx(source)
-    final = out / f"{source['tile_stem']}.tif"
-    target = final.with_name(f".{final.stem}.merged.partial.tif") if restore else final
-    writer = _TiledWriter(target, (rows, cols, channels), out_dtype,
-                          None if source.get("output_pixel_size_um") is None else tuple(source["output_pixel_size_um"]))
-    ok = False
-    try:
-        band_y0 = 0  # first row not yet written
-        canvas = np.zeros((tile_size, cols, channels))
-        weights = np.zeros((tile_size, cols))
-        merged = 0
-        i = 0
-        while i < len(tiles):
-            y0 = tiles[i]["y0"]
-            if y0 > band_y0:  # rows above this tile row are final: write them
-                _emit(writer, canvas, weights, y0 - band_y0, out_dtype, holes, source)
-                canvas, weights = _shift(canvas, weights, y0 - band_y0)
-                band_y0 = y0
-            while i < len(tiles) and tiles[i]["y0"] == y0:
-                if cancel.is_set():
-                    return
-                values = first if i == 0 else next(reads)
-                _add_tile(canvas, weights, values, window, flat, tiles[i], band_y0, source, channels)
-                merged += 1
-                i += 1
-                yield merged
-        _emit(writer, canvas, weights, rows - band_y0, out_dtype, holes, source)
-        writer.close()
-        ok = True
-    finally:
-        reads.close()
-        if not ok:
-            writer.close(ok=False)
-    if restore:
-        try:
-            _restore_streamed(target, final, source, out_dtype, cancel)
-        finally:
-            target.unlink(missing_ok=True)
-
-
-def _is_flat(window: np.ndarray) -> bool:
-    return bool(np.all(window == 1.0))
-
-
-def _add_tile(canvas, weights, values, window, flat: bool, tile: dict[str, Any], y_offset: int, source, channels: int) -> None:
-    """Add a tile's values, weighted by the blend window, to a canvas whose first row is image
-    row ``y_offset``."""
-    if values.shape[2] != channels:
-        raise ImageError(f"{source['file']}: tile {tile['file']} has {values.shape[2]} channels, other tiles {channels}.")
-    y0, x0, y1, x1 = tile["y0"] - y_offset, tile["x0"], tile["y1"] - y_offset, tile["x1"]
-    part = values[: y1 - y0, : x1 - x0]
-    if flat:  # weights of 1: the same sums without a product per pixel
-        canvas[y0:y1, x0:x1] += part
-        weights[y0:y1, x0:x1] += 1.0
-    else:
-        w = window[: y1 - y0, : x1 - x0]
-        canvas[y0:y1, x0:x1] += part * w[..., np.newaxis]
-        weights[y0:y1, x0:x1] += w
-
-
-def _read_existing(tiles_folder: Path, tile: dict[str, Any], source: dict[str, Any], tile_size: int) -> np.ndarray:
-    path = tiles_folder / tile["file"]
-    if not path.is_file():
-        raise ImageError(f"{source['file']}: tile {tile['file']} is missing from {tiles_folder}.")
-    return read_tile(path, tile_size)
-
-
-def _emit(writer: _TiledWriter, canvas, weights, n: int, dtype: np.dtype, holes: bool, source) -> None:
-    """Divide and write the first ``n`` rows of the canvas."""
-    if n <= 0:
-        return
-    if n > len(canvas):  # a whole tile row was dropped by the filter: a hole of zeros
-        _emit(writer, canvas, weights, len(canvas), dtype, holes, source)
-        if not holes:
-            raise _not_covered(source)
-        writer.add(np.zeros((n - len(canvas),) + canvas.shape[1:], dtype))
-        return
-    part, w = canvas[:n], weights[:n]
-    if not holes and np.any(w == 0):
-        raise _not_covered(source)
-    # in place: these rows are cleared by _shift next; a hole's sums are 0 and stay 0
-    np.divide(part, w[..., np.newaxis], out=part, where=w[..., np.newaxis] > 0)
-    writer.add(_to_dtype(part, dtype, in_place=True))
 
 
 def _shift(canvas: np.ndarray, weights: np.ndarray, n: int):
@@ -457,8 +512,8 @@ def _read_ahead(read, items: list, depth: int = 32):
                 future.cancel()
 
 
-def _not_covered(source: dict[str, Any]) -> ImageError:
-    return ImageError(f"{source['file']}: the tiles do not cover the whole image; the manifest does not match the tiles.")
+def _not_covered(source: SourceRecord) -> ImageError:
+    return ImageError(f"{source.file}: the tiles do not cover the whole image; the manifest does not match the tiles.")
 
 
 def _output_dtype(tile_dtype: np.dtype) -> np.dtype:
@@ -473,26 +528,12 @@ def _to_dtype(values: np.ndarray, dtype: np.dtype, in_place: bool = False) -> np
     may be used as scratch)."""
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
-        out = values if in_place else None
-        values = np.clip(np.rint(values, out=out), info.min, info.max, out=out)
-    return values.astype(dtype)
+        if values.dtype.kind == "f":
+            out = values if in_place else None
+            values = np.clip(np.rint(values, out=out), info.min, info.max, out=out)
+        elif values.dtype != dtype:
+            values = np.clip(values, info.min, info.max)
+    return values.astype(dtype, copy=False)
 
 
-def _restore_streamed(merged: Path, final: Path, source: dict[str, Any], dtype: np.dtype, cancel: threading.Event) -> None:
-    """Resample a merged image back to its source's size, band by band."""
-    rows, cols = _shape_yx(source)
-    with RegionReader(merged) as reader:
-        resampled = MaskRows(reader, (rows, cols)) if dtype.kind in "iub" else ScaledRows(reader, (rows, cols))
-        pixel_size = source.get("pixel_size_um")
-        writer = _TiledWriter(final, (rows, cols, reader.channels), dtype, None if pixel_size is None else tuple(pixel_size))
-        ok = False
-        try:
-            for y in range(0, rows, STRIP_TILE):
-                if cancel.is_set():
-                    return
-                writer.add(_to_dtype(resampled.rows(y, min(rows, y + STRIP_TILE)), dtype))
-            writer.close()
-            ok = True
-        finally:
-            if not ok:
-                writer.close(ok=False)
+__all__ = ["BLENDS", "MergeSummary", "SceneInfo", "as_tile", "blend_window", "read_tile", "run_merge"]

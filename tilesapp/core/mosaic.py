@@ -8,18 +8,16 @@ import threading
 from collections.abc import Generator, Sequence
 from pathlib import Path
 
+import unicodedata
+
 import cv2
 import numpy as np
 
+from tilesapp.core import memory
 from tilesapp.core.errors import Cancelled, ImageError
 from tilesapp.core.progress import Progress
+from tilesapp.core.readers import open_image
 from tilesapp.core.resample import resample
-from tilesapp.core.regions import RegionReader, source_bytes
-from tilesapp.core.sources import TIFF_SUFFIXES, inspect_image, read_image
-
-
-#: Images up to this size are read whole for their thumbnail; bigger ones through an overview.
-WHOLE_READ_BYTES = 256 << 20
 
 
 def display_rgb(image: np.ndarray, percentiles: tuple[float, float] = (0.5, 99.8)) -> np.ndarray:
@@ -47,12 +45,15 @@ def thumbnail(path: Path, size: int) -> np.ndarray:
     A big TIFF is not read whole: every n-th pixel (or a pyramid level) down to 4 × ``size``,
     read band by band, then averaged down.
     """
-    info = inspect_image(path)
-    if source_bytes(info) <= WHOLE_READ_BYTES or info.path.suffix.lower() not in TIFF_SUFFIXES:
-        image, _ = read_image(path)  # the fastest read, and no zarr to import
-    else:
-        with RegionReader(path) as reader:
-            image, _ = reader.overview(4 * size)
+    with open_image(path) as file:
+        if not file.scenes:
+            raise ImageError(f"{Path(path).name}: the file holds no image.")
+        scene = file.scenes[0]
+        if scene.info.nbytes <= memory.WHOLE_READ_BYTES or getattr(scene, "whole_only", False):
+            rows, cols = scene.info.shape_yx
+            image = scene.read(0, rows, 0, cols)  # the fastest read
+        else:
+            image = scene.overview(4 * size)
     rows, cols = image.shape[:2]
     factor = min(1.0, size / max(rows, cols))
     if factor < 1.0:
@@ -104,7 +105,9 @@ def make_mosaic(
 
 def _draw_text(image: np.ndarray, text: str, y: int) -> None:
     """Write ``text`` white on a dark band at row ``y`` of ``image`` (in place)."""
-    text = text.encode("ascii", "replace").decode("ascii")  # Hershey fonts have ASCII only
+    # Hershey fonts have ASCII only: accents are dropped (é → e), other letters shown as ?
+    text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    text = text.encode("ascii", "replace").decode("ascii")
     scale = max(0.4, image.shape[1] / 640)
     thickness = max(1, round(scale * 1.5))
     (width, height), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)

@@ -1,15 +1,21 @@
-"""Histogram stretching per channel, and casting to the output type.
+"""Histogram stretching per channel, casting to the output type, and the normalization modes.
 
 ``out = t_low + (v - low) / (high - low) * (t_high - t_low)``, clipped to ``[t_low, t_high]``;
-a constant channel (``high == low``) maps to ``t_low``, never NaN or inf.
+a constant channel (``high == low``) maps to ``t_low``, never NaN or inf. Non-finite values
+never enter ``low``/``high``: NaN maps to ``t_low``, +Inf to ``t_high``, -Inf to ``t_low``.
+
+A mode (:data:`NORMALIZATIONS`) is a small object: whether it needs the image's statistics,
+how it applies to a band of the image and to one tile, and what the manifest records.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from tilesapp.core.errors import ImageError
-from tilesapp.core.settings import DTYPE_RANGES
+from tilesapp.core.settings import DTYPE_RANGES, NORMS, Settings
 
 
 def channel_range(image: np.ndarray, percentiles: tuple[float, float] = (0.0, 100.0)) -> tuple[np.ndarray, np.ndarray]:
@@ -22,6 +28,8 @@ def channel_range(image: np.ndarray, percentiles: tuple[float, float] = (0.0, 10
     (array([0., 5.]), array([10.,  5.]))
     """
     flat = image.reshape(-1, image.shape[-1])
+    if flat.dtype.kind == "f" and flat.size and not np.isfinite(flat.min() + flat.max()):
+        flat = np.where(np.isfinite(flat), flat, np.nan)  # ±Inf never sets a bound
     low_p, high_p = percentiles
     # NaN propagates through min/max/percentile: the NaN-aware (slower) versions are needed
     # only when a result says so.
@@ -101,3 +109,69 @@ def cast(image: np.ndarray, dtype: str) -> np.ndarray:
         lo, hi = DTYPE_RANGES[dtype]
         return np.clip(np.rint(image), lo, hi).astype(target)
     return image.astype(target)
+
+
+# --- modes ---------------------------------------------------------------------------------------
+class NoNormalization:
+    """"none": values are kept; an image whose values the output type cannot hold fails."""
+
+    name = "none"
+    needs_stats = False
+
+    def __init__(self, settings: Settings, low: np.ndarray | None = None, high: np.ndarray | None = None):
+        self.settings, self.low, self.high = settings, low, high
+
+    def with_stats(self, low: np.ndarray, high: np.ndarray):
+        return type(self)(self.settings, np.asarray(low, np.float64), np.asarray(high, np.float64))
+
+    def apply_band(self, values: np.ndarray, *, may_have_nan: bool, name: str) -> np.ndarray:
+        """Values of a band of the recalibrated image as written (``values`` may be reused)."""
+        check_fits(values, self.settings.dtype, name)
+        return cast(values, self.settings.dtype)
+
+    def apply_tile(self, piece: np.ndarray, *, may_have_nan: bool) -> tuple[np.ndarray, dict[str, Any]]:
+        """A tile of values given by :meth:`apply_band`, as written, and what its record adds."""
+        return piece, {}
+
+    def record(self) -> dict[str, Any]:
+        return {"mode": self.name}
+
+
+class GlobalNormalization(NoNormalization):
+    """"global": one low/high per channel over the whole (recalibrated) image."""
+
+    name = "global"
+    needs_stats = True
+
+    def apply_band(self, values: np.ndarray, *, may_have_nan: bool, name: str) -> np.ndarray:
+        s = self.settings
+        # in place: a band is its thread's own copy (freshly read or resampled)
+        return cast(stretch(values, self.low, self.high, s.output_bounds, in_place=True, may_have_nan=may_have_nan), s.dtype)
+
+    def record(self) -> dict[str, Any]:
+        return {"mode": self.name, "low": self.low.tolist(), "high": self.high.tolist()}
+
+
+class LocalNormalization(NoNormalization):
+    """"local": each tile stretched by its own low/high per channel."""
+
+    name = "local"
+
+    def apply_band(self, values: np.ndarray, *, may_have_nan: bool, name: str) -> np.ndarray:
+        return values
+
+    def apply_tile(self, piece: np.ndarray, *, may_have_nan: bool) -> tuple[np.ndarray, dict[str, Any]]:
+        s = self.settings
+        low, high = channel_range(piece, s.percentiles)
+        out = cast(stretch(piece, low, high, s.output_bounds, may_have_nan=may_have_nan), s.dtype)
+        return out, {"low": low.tolist(), "high": high.tolist()}
+
+
+#: Normalization modes by name (the settings' ``norm``).
+NORMALIZATIONS = {mode.name: mode for mode in (NoNormalization, LocalNormalization, GlobalNormalization)}
+assert set(NORMALIZATIONS) == set(NORMS)
+
+
+def normalization(settings: Settings) -> NoNormalization:
+    """The normalization mode of ``settings``, before any statistics."""
+    return NORMALIZATIONS[settings.norm](settings)

@@ -1,7 +1,8 @@
-"""Progress records yielded by the engine's long operations."""
+"""Progress records yielded by the engine's long operations, and how often to yield them."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 
@@ -24,3 +25,21 @@ class Progress:
     @property
     def fraction(self) -> float:
         return min(1.0, self.done / self.total) if self.total > 0 else 0.0
+
+
+class Throttle:
+    """Says when a progress record is due: at most one per ``interval`` seconds (the window
+    and the terminal show no more than that)."""
+
+    INTERVAL = 0.05
+
+    def __init__(self, interval: float | None = None):
+        self.interval = self.INTERVAL if interval is None else interval
+        self._last = -float("inf")
+
+    def due(self, force: bool = False) -> bool:
+        now = time.monotonic()
+        if force or now - self._last >= self.interval:
+            self._last = now
+            return True
+        return False

@@ -1,9 +1,10 @@
 """The one settings object shared by the window, the command line and settings files.
 
-A :class:`Settings` is frozen and validated on construction: an invalid value raises
-:class:`~tilesapp.core.errors.SettingsError` whose ``field`` names the setting and whose message
-says the rule. Edit with :func:`dataclasses.replace`; save and load with :func:`save_settings` /
-:func:`load_settings` (the JSON that ``tilesapp cut --config`` reads).
+A :class:`Settings` is frozen and validated on construction: every broken rule is collected
+into one :class:`~tilesapp.core.errors.SettingsError` whose ``errors`` name each field and its
+rule, so a window can mark all of them at once. Edit with :func:`dataclasses.replace`; save
+and load with :func:`save_settings` / :func:`load_settings` (the JSON that
+``tilesapp cut --config`` reads).
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,11 +26,22 @@ NORMS = ("none", "local", "global")
 DTYPES = ("float32", "uint8", "uint16")
 FORMATS = ("tif", "png", "jpg")
 PAD_MODES = ("zero", "reflect", "edge")
+#: Which images a typed pixel size is given to.
+PIXEL_SIZE_SCOPES = ("all", "uncalibrated")
 
 #: Value range of each integer output type.
 DTYPE_RANGES = {"uint8": (0, 255), "uint16": (0, 65535)}
+#: Bounds an output type gets when none are given.
+DEFAULT_BOUNDS = {"float32": (0.0, 1.0), "uint8": (0.0, 255.0), "uint16": (0.0, 65535.0)}
 #: Output types each format can store.
 FORMAT_DTYPES = {"tif": DTYPES, "png": ("uint8", "uint16"), "jpg": ("uint8",)}
+#: Fewer output levels than this between the bounds of an integer type is worth a warning.
+FEW_LEVELS = 64
+#: Pixel sizes (µm) outside this range are typing mistakes, not microscopes (0.01 nm – 10 cm).
+PIXEL_SIZE_RANGE_UM = (1e-5, 1e5)
+#: Smallest memory limit accepted: a band of a few tile rows must fit.
+MIN_MEMORY_LIMIT = 64 << 20
+_FLOAT32_MAX = 3.4028234663852886e38
 
 #: Presets set the four normalization/output fields at once.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -50,7 +65,13 @@ class Settings:
     calibrate : bool
         Rescale images to ``target_pixel_size``; when False images keep their pixels.
     pixel_size : tuple of float or None
-        Input pixel size ``(y, x)`` in ``unit``; None means "auto": each file's metadata.
+        A typed input pixel size ``(y, x)`` in ``unit``; None means "auto": each file's metadata.
+    pixel_size_scope : {"all", "uncalibrated"}
+        Whom ``pixel_size`` is given to: every image (it replaces their metadata), or only the
+        images whose files carry no calibration.
+    file_pixel_sizes : tuple of (name, y, x)
+        Pixel sizes in µm typed for single images (their names as in the manifest); they win
+        over the metadata and over ``pixel_size``.
     unit, target_unit : str
         Units of ``pixel_size`` and ``target_pixel_size`` (nm, um, mm, cm, dm, m).
     target_pixel_size : float
@@ -59,8 +80,9 @@ class Settings:
         Histogram stretching: none, per tile, or per image (per channel in each case).
     percentiles : (float, float)
         Low/high percentiles used instead of min/max (0 and 100 mean min and max).
-    bounds : (float, float)
-        Target bounds ``t_low < t_high`` of the normalized values.
+    bounds : (float, float) or None
+        Target bounds ``t_low < t_high`` of the normalized values; None: the output type's
+        (0–1 for float32, 0–255 for uint8, 0–65535 for uint16), see :attr:`output_bounds`.
     dtype : {"float32", "uint8", "uint16"}
     format : {"tif", "png", "jpg"}
     pad_mode : {"zero", "reflect", "edge"}
@@ -78,18 +100,24 @@ class Settings:
         Share of the sources (never of one source's tiles) put in ``val/``; 0: no split.
     seed : int
         Seed of the random choices (kept empty tiles, the split): same seed, same result.
+    memory_limit : int or None
+        Bytes of pixels a run may hold at once; None: :func:`tilesapp.core.memory.default_memory_limit`.
+    workers : int or None
+        Images (and bands) processed at once; None: one per core.
     """
 
     tile_size: int = 512
     overlap: int = 128
     calibrate: bool = True
     pixel_size: tuple[float, float] | None = None
+    pixel_size_scope: str = "all"
+    file_pixel_sizes: tuple[tuple[str, float, float], ...] = ()
     unit: str = "um"
     target_pixel_size: float = 0.325
     target_unit: str = "um"
     norm: str = "global"
     percentiles: tuple[float, float] = (0.0, 100.0)
-    bounds: tuple[float, float] = (0.0, 1.0)
+    bounds: tuple[float, float] | None = None
     dtype: str = "float32"
     format: str = "tif"
     pad_mode: str = "zero"
@@ -99,85 +127,98 @@ class Settings:
     min_box_visibility: float = 0.5
     val_fraction: float = 0.0
     seed: int = 0
+    memory_limit: int | None = None
+    workers: int | None = None
 
     def __post_init__(self) -> None:
-        set_ = object.__setattr__.__get__(self)
-        set_("tile_size", _integer("tile_size", self.tile_size, 1, 65536))
-        set_("overlap", _integer("overlap", self.overlap, 0, 65535))
-        if self.overlap >= self.tile_size:
-            raise SettingsError(
-                "overlap",
-                f"overlap must be smaller than the tile size ({self.tile_size}); got {self.overlap}.",
-            )
-        set_("calibrate", _boolean("calibrate", self.calibrate))
-        set_("recursive", _boolean("recursive", self.recursive))
-        set_("pixel_size", _pixel_size(self.pixel_size))
-        set_("unit", _unit("unit", self.unit))
-        set_("target_unit", _unit("target_unit", self.target_unit))
-        set_("target_pixel_size", _positive("target_pixel_size", self.target_pixel_size))
-        set_("norm", _choice("norm", self.norm, NORMS))
-        set_("dtype", _choice("dtype", self.dtype, DTYPES))
-        fmt = str(self.format).strip().lower().lstrip(".")
-        set_("format", _choice("format", _FORMAT_ALIASES.get(fmt, fmt), FORMATS))
-        set_("pad_mode", _choice("pad_mode", self.pad_mode, PAD_MODES))
-        set_("min_foreground", _share("min_foreground", self.min_foreground))
-        set_("keep_empty", _share("keep_empty", self.keep_empty))
-        set_("min_box_visibility", _share("min_box_visibility", self.min_box_visibility))
-        set_("val_fraction", _share("val_fraction", self.val_fraction))
-        if self.val_fraction >= 1:
-            raise SettingsError("val_fraction", "val_fraction must be below 1: some sources must stay for training.")
-        set_("seed", _integer("seed", self.seed, 0, 2**63 - 1))
-        set_("percentiles", _pair("percentiles", self.percentiles))
-        set_("bounds", _pair("bounds", self.bounds))
-        self._check_output_rules()
+        check = _Checker(self)
+        check("tile_size", _integer, 1, 65536)
+        check("overlap", _integer, 0, 65535)
+        check("calibrate", _boolean)
+        check("recursive", _boolean)
+        check("pixel_size", _pixel_size)
+        check("pixel_size_scope", _choice, PIXEL_SIZE_SCOPES)
+        check("file_pixel_sizes", _file_pixel_sizes)
+        check("unit", _unit)
+        check("target_unit", _unit)
+        check("target_pixel_size", _positive)
+        check("norm", _choice, NORMS)
+        check("dtype", _choice, DTYPES)
+        check("format", _format)
+        check("pad_mode", _choice, PAD_MODES)
+        check("min_foreground", _share)
+        check("keep_empty", _share)
+        check("min_box_visibility", _share)
+        check("val_fraction", _share)
+        check("seed", _integer, 0, 2**63 - 1)
+        check("percentiles", _pair)
+        check("bounds", _bounds)
+        check("memory_limit", _memory_limit)
+        check("workers", _optional_integer, 1, 1024)
+        if check.valid("tile_size", "overlap") and self.overlap >= self.tile_size:
+            check.fail("overlap", f"{{name}} must be smaller than the tile size ({self.tile_size}); got {self.overlap}.")
+        if check.valid("val_fraction") and self.val_fraction >= 1:
+            check.fail("val_fraction", "{name} must be below 1: some sources must stay for training.")
+        if check.valid("pixel_size", "unit") and self.pixel_size is not None:
+            _check_size_range(check, "pixel_size", self.pixel_size, self.unit)
+        if check.valid("target_pixel_size", "target_unit"):
+            _check_size_range(check, "target_pixel_size", (self.target_pixel_size,) * 2, self.target_unit)
+        if check.valid("dtype", "format", "norm", "percentiles", "bounds"):
+            self._check_output_rules(check)
+        check.raise_errors()
 
-    def _check_output_rules(self) -> None:
+    def _check_output_rules(self, check: _Checker) -> None:
         """The rules of DESIGN.md §4 that can be checked before any image is read."""
         if self.dtype not in FORMAT_DTYPES[self.format]:
             allowed = " or ".join(FORMAT_DTYPES[self.format])
-            raise SettingsError(
-                "format",
-                f".{self.format} files can only store {allowed}, not {self.dtype}; "
-                f"choose .tif or another output type.",
-            )
+            check.fail("format", f".{self.format} files can only store {allowed}, not {self.dtype}; "
+                                 f"choose .tif or another output type.")
         if self.norm == "none":
             return  # values are kept: bounds and percentiles play no part
         low, high = self.percentiles
         if not (0.0 <= low < high <= 100.0):
-            raise SettingsError(
-                "percentiles",
-                f"percentiles must satisfy 0 <= low < high <= 100; got {low:g} and {high:g}.",
-            )
-        t_low, t_high = self.bounds
+            check.fail("percentiles", f"{{name}} must satisfy 0 <= low < high <= 100; got {low:g} and {high:g}.")
+        t_low, t_high = self.output_bounds
         if not t_low < t_high:
-            raise SettingsError(
-                "bounds",
-                f"the lower bound must be smaller than the upper bound; got {t_low:g} and {t_high:g}.",
-            )
-        if self.dtype in DTYPE_RANGES:
-            lo, hi = DTYPE_RANGES[self.dtype]
-            if not (float(t_low).is_integer() and float(t_high).is_integer()):
-                raise SettingsError(
-                    "bounds",
-                    f"{self.dtype} stores whole numbers: bounds {t_low:g}–{t_high:g} must be integers "
-                    f"(e.g. {lo}–{hi}), or choose float32.",
-                )
-            if t_low < lo or t_high > hi:
-                raise SettingsError(
-                    "bounds",
-                    f"{self.dtype} holds {lo}–{hi}: bounds {t_low:g}–{t_high:g} are outside it; "
-                    f"change the bounds or choose {'uint16 or ' if self.dtype == 'uint8' else ''}float32.",
-                )
+            check.fail("bounds", f"the lower bound must be smaller than the upper bound; got {t_low:g} and {t_high:g}.")
+            return
+        if self.dtype == "float32":
+            if max(abs(t_low), abs(t_high)) > _FLOAT32_MAX:
+                check.fail("bounds", f"float32 holds values up to ±3.4e38: bounds {t_low:g}–{t_high:g} do not fit; "
+                                     f"choose smaller bounds.")
+            return
+        lo, hi = DTYPE_RANGES[self.dtype]
+        if not (float(t_low).is_integer() and float(t_high).is_integer()):
+            check.fail("bounds", f"{self.dtype} stores whole numbers: bounds {t_low:g}–{t_high:g} must be integers "
+                                 f"(e.g. {lo}–{hi}), or choose float32.")
+        elif t_low < lo or t_high > hi:
+            check.fail("bounds", f"{self.dtype} holds {lo}–{hi}: bounds {t_low:g}–{t_high:g} are outside it; "
+                                 f"change the bounds or choose {'uint16 or ' if self.dtype == 'uint8' else ''}float32.")
+        elif t_high - t_low < 2:
+            check.fail("bounds", f"{self.dtype} with bounds {t_low:g}–{t_high:g} gives tiles of only two values "
+                                 f"(near-black); values between 0 and 1 need float32, or use bounds {lo}–{hi}.")
 
     # --- derived values ------------------------------------------------------------------
     @property
-    def step(self) -> int:
-        """Distance between the starts of neighbouring tiles, ``P - O``."""
-        return self.tile_size - self.overlap
+    def output_bounds(self) -> tuple[float, float]:
+        """The bounds normalized values are stretched to: ``bounds``, or the output type's."""
+        return self.bounds if self.bounds is not None else DEFAULT_BOUNDS[self.dtype]
+
+    @property
+    def warnings(self) -> list[tuple[str, str]]:
+        """(field, message) of choices that are allowed but probably not meant."""
+        out = []
+        if self.norm != "none" and self.dtype in DTYPE_RANGES:
+            t_low, t_high = self.output_bounds
+            if t_high - t_low + 1 < FEW_LEVELS:
+                out.append(("bounds", f"bounds {t_low:g}–{t_high:g} leave only {int(t_high - t_low + 1)} grey levels "
+                                      f"in {self.dtype} tiles; widen them (e.g. 0–{DTYPE_RANGES[self.dtype][1]}) "
+                                      f"unless that is meant."))
+        return out
 
     @property
     def pixel_size_um(self) -> tuple[float, float] | None:
-        """Manual input pixel size in µm as ``(y, x)``, or None for "auto"."""
+        """Typed input pixel size in µm as ``(y, x)``, or None for "auto"."""
         if self.pixel_size is None:
             return None
         return (to_um(self.pixel_size[0], self.unit), to_um(self.pixel_size[1], self.unit))
@@ -186,11 +227,26 @@ class Settings:
     def target_pixel_size_um(self) -> float:
         return to_um(self.target_pixel_size, self.target_unit)
 
+    def pixel_size_for(self, name: str) -> tuple[float, float] | None:
+        """The pixel size (µm) typed for image ``name`` alone, or None."""
+        for file, y, x in self.file_pixel_sizes:
+            if file == name:
+                return (y, x)
+        return None
+
+    def with_file_pixel_size(self, name: str, size_um: tuple[float, float] | None) -> Settings:
+        """A copy where image ``name`` has its own typed pixel size (None removes it)."""
+        kept = tuple(entry for entry in self.file_pixel_sizes if entry[0] != name)
+        if size_um is not None:
+            kept += ((name, float(size_um[0]), float(size_um[1])),)
+        return dataclasses.replace(self, file_pixel_sizes=kept)
+
     @property
     def preset(self) -> str | None:
         """Name of the preset these settings match, or None."""
         for name, values in PRESETS.items():
-            if all(getattr(self, key) == value for key, value in values.items()):
+            if all((self.output_bounds if key == "bounds" else getattr(self, key)) == value
+                   for key, value in values.items()):
                 return name
         return None
 
@@ -203,11 +259,12 @@ class Settings:
 
     # --- JSON ----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready dict; ``pixel_size`` is "auto" or ``[y, x]``."""
+        """Plain JSON-ready dict; ``pixel_size`` is "auto" or ``[y, x]``, ``bounds`` "auto" or a pair."""
         data = dataclasses.asdict(self)
         data["pixel_size"] = "auto" if self.pixel_size is None else list(self.pixel_size)
         data["percentiles"] = list(self.percentiles)
-        data["bounds"] = list(self.bounds)
+        data["bounds"] = "auto" if self.bounds is None else list(self.bounds)
+        data["file_pixel_sizes"] = {name: [y, x] for name, y, x in self.file_pixel_sizes}
         return data
 
     @classmethod
@@ -218,7 +275,7 @@ class Settings:
         caller, never fatal).
         """
         if not isinstance(data, dict):
-            raise SettingsError("settings", "a settings file must hold a JSON object ({...}).")
+            raise SettingsError("config", "a settings file must hold a JSON object ({...}).")
         names = {f.name for f in dataclasses.fields(cls)}
         values: dict[str, Any] = {}
         unknown: list[str] = []
@@ -239,106 +296,244 @@ def save_settings(settings: Settings, path: str | Path) -> None:
     Path(path).write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
+#: A settings file is a few hundred bytes; anything much larger is not one.
+MAX_SETTINGS_BYTES = 1 << 20
+
+
 def load_settings(path: str | Path, base: Settings | None = None) -> tuple[Settings, list[str]]:
     """Read a settings JSON file; returns the settings and the unknown keys it held."""
     path = Path(path)
     try:
+        if path.stat().st_size > MAX_SETTINGS_BYTES:
+            raise SettingsError("config", f"{path} is {path.stat().st_size >> 20} MB, too large to be a settings file; "
+                                          f"check the path.")
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise SettingsError("config", f"settings file {path} does not exist; check the path.") from None
+    except IsADirectoryError:
+        raise SettingsError("config", f"{path} is a folder, not a settings file; check the path.") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SettingsError("config", f"cannot read settings file {path}: {exc}.") from None
     except json.JSONDecodeError as exc:
         raise SettingsError(
             "config", f"settings file {path} is not valid JSON (line {exc.lineno}: {exc.msg}); fix or re-save it."
         ) from None
+    except RecursionError:
+        raise SettingsError("config", f"settings file {path} is nested too deeply to be a settings file; "
+                                      f"fix or re-save it.") from None
     if isinstance(data, dict):
         data = {k: v for k, v in data.items() if k != "tilesapp_settings"}
     return Settings.from_dict(data, base)
 
 
+_SIZE_UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_memory_size(text: str | int | None) -> int | None:
+    """Bytes from '2GB', '512M', '1.5GiB' or '800' (MB); None for 'auto' or None.
+
+    >>> parse_memory_size("2GB"), parse_memory_size("512m"), parse_memory_size("auto")
+    (2147483648, 536870912, None)
+    """
+    if text is None:
+        return None
+    if isinstance(text, int) and not isinstance(text, bool):
+        return text
+    clean = str(text).strip().upper().replace(" ", "")
+    if clean == "AUTO":
+        return None
+    match = re.fullmatch(r"(\d+(?:\.\d*)?)(?:([KMGT])I?B?)?", clean)
+    if match is None or float(match.group(1)) <= 0:
+        raise SettingsError("memory_limit", f"{{name}} must be a size such as 2GB or 512MB, or 'auto'; got {text!r}.")
+    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2) or "M"])
+
+
 # --- validators: each returns the cleaned value or raises SettingsError naming the field -----
+class _Checker:
+    """Runs the validators of a frozen Settings, storing cleaned values and collecting errors."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.errors: list[SettingsError] = []
+        self.failed: set[str] = set()
+
+    def __call__(self, name: str, validator, *args) -> None:
+        try:
+            value = validator(name, getattr(self.settings, name), *args)
+        except SettingsError as exc:
+            self.errors.append(exc)
+            self.failed.add(name)
+        else:
+            object.__setattr__(self.settings, name, value)
+
+    def valid(self, *names: str) -> bool:
+        return not self.failed.intersection(names)
+
+    def fail(self, name: str, message: str) -> None:
+        self.errors.append(SettingsError(name, message))
+        self.failed.add(name)
+
+    def raise_errors(self) -> None:
+        if self.errors:
+            raise SettingsError.collect(self.errors)
+
+
 def _integer(name: str, value: Any, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value).is_integer():
-        raise SettingsError(name, f"{name} must be a whole number; got {value!r}.")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or (isinstance(value, float) and not value.is_integer()):
+        raise SettingsError(name, f"{{name}} must be a whole number; got {value!r}.")
     value = int(value)
     if not lo <= value <= hi:
-        raise SettingsError(name, f"{name} must be between {lo} and {hi}; got {value}.")
+        raise SettingsError(name, f"{{name}} must be between {lo} and {hi}; got {value}.")
     return value
+
+
+def _optional_integer(name: str, value: Any, lo: int, hi: int) -> int | None:
+    return None if value is None or value == "auto" else _integer(name, value, lo, hi)
 
 
 def _boolean(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
-        raise SettingsError(name, f"{name} must be true or false; got {value!r}.")
+        raise SettingsError(name, f"{{name}} must be true or false; got {value!r}.")
     return value
 
 
 def _number(name: str, value: Any) -> float:
     if isinstance(value, bool):
-        raise SettingsError(name, f"{name} must be a number; got {value!r}.")
+        raise SettingsError(name, f"{{name}} must be a number; got {value!r}.")
     try:
         number = float(value)
-    except (TypeError, ValueError):
-        raise SettingsError(name, f"{name} must be a number; got {value!r}.") from None
+    except (TypeError, ValueError, OverflowError):
+        raise SettingsError(name, f"{{name}} must be a number; got {value!r}.") from None
     if not math.isfinite(number):
-        raise SettingsError(name, f"{name} must be a finite number; got {value!r}.")
+        raise SettingsError(name, f"{{name}} must be a finite number; got {value!r}.")
     return number
 
 
 def _positive(name: str, value: Any) -> float:
     number = _number(name, value)
     if number <= 0:
-        raise SettingsError(name, f"{name} must be greater than 0; got {number:g}.")
+        raise SettingsError(name, f"{{name}} must be greater than 0; got {number:g}.")
     return number
 
 
 def _share(name: str, value: Any) -> float:
     number = _number(name, value)
     if not 0.0 <= number <= 1.0:
-        raise SettingsError(name, f"{name} is a share between 0 and 1; got {number:g}.")
+        raise SettingsError(name, f"{{name}} is a share between 0 and 1; got {number:g}.")
     return number
 
 
-def _pixel_size(value: Any) -> tuple[float, float] | None:
+def _pixel_size(name: str, value: Any) -> tuple[float, float] | None:
     if value is None or (isinstance(value, str) and value.strip().lower() == "auto"):
         return None
     if isinstance(value, (list, tuple)):
         if len(value) != 2:
-            raise SettingsError("pixel_size", f"pixel_size takes one value or two (y, x); got {list(value)}.")
-        return (_positive("pixel_size", value[0]), _positive("pixel_size", value[1]))
-    size = _positive("pixel_size", value)
+            raise SettingsError(name, f"{{name}} takes one value or two (y, x); got {list(value)}.")
+        return (_positive(name, value[0]), _positive(name, value[1]))
+    size = _positive(name, value)
     return (size, size)
+
+
+def _check_size_range(check: _Checker, name: str, size: tuple[float, float], unit: str) -> None:
+    lo, hi = PIXEL_SIZE_RANGE_UM
+    for value in size:
+        um = to_um(value, unit)
+        if not lo <= um <= hi:
+            check.fail(name, f"{{name}} {value:g} {unit} is not a microscope's pixel size "
+                             f"(between 0.01 nm and 10 cm expected); check the value and its unit.")
+            return
+
+
+def _file_pixel_sizes(name: str, value: Any) -> tuple[tuple[str, float, float], ...]:
+    """``{file: size or [y, x]}`` or ``((file, y, x), ...)`` → sorted ``((file, y, x), ...)`` in µm."""
+    if value is None:
+        return ()
+    items = value.items() if isinstance(value, Mapping) else value
+    out = {}
+    try:
+        for entry in items:
+            file, *size = entry
+            size = size[0] if len(size) == 1 else size
+            y, x = _pixel_size(name, size) or (None, None)
+            if y is None or not isinstance(file, str) or not file:
+                raise ValueError
+            lo, hi = PIXEL_SIZE_RANGE_UM
+            if not (lo <= y <= hi and lo <= x <= hi):
+                raise SettingsError(name, f"the pixel size typed for {file} ({y:g} × {x:g} µm) is not a microscope's "
+                                          f"(between 0.01 nm and 10 cm expected); check it.")
+            out[file] = (file, y, x)
+    except SettingsError:
+        raise
+    except (TypeError, ValueError):
+        raise SettingsError(name, "{name} must map image names to pixel sizes in µm, e.g. {\"a.tif\": [0.5, 0.5]}.") from None
+    return tuple(out[k] for k in sorted(out))
 
 
 def _unit(name: str, value: Any) -> str:
     canon = canonical_unit(str(value))
     if canon is None:
-        raise SettingsError(name, f"{name} {value!r} is not a length unit; use one of {', '.join(UNITS)} (or µm).")
+        raise SettingsError(name, f"{{name}} {value!r} is not a length unit; use one of {', '.join(UNITS)} (or µm).")
     return canon
 
 
 def _choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
     text = str(value).strip().lower()
     if text not in choices:
-        raise SettingsError(name, f"{name} must be one of {', '.join(choices)}; got {value!r}.")
+        raise SettingsError(name, f"{{name}} must be one of {', '.join(choices)}; got {value!r}.")
     return text
+
+
+def _format(name: str, value: Any) -> str:
+    fmt = str(value).strip().lower().lstrip(".")
+    return _choice(name, _FORMAT_ALIASES.get(fmt, fmt), FORMATS)
 
 
 def _pair(name: str, value: Any) -> tuple[float, float]:
     if not isinstance(value, (list, tuple)) or len(value) != 2:
-        raise SettingsError(name, f"{name} takes two numbers (low, high); got {value!r}.")
+        raise SettingsError(name, f"{{name}} takes two numbers (low, high); got {value!r}.")
     return (_number(name, value[0]), _number(name, value[1]))
 
 
+def _bounds(name: str, value: Any) -> tuple[float, float] | None:
+    if value is None or (isinstance(value, str) and value.strip().lower() == "auto"):
+        return None
+    return _pair(name, value)
+
+
+def _memory_limit(name: str, value: Any) -> int | None:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, (int, str, type(None))):
+        raise SettingsError(name, f"{{name}} must be a size such as 2GB or 512MB, or 'auto'; got {value!r}.")
+    limit = parse_memory_size(value)
+    if limit is not None and limit < MIN_MEMORY_LIMIT:
+        raise SettingsError(name, f"the memory limit must be at least {MIN_MEMORY_LIMIT >> 20} MB "
+                                  f"(got {limit / 2**20:.0f} MB): a band of a few tile rows must fit; raise {{name}}.")
+    return limit
+
+
+def cpu_count() -> int:
+    """Cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 __all__ = [
+    "DEFAULT_BOUNDS",
     "DTYPES",
     "DTYPE_RANGES",
     "FORMATS",
     "FORMAT_DTYPES",
+    "MIN_MEMORY_LIMIT",
     "NORMS",
     "PAD_MODES",
+    "PIXEL_SIZE_SCOPES",
     "PRESETS",
     "Settings",
     "load_settings",
+    "parse_memory_size",
     "save_settings",
 ]

@@ -1,41 +1,73 @@
 """Writing images: a temporary name first, then an atomic rename to the final name.
 
-A crash or a cancel can therefore leave only ``.<name>.partial`` files behind, never a
-half-written file under a final name.
+A crash or a cancel can therefore leave only ``.<name>.<pid>-<n>.partial`` files behind, never
+a half-written file under a final name. Temporary files are created exclusively, so a file or
+link someone planted in the folder is never written through.
 """
 
 from __future__ import annotations
 
 import io
+import itertools
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 import cv2
 import numpy as np
 import tifffile
 
 PARTIAL_SUFFIX = ".partial"
+_counter = itertools.count()
 
 
-def partial_path(path: Path) -> Path:
-    """Hidden temporary name used while ``path`` is written."""
-    return path.with_name(f".{path.name}{PARTIAL_SUFFIX}")
+class Staged:
+    """A temporary file beside ``path``, created exclusively (``O_EXCL``: a file or link planted
+    at its name makes another name be tried, never written through); :meth:`commit` renames it
+    to ``path``, :meth:`discard` removes it."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0)
+        for _ in range(100):
+            self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}-{next(_counter)}{PARTIAL_SUFFIX}")
+            try:
+                self.fd = os.open(self.tmp, flags, 0o666)
+                break
+            except FileExistsError:
+                continue
+        else:  # pragma: no cover - a hundred planted names
+            raise FileExistsError(f"no free temporary name beside {self.path}")
+        self.file = os.fdopen(self.fd, "wb")
+        self.file.raw.name = str(self.tmp)  # writers such as tifffile look at the file's name
+
+    def commit(self) -> None:
+        self.file.close()
+        os.replace(self.tmp, self.path)
+
+    def discard(self) -> None:
+        try:
+            self.file.close()
+        finally:
+            try:
+                os.unlink(self.tmp)
+            except FileNotFoundError:
+                pass
 
 
 @contextmanager
-def atomic(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path to write ``path`` to: renamed to ``path`` when the block ends,
-    removed when it fails, so no half-written file ever stands under a final name."""
-    path = Path(path)
-    tmp = partial_path(path)
+def atomic(path: str | Path) -> Iterator[BinaryIO]:
+    """Yield an open binary file to write ``path`` through: renamed to ``path`` when the block
+    ends, removed when it fails, so no half-written file ever stands under a final name."""
+    staged = Staged(path)
     try:
-        yield tmp
-        os.replace(tmp, path)
+        yield staged.file
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        staged.discard()
         raise
+    staged.commit()
 
 
 def write_image(
@@ -51,17 +83,22 @@ def write_image(
     (ImageJ metadata in µm when ImageJ can read the layout, resolution tags in cm otherwise).
     """
     suffix = Path(path).suffix.lower()
-    with atomic(path) as tmp:
+    with atomic(path) as fh:
         if suffix in (".tif", ".tiff"):
-            _write_tiff(tmp, array, axes, pixel_size_um, compression)
+            _write_tiff(fh, array, axes, pixel_size_um, compression)
         else:
-            tmp.write_bytes(encode(array, axes, suffix))
+            fh.write(encode(array, axes, suffix))
 
 
 def write_text(path: str | Path, text: str) -> None:
     """Write a small text file atomically (temporary name, then rename)."""
-    with atomic(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+    write_bytes(path, text.encode("utf-8"))
+
+
+def write_bytes(path: str | Path, data: bytes) -> None:
+    """Write a small file atomically (temporary name, then rename)."""
+    with atomic(path) as fh:
+        fh.write(data)
 
 
 class TileWriter:
@@ -91,7 +128,7 @@ class TileWriter:
             write_image(path, array, axes, pixel_size_um)
             return
         head, tail = frame
-        with atomic(path) as tmp, open(tmp, "wb") as fh:
+        with atomic(path) as fh:
             fh.write(head)
             fh.write(memoryview(np.ascontiguousarray(array)).cast("B"))
             fh.write(tail)

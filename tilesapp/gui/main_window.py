@@ -36,9 +36,10 @@ from PySide6.QtWidgets import (
 from tilesapp import APP_NAME, __version__
 from tilesapp.core.calibration import format_pixel_size, scale_factors
 from tilesapp.core.errors import ImageError, OutputError, SettingsError, TilesError
-from tilesapp.core.export import check_output_folder, count_files, empty_folder, is_inside, run_export
+from tilesapp.core.export import run_export
+from tilesapp.core.folders import check_output_place, folder_conflict
 from tilesapp.core.mosaic import make_mosaic
-from tilesapp.core.pipeline import plan_image
+from tilesapp.core.plan import plan_image
 from tilesapp.core.progress import Progress
 from tilesapp.core.selection import split_sources
 from tilesapp.core.settings import Settings, load_settings, save_settings
@@ -108,20 +109,20 @@ def _percent(share: float) -> str:
     return f"{100 * share:.4g} %"
 
 
-def _overlap_problem(kind: str, folder: Path, export: Path) -> str:
-    """Why a masks / labels ``folder`` and the ``export`` folder cannot go together ("" when they can)."""
-    if is_inside(export, folder):
-        same = Path(export).resolve() == Path(folder).resolve()
-        where = f"is the {kind} folder" if same else f"is inside the {kind} folder {folder}"
-        return (
-            f"The export folder {export} {where}; choose an export folder outside it so the {kind} are never touched."
-        )
-    if is_inside(folder, export):
-        return (
-            f"The {kind} folder {folder} is inside the export folder {export}; exported tiles must never mix "
-            f"with the {kind}. Choose another export folder, or move the {kind}."
-        )
-    return ""
+def count_files(folder: Path) -> int:
+    """Number of files directly in ``folder`` (0 when it does not exist)."""
+    folder = Path(folder)
+    return sum(1 for p in folder.iterdir() if p.is_file() or p.is_symlink()) if folder.is_dir() else 0
+
+
+def empty_folder(folder: Path) -> int:
+    """Delete the files directly in ``folder`` (never sub-folders); return how many."""
+    removed = 0
+    for path in Path(folder).iterdir():
+        if path.is_file() or path.is_symlink():
+            path.unlink()
+            removed += 1
+    return removed
 
 
 class MainWindow(QMainWindow):
@@ -577,7 +578,7 @@ class MainWindow(QMainWindow):
 
     def _output_summary(self) -> str:
         s = self._settings
-        bounds = f"{s.bounds[0]:g}–{s.bounds[1]:g}, " if s.norm != "none" else ""
+        bounds = f"{s.output_bounds[0]:g}–{s.output_bounds[1]:g}, " if s.norm != "none" else ""
         return f"{s.norm} normalization, {bounds}{s.dtype}, .{s.format}"
 
     def _remembered(self) -> Settings:
@@ -894,11 +895,11 @@ class MainWindow(QMainWindow):
         problem = ""
         for kind, folder in (("masks", self._masks), ("labels", self._labels)):
             if folder is not None and not problem:
-                problem = _overlap_problem(kind, folder, path)
+                problem = folder_conflict(kind, folder, path)
         if not problem:
             folders = list(self._sources.folders) if self._sources else []
             try:
-                check_output_folder(path, folders + self._annotation_folders(), overwrite=True)
+                check_output_place(path, folders + self._annotation_folders())
             except OutputError as exc:
                 problem = str(exc)
         if problem and not quiet:
@@ -946,7 +947,7 @@ class MainWindow(QMainWindow):
                 "choose the folder that holds the masks."
             )
         if self._export_folder is not None:
-            return _overlap_problem(kind, path, self._export_folder)
+            return folder_conflict(kind, path, self._export_folder)
         return ""
 
     def _is_input_folder(self, path: Path) -> bool:

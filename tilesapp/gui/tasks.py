@@ -14,24 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from tilesapp.core import pipeline
 from tilesapp.core.annotations import Boxes
 from tilesapp.core.errors import Cancelled, ImageError
-from tilesapp.core.export import collect_inputs
-from tilesapp.core.pipeline import (
-    ImagePlan,
-    needs_overview,
-    overview,
-    overview_annotated,
-    plan_image,
-    preview,
-    preview_annotated,
-)
+from tilesapp.core.folders import collect_inputs
+from tilesapp.core.plan import ImagePlan
+from tilesapp.core.preview import preview_image, tile_pixels
 from tilesapp.core.progress import Progress
-from tilesapp.core.regions import RegionReader
+from tilesapp.core.readers import SceneInfo, inspect_image
 from tilesapp.core.settings import Settings
-from tilesapp.core.sources import SourceInfo, inspect_image
-from tilesapp.core.stream import ScaledRows
 from tilesapp.gui.viewer import DisplayImage, display_image, mask_overlay
 
 
@@ -41,7 +31,7 @@ class Sources:
 
     sources: Path | list[Path]  # as given to the engine's export
     folders: list[Path]  # input folders, never to be written to
-    infos: list[SourceInfo] = field(default_factory=list)
+    infos: list[SceneInfo] = field(default_factory=list)
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (name, reason)
     skipped: list[Path] = field(default_factory=list)
     images: list[Path] = field(default_factory=list)  # every image found, readable or not
@@ -140,23 +130,11 @@ def make_preview(path: Path, settings: Settings, masks: Path | None = None, labe
 
     With ``masks`` / ``labels`` folders or the empty-tile filter on, also its mask, boxes and
     kept tiles (raises the engine's ``ImageError`` when its mask or label file is missing or bad).
-    A big image (the engine's ``needs_overview``, decided from metadata) is read as a reduced
-    view, never whole.
+    A big image is read as a reduced view, never whole.
     """
     path = Path(path)
     settings = preview_settings(settings)
-    annotated = needs_annotations(settings, masks, labels)
-    big = needs_overview(plan_image(inspect_image(path), settings))
-    # Read at call time, not bound as a default argument, so the limit can be changed.
-    side = pipeline.OVERVIEW_SIDE
-    if not annotated:
-        plan, image = overview(path, settings, side) if big else preview(path, settings)
-        values = image[:, :, 0] if image.shape[2] == 1 else image
-        return Preview(path, plan, values, _display(image, plan))
-    if big:
-        result = overview_annotated(path, settings, masks, labels, side)
-    else:
-        result = preview_annotated(path, settings, masks, labels)
+    result = preview_image(path, settings, masks, labels)
     plan, image = result.plan, result.image
     values = image[:, :, 0] if image.shape[2] == 1 else image
     display = _display(image, plan)
@@ -186,17 +164,6 @@ class TileDetail:
     box: tuple[int, int, int, int]  # (y0, y1, x0, x1) in recalibrated pixels, padding excluded
     values: np.ndarray  # (rows, cols[, channels]) float32, the exact recalibrated pixels
     display: DisplayImage
-
-
-def tile_pixels(path: Path, plan: ImagePlan, index: int) -> np.ndarray:
-    """The recalibrated pixels of tile ``index`` of ``plan`` (rows, cols, channels) float32,
-    as the whole-image recalibration gives them; reads only the source rows the tile needs."""
-    tile = plan.grid.tile(index)
-    with RegionReader(path) as reader:
-        if reader.shape_yx != plan.info.shape_yx:
-            raise ImageError(f"{plan.info.name} changed on disk while it was being previewed; preview it again.")
-        rows = ScaledRows(reader, plan.scaled_shape).rows(tile.y0, tile.y1)
-    return np.ascontiguousarray(rows[:, tile.x0:tile.x1], dtype=np.float32)
 
 
 def make_tile_detail(preview: Preview, index: int) -> TileDetail:

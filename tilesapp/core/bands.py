@@ -1,95 +1,48 @@
-"""Big images in bounded memory: the recalibrated image computed band by band.
+"""Images in bands: the recalibrated image computed a group of tile rows at a time.
 
-An image whose whole-image processing would not fit the memory limit is cut in *bands*:
-groups of whole tile rows. Each band's recalibrated rows are computed from just the source
-rows they need (:func:`tilesapp.core.resample.resample_band`, equal to the whole-image result
-within float rounding), so memory depends on the band, not the image. Bands overlap by the
-tiles' overlap, which is recomputed rather than kept.
+Every image is cut in *bands*, groups of whole tile rows; an image whose processing fits its
+share of the memory limit is a single band, the whole image, recalibrated by one
+``cv2.resize``. A band of a bigger image is computed from just the source rows it needs
+(:func:`tilesapp.core.resample.resample_band`, equal to the whole-image result within float
+rounding), so memory depends on the band, not the image. Bands overlap where their tiles do.
 
-Global statistics take a streaming pass over the bands: min and max are exact; percentiles
-come from a 65 536-bin histogram over the source's value range (widened by a quarter on
-each side for the cubic kernel's overshoot), so they are within 1/43 690 of that range of
-``numpy.percentile`` of the whole image. The empty-tile filter's automatic threshold is taken
-from the same regular subsample of rows and columns as for a whole image.
+Statistics of several bands are streamed: min and max are exact; percentiles come from a
+65 536-bin histogram over the source's value range (widened by a quarter on each side for the
+cubic kernel's overshoot), within 1/43 690 of that range of ``numpy.percentile`` of the whole
+image. Statistics of a single band are exact. Non-finite values (NaN, ±Inf) never enter
+statistics; they are counted. The empty-tile filter's automatic threshold is taken from the
+same regular subsample of rows and columns whatever the bands.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import threading
 from dataclasses import dataclass
+from typing import Protocol
 
 import cv2
 import numpy as np
 
 from tilesapp.core.annotations import nearest_index
 from tilesapp.core.geometry import TileGrid
-from tilesapp.core.regions import RegionReader
-from tilesapp.core.resample import axis_weights, resample_band, source_rows
+from tilesapp.core.normalize import channel_range
+from tilesapp.core.readers import SceneInfo
+from tilesapp.core.resample import axis_weights, resample, resample_band, source_rows
 
 HISTOGRAM_BINS = 65536
 
 
-def default_memory_limit() -> int:
-    """Bytes of pixels an export or a merge may hold at once: a quarter of the computer's
-    memory, at most 512 MiB. Bands are as fast as whole images (measured: faster, as they
-    stay in cache), so a larger default would only take memory from other programs."""
-    try:
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):  # Windows has no sysconf
-        return 512 << 20
-    return max(64 << 20, min(512 << 20, total // 4))
+class Pixels(Protocol):
+    """What bands are read from: a scene's chosen plane (or a projection of its planes)."""
+
+    info: SceneInfo
+
+    def read(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray: ...
+
+    def chunk_rows(self) -> int: ...
 
 
-# --- memory --------------------------------------------------------------------------------------
-class MemoryGate:
-    """Bytes shared by the threads of an export: a worker waits until its share is free.
-
-    A request larger than the whole capacity is served alone (capped at the capacity), so a
-    single oversized image still runs, with nothing else beside it.
-    """
-
-    def __init__(self, capacity: int):
-        self.capacity = max(1, int(capacity))
-        self._free = self.capacity
-        self._cond = threading.Condition()
-
-    def acquire(self, nbytes: int, cancel: threading.Event | None = None) -> int:
-        """Wait for ``nbytes`` (capped); returns what to :meth:`release`, 0 when cancelled."""
-        want = min(max(1, int(nbytes)), self.capacity)
-        with self._cond:
-            while self._free < want:
-                if cancel is not None and cancel.is_set():
-                    return 0
-                self._cond.wait(0.1)
-            self._free -= want
-        return want
-
-    def release(self, nbytes: int) -> None:
-        if nbytes:
-            with self._cond:
-                self._free += nbytes
-                self._cond.notify_all()
-
-
-def whole_image_bytes(shape_yx, scaled_shape, channels: int, source_itemsize: int, out_itemsize: int) -> int:
-    """Peak bytes of cutting an image whole: the source, its float copy, the recalibrated
-    image and its cast to the output type."""
-    source = shape_yx[0] * shape_yx[1] * channels
-    scaled = scaled_shape[0] * scaled_shape[1] * channels
-    return source * (source_itemsize + 4) + scaled * (4 + out_itemsize)
-
-
-def band_bytes(rows_out: int, plan_shape_yx, scaled_shape, channels: int, source_itemsize: int, out_itemsize: int) -> int:
-    """Peak bytes of one band of ``rows_out`` recalibrated rows (source rows, two float
-    passes, a scratch copy, the cast)."""
-    rows_in = math.ceil(rows_out * plan_shape_yx[0] / scaled_shape[0]) + 4
-    source = rows_in * plan_shape_yx[1] * channels * (source_itemsize + 8)
-    return source + rows_out * scaled_shape[1] * channels * (12 + out_itemsize)
-
-
-# --- bands -------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Band:
     """Tile rows ``[row0, row1)`` of a grid: recalibrated image rows ``[y0, y1)``, of which
@@ -136,38 +89,45 @@ def tile_rows_per_band(grid: TileGrid, budget: int, bytes_for_rows, workers: int
 
 
 class ScaledRows:
-    """The recalibrated rows of one image, computed from its source on demand."""
+    """The recalibrated rows of one image, computed from its pixels on demand."""
 
-    def __init__(self, reader: RegionReader, scaled_shape: tuple[int, int]):
-        self.reader = reader
+    def __init__(self, pixels: Pixels, scaled_shape: tuple[int, int]):
+        self.pixels = pixels
         self.shape = tuple(scaled_shape)
-        rows, cols = reader.shape_yx
+        rows, cols = pixels.info.shape_yx
+        self.source_shape = (rows, cols)
+        self.dtype = np.dtype(pixels.info.dtype)
         self.rescaled = self.shape != (rows, cols)
-        self.weights = axis_weights(rows, self.shape[0]) if self.rescaled else None
+        self.weights = axis_weights(rows, self.shape[0]) if self.rescaled and self.shape[0] != rows else None
 
     def rows(self, y0: int, y1: int) -> np.ndarray:
         """Recalibrated rows ``[y0, y1)``, full width: float (the source's dtype when the image
-        is not rescaled), as the whole-image recalibration gives them."""
+        is not rescaled). The whole image is resampled in one pass, exactly as ``resample``."""
+        rows_in, cols = self.source_shape
         if not self.rescaled:
-            return self.reader.read_rows(y0, y1)
+            return self.pixels.read(y0, y1, 0, cols)
+        if self.weights is None:  # rows kept, columns resampled: source rows are result rows
+            return resample(self.pixels.read(y0, y1, 0, cols), (y1 - y0, self.shape[1]))
+        if (y0, y1) == (0, self.shape[0]):
+            return resample(self.pixels.read(0, rows_in, 0, cols), self.shape)
         s0, s1 = source_rows(self.weights, y0, y1)
-        source = self.reader.read_rows(s0, s1)
-        return resample_band(source, s0, self.weights, y0, y1, self.shape[1], self.reader.dtype)
+        return resample_band(self.pixels.read(s0, s1, 0, cols), s0, self.weights, y0, y1, self.shape[1], self.dtype)
 
 
 class MaskRows:
     """Rows of a mask on its image's recalibrated grid (nearest neighbour, centre-aligned, as
     :func:`tilesapp.core.annotations.resize_nearest`)."""
 
-    def __init__(self, reader: RegionReader, scaled_shape: tuple[int, int]):
-        self.reader = reader
-        self._r = nearest_index(reader.shape_yx[0], scaled_shape[0])
-        self._c = nearest_index(reader.shape_yx[1], scaled_shape[1])
-        self.axes = reader.info.axes
+    def __init__(self, pixels: Pixels, scaled_shape: tuple[int, int]):
+        self.pixels = pixels
+        self.info = pixels.info
+        self._r = nearest_index(self.info.shape_yx[0], scaled_shape[0])
+        self._c = nearest_index(self.info.shape_yx[1], scaled_shape[1])
+        self.axes = self.info.axes
 
     def rows(self, y0: int, y1: int) -> np.ndarray:
         r = self._r[y0:y1]
-        source = self.reader.read_rows(int(r[0]), int(r[-1]) + 1)
+        source = self.pixels.read(int(r[0]), int(r[-1]) + 1, 0, self.info.shape_yx[1])
         return source[(r - r[0])[:, np.newaxis], self._c[np.newaxis, :]]
 
 
@@ -176,44 +136,75 @@ class ChannelStats:
     """Min, max and (optionally) a histogram of each channel, accumulated band by band.
 
     ``value_range`` is the histogram's range; values outside it are counted in its end bins.
+    With ``exact``, the one band added is kept and percentiles are ``numpy.percentile``'s.
+    Non-finite values are left out and counted in ``nonfinite``.
     """
 
-    def __init__(self, channels: int, value_range: tuple[float, float] | None = None, sample_step: int | None = None):
+    def __init__(self, channels: int, value_range: tuple[float, float] | None = None,
+                 sample_step: int | None = None, exact: bool = False):
         self.low = np.full(channels, np.inf)
         self.high = np.full(channels, -np.inf)
         self.count = np.zeros(channels, np.int64)
+        self.nonfinite = 0
         self.range = value_range
-        self.hist = np.zeros((channels, HISTOGRAM_BINS), np.int64) if value_range is not None else None
+        self.hist = np.zeros((channels, HISTOGRAM_BINS), np.int64) if value_range is not None and not exact else None
         self.step = sample_step
+        self.exact = exact
+        self._whole: np.ndarray | None = None
         self._samples: list[np.ndarray] = []
         self._lock = threading.Lock()
 
     def add(self, band: np.ndarray, first_row: int = 0) -> None:
-        """Add a (rows, cols, channels) block of values (NaN ignored) whose first row is image
-        row ``first_row``; with ``sample_step``, also keep every step-th row and column of the
-        image, as :func:`tilesapp.core.selection.auto_threshold` takes them from a whole image."""
+        """Add a (rows, cols, channels) block whose first row is image row ``first_row``; with
+        ``sample_step``, also keep every step-th row and column of the image, as
+        :func:`tilesapp.core.selection.auto_threshold` takes them from a whole image."""
         if self.step is not None:
             start = -first_row % self.step
             sample = np.array(band[start :: self.step, :: self.step], dtype=np.float32)
             with self._lock:
                 self._samples.append(sample)
+        if self.exact:
+            self._whole = band
         for c in range(band.shape[2]):
             values = np.ascontiguousarray(band[..., c], dtype=np.float32)
             finite = values
-            if np.isnan(values).any():
-                finite = values[~np.isnan(values)]
+            if values.dtype.kind == "f" and not np.isfinite(values.min() + values.max()):
+                mask = np.isfinite(values)
+                finite = values[mask]
+                with self._lock:
+                    self.nonfinite += int(values.size - finite.size)
             if finite.size == 0:
                 continue
             lo, hi = float(finite.min()), float(finite.max())
-            hist = None
-            if self.hist is not None:
-                hist = _histogram(finite, self.range)
+            hist = _histogram(finite, self.range) if self.hist is not None else None
             with self._lock:
                 self.low[c] = min(self.low[c], lo)
                 self.high[c] = max(self.high[c], hi)
                 self.count[c] += finite.size
                 if hist is not None:
                     self.hist[c] += hist
+
+    def merge(self, other: ChannelStats) -> None:
+        """Add the statistics of other bands (gathered elsewhere, e.g. in another process)."""
+        with self._lock:
+            self.low = np.minimum(self.low, other.low)
+            self.high = np.maximum(self.high, other.high)
+            self.count += other.count
+            self.nonfinite += other.nonfinite
+            if self.hist is not None and other.hist is not None:
+                self.hist += other.hist
+            self._samples.extend(other._samples)
+            if other._whole is not None:
+                self._whole = other._whole
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
     def value_range_of(self) -> tuple[np.ndarray, np.ndarray]:
         """Exact per-channel (min, max); 0 for a channel with no finite value."""
@@ -222,8 +213,10 @@ class ChannelStats:
         return low, high
 
     def percentiles(self, low_p: float, high_p: float) -> tuple[np.ndarray, np.ndarray]:
-        """Per-channel percentiles as ``numpy.percentile`` (linear) would give, within one bin;
-        (0, 100) gives the exact min and max."""
+        """Per-channel percentiles as ``numpy.percentile`` (linear) gives them — exactly for a
+        single band, within one histogram bin otherwise; (0, 100) gives the exact min and max."""
+        if self.exact and self._whole is not None:
+            return channel_range(self._whole, (low_p, high_p))
         vmin, vmax = self.value_range_of()
         if (low_p, high_p) == (0.0, 100.0) or self.hist is None:
             return vmin, vmax
@@ -283,16 +276,15 @@ def histogram_range(dtype: np.dtype, source_range: tuple[float, float]) -> tuple
     return lo, hi
 
 
-def source_range(reader: RegionReader, band_rows: int) -> tuple[float, float]:
-    """Exact (min, max) over all channels of an image, read band by band (NaN ignored)."""
-    rows = reader.shape_yx[0]
+def source_range(pixels: Pixels, band_rows: int) -> tuple[float, float]:
+    """Exact (min, max) over all channels of an image, read band by band (non-finite ignored)."""
+    rows, cols = pixels.info.shape_yx
     lo, hi = np.inf, -np.inf
     for y in range(0, rows, band_rows):
-        block = reader.read_rows(y, min(rows, y + band_rows))
+        block = pixels.read(y, min(rows, y + band_rows), 0, cols)
         if block.dtype.kind == "f":
-            if np.isnan(block).all():
+            block = block[np.isfinite(block)]
+            if block.size == 0:
                 continue
-            lo, hi = min(lo, float(np.nanmin(block))), max(hi, float(np.nanmax(block)))
-        else:
-            lo, hi = min(lo, float(block.min())), max(hi, float(block.max()))
+        lo, hi = min(lo, float(block.min())), max(hi, float(block.max()))
     return (lo, hi) if np.isfinite(lo) else (0.0, 1.0)

@@ -1,0 +1,223 @@
+"""The reader seam: which files are images, and which reader opens each.
+
+A reader is a module of this package ending with ``READER = SomeReader()`` (see
+:mod:`tilesapp.core.readers.base`), listed in :data:`BUILTIN`, or any object passed to
+:func:`register`. A file is given to the readers claiming its suffix; when its first bytes say
+it is another format, the format wins over the name. Nothing outside this package looks at
+file suffixes.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tilesapp.core.errors import ImageError
+from tilesapp.core.readers.base import (
+    PLANE_AXES,
+    BaseFile,
+    ImageFile,
+    Reader,
+    Scene,
+    SceneInfo,
+    from_yxc,
+    reason,
+    thin_overview,
+    to_yxc,
+)
+
+#: Reader modules of this package, in the order a folder lists their files (TIFFs first).
+BUILTIN = ("tiff", "opencv", "czi", "nd2", "lif", "omezarr", "dv", "sif")
+_HEAD = 64
+
+_registry: list[Reader] | None = None
+
+
+def readers() -> list[Reader]:
+    """Every registered reader (the built-in ones first)."""
+    global _registry
+    if _registry is None:
+        found = []
+        for name in BUILTIN:
+            try:
+                module = importlib.import_module(f"{__name__}.{name}")
+            except ModuleNotFoundError as exc:
+                if exc.name != f"{__name__}.{name}":
+                    raise
+                continue
+            found.append(module.READER)
+        _registry = found
+    return _registry
+
+
+def register(reader: Reader) -> None:
+    """Add a reader: its suffixes become images, and it is asked first for them."""
+    readers().insert(0, reader)
+
+
+def unregister(reader: Reader) -> None:
+    readers().remove(reader)
+
+
+def image_suffixes() -> tuple[str, ...]:
+    """Suffixes of image files (and image folders such as ``.zarr``), in listing order."""
+    seen: dict[str, None] = {}
+    for reader in sorted(readers(), key=_listing_rank):
+        for suffix in reader.suffixes:
+            seen.setdefault(suffix, None)
+    return tuple(seen)
+
+
+def _listing_rank(reader: Reader) -> int:
+    return BUILTIN.index(reader.name) if reader.name in BUILTIN else len(BUILTIN)
+
+
+def is_image(path: str | Path) -> bool:
+    """Whether ``path`` has the name of an image a reader opens (files, or folders like X.zarr)."""
+    return Path(path).suffix.lower() in image_suffixes()
+
+
+def reader_for(path: str | Path) -> Reader:
+    """The reader of ``path``: by its first bytes among the readers of its suffix, else by its
+    first bytes among all, else the first reader of its suffix (which explains what is wrong)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    claiming = [r for r in readers() if suffix in r.suffixes]
+    head = b""
+    if path.is_file():
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(_HEAD)
+        except OSError as exc:
+            raise ImageError(f"{path.name}: cannot be read ({exc.strerror or exc}).") from exc
+    if head:
+        for reader in claiming + [r for r in readers() if r not in claiming]:
+            if reader.sniff(head):
+                return reader
+    if claiming:
+        return claiming[0]
+    raise ImageError(f"{path.name}: not an image this program reads ({', '.join(image_suffixes())}).")
+
+
+def open_image(path: str | Path) -> ImageFile:
+    """Open an image file (or image folder); use as a context manager. :class:`ImageError`
+    with a readable sentence when it cannot be read."""
+    path = Path(path)
+    reader = reader_for(path)
+    try:
+        return reader.open(path)
+    except ImageError:
+        raise
+    except MemoryError:
+        raise ImageError(f"{path.name}: not enough memory to open it.") from None
+    except Exception as exc:  # every reader error means the same to a user: unreadable file
+        raise ImageError(f"{path.name}: cannot be read as an image ({reason(exc)}).") from exc
+
+
+def inspect_image(path: str | Path) -> SceneInfo:
+    """The metadata of the first scene of an image."""
+    with open_image(path) as image:
+        if not image.scenes:
+            raise ImageError(f"{Path(path).name}: the file holds no image.")
+        return image.scenes[0].info
+
+
+def read_image(path: str | Path) -> tuple[np.ndarray, SceneInfo]:
+    """The first scene of an image, whole: its pixels as (rows, cols, channels) and its info."""
+    with open_image(path) as image:
+        if not image.scenes:
+            raise ImageError(f"{Path(path).name}: the file holds no image.")
+        scene = image.scenes[0]
+        rows, cols = scene.info.shape_yx
+        return scene.read(0, rows, 0, cols), scene.info
+
+
+def read_array(path: str | Path) -> np.ndarray:
+    """The pixels of an image file as stored, with no axes interpreted (a model's output may
+    be laid out in any order): a reader's ``read_array`` when it has one, else the first scene
+    as (rows, cols[, channels])."""
+    path = Path(path)
+    reader = reader_for(path)
+    direct = getattr(reader, "read_array", None)
+    try:
+        if direct is not None:
+            return direct(path)
+    except ImageError:
+        raise
+    except Exception as exc:
+        raise ImageError(f"{path.name}: cannot be read as an image ({reason(exc)}).") from exc
+    pixels, _ = read_image(path)
+    return pixels[..., 0] if pixels.shape[2] == 1 else pixels
+
+
+@dataclass(frozen=True)
+class Scan:
+    """What a folder holds: the images to process and the files passed over."""
+
+    folder: Path
+    images: tuple[Path, ...]
+    skipped: tuple[Path, ...]
+
+
+def _natural_key(path: Path) -> list:
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
+
+
+def scan_folder(folder: str | Path, recursive: bool = False) -> Scan:
+    """List the images of ``folder`` in natural name order, grouped by reader (TIFFs first).
+
+    Any other file is listed in ``skipped``; an image that is a folder (``X.zarr``) is one
+    image, never searched inside. Raises FileNotFoundError / NotADirectoryError.
+    """
+    folder = Path(folder)
+    if not folder.exists():
+        raise FileNotFoundError(f"folder {folder} does not exist")
+    if not folder.is_dir():
+        raise NotADirectoryError(f"{folder} is not a folder")
+    suffixes = image_suffixes()
+    entries: list[Path] = []
+    pending = [folder]
+    while pending:
+        current = pending.pop()
+        for entry in current.iterdir():
+            if entry.is_dir() and entry.suffix.lower() not in suffixes:
+                if recursive:
+                    pending.append(entry)
+            elif entry.is_file() or entry.is_dir():
+                entries.append(entry)
+    entries.sort(key=lambda p: (_natural_key(p.relative_to(folder)), str(p)))
+    rank = {s: i for i, s in enumerate(suffixes)}
+    order = {s: i for i, s in enumerate(dict.fromkeys(r.name for r in sorted(readers(), key=_listing_rank)))}
+    by_suffix = {s: order[r.name] for r in readers() for s in r.suffixes if s in rank}
+    images = sorted((p for p in entries if p.suffix.lower() in rank), key=lambda p: by_suffix[p.suffix.lower()])
+    skipped = [p for p in entries if p.suffix.lower() not in rank]
+    return Scan(folder, tuple(images), tuple(skipped))
+
+
+__all__ = [
+    "PLANE_AXES",
+    "BaseFile",
+    "ImageFile",
+    "Reader",
+    "Scan",
+    "Scene",
+    "SceneInfo",
+    "from_yxc",
+    "image_suffixes",
+    "inspect_image",
+    "is_image",
+    "open_image",
+    "read_array",
+    "read_image",
+    "reader_for",
+    "readers",
+    "register",
+    "scan_folder",
+    "thin_overview",
+    "to_yxc",
+    "unregister",
+]

@@ -1,0 +1,179 @@
+"""The reader contract: a file (or an ``X.zarr`` folder) opens into scenes; a scene knows its
+axes, shape, dtype, channel names and pixel size from metadata, and reads regions of one plane.
+
+Everything downstream sees pixels as ``(rows, cols, channels)`` ("YXC"); :func:`to_yxc` and
+:func:`from_yxc` convert from and to a scene's own axes (YX, YXS for colour samples, CYX for
+channels). Z and T planes are read one at a time; the engine projects or selects them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from tilesapp.core.errors import ImageError
+
+#: Axes a scene's planes may have: grey, colour samples, channels.
+PLANE_AXES = ("YX", "YXS", "CYX")
+
+
+@dataclass(frozen=True)
+class SceneInfo:
+    """What one scene of a file holds, from metadata alone (no pixels).
+
+    ``shape`` is in the order of ``axes`` (one of YX, YXS, CYX); ``pixel_size_um`` is
+    ``(y, x)`` in µm, or None when the file carries no calibration; ``calibration`` says where
+    the pixel size came from ("OME", "ImageJ", "TIFF tags", "CZI", ...).
+    """
+
+    path: Path
+    shape: tuple[int, ...]
+    axes: str
+    dtype: str
+    pixel_size_um: tuple[float, float] | None = None
+    calibration: str | None = None
+    scene: int = 0
+    n_scenes: int = 1
+    scene_name: str | None = None
+    channel_names: tuple[str, ...] = ()
+    n_z: int = 1
+    n_t: int = 1
+    warnings: tuple[str, ...] = field(default=())
+    reader: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def shape_yx(self) -> tuple[int, int]:
+        return (self.shape[self.axes.index("Y")], self.shape[self.axes.index("X")])
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.axes == "YX" else self.shape[0 if self.axes == "CYX" else 2]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of one plane's pixels in memory."""
+        rows, cols = self.shape_yx
+        return rows * cols * self.channels * np.dtype(self.dtype).itemsize
+
+
+@runtime_checkable
+class Scene(Protocol):
+    """One image of a file: regions of a chosen plane, and a reduced overview."""
+
+    info: SceneInfo
+
+    def read(self, y0: int, y1: int, x0: int, x1: int, *, z: int = 0, t: int = 0) -> np.ndarray:
+        """Pixels ``[y0:y1, x0:x1]`` of plane ``(z, t)``: (rows, cols, channels) in the file's dtype,
+        C-contiguous, a copy the caller may modify. Raises :class:`ImageError` naming the file."""
+
+    def overview(self, max_side: int, *, z: int = 0, t: int = 0) -> np.ndarray:
+        """A reduced (rows', cols', channels) view, longer side about ``max_side`` at most,
+        standing for the whole plane (a pyramid level when there is one, else :func:`thin_overview`)."""
+
+    def chunk_rows(self) -> int:
+        """Rows per storage chunk: reads aligned on them decode each chunk once (1: unknown)."""
+
+
+class ImageFile(Protocol):
+    """An opened file: its scenes (never thumbnails, labels, macro photos or pyramid levels)."""
+
+    scenes: list[Scene]
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> ImageFile: ...
+
+    def __exit__(self, *exc) -> None: ...
+
+
+class Reader(Protocol):
+    """A format: which names it claims, how to recognise its bytes, how to open a file."""
+
+    name: str
+    suffixes: tuple[str, ...]
+
+    def sniff(self, head: bytes) -> bool:
+        """True when the first bytes of a file are this format's magic."""
+
+    def open(self, path: Path) -> ImageFile:
+        """Open ``path``; :class:`ImageError` with one readable sentence when it cannot be read."""
+
+
+class BaseFile:
+    """An :class:`ImageFile` holding a list of scenes and a close callback."""
+
+    def __init__(self, scenes: list[Scene], close=None):
+        self.scenes = scenes
+        self._close = close
+
+    def close(self) -> None:
+        if self._close is not None:
+            close, self._close = self._close, None
+            close()
+
+    def __enter__(self) -> BaseFile:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def check_region(info: SceneInfo, y0: int, y1: int, x0: int, x1: int, z: int = 0, t: int = 0) -> None:
+    """Raise ValueError for a region or plane outside the scene (a bug of the caller)."""
+    rows, cols = info.shape_yx
+    if not (0 <= y0 <= y1 <= rows and 0 <= x0 <= x1 <= cols):
+        raise ValueError(f"region [{y0}:{y1}, {x0}:{x1}] outside an image of {rows} × {cols}")
+    if not (0 <= z < info.n_z and 0 <= t < info.n_t):
+        raise ValueError(f"plane z={z}, t={t} outside a scene of {info.n_z} × {info.n_t} planes")
+
+
+def thin_overview(scene: Scene, max_side: int, *, z: int = 0, t: int = 0) -> np.ndarray:
+    """Every n-th pixel of a plane, read band by band so memory stays bounded."""
+    rows, cols = scene.info.shape_yx
+    step = max(1, math.ceil(max(rows, cols) / max_side))
+    if step == 1:
+        return scene.read(0, rows, 0, cols, z=z, t=t)
+    band = step * max(1, math.ceil(max(scene.chunk_rows(), 256) / step))
+    parts = [np.ascontiguousarray(scene.read(y, min(rows, y + band), 0, cols, z=z, t=t)[::step, ::step])
+             for y in range(0, rows, band)]
+    return np.concatenate(parts, axis=0)
+
+
+def to_yxc(array: np.ndarray, axes: str) -> np.ndarray:
+    """View an image with ``axes`` (YX, YXS, CYX) as (rows, cols, channels)."""
+    if axes == "YX":
+        return array[:, :, np.newaxis]
+    if axes == "YXS":
+        return array
+    if axes == "CYX":
+        return np.moveaxis(array, 0, -1)
+    raise ValueError(f"unsupported axes {axes!r}")
+
+
+def from_yxc(array: np.ndarray, axes: str) -> np.ndarray:
+    """Put a (rows, cols, channels) array back into ``axes`` (contiguous, ready to write)."""
+    if axes == "YX":
+        return array[:, :, 0]
+    if axes == "YXS":
+        return np.ascontiguousarray(array)
+    if axes == "CYX":
+        return np.ascontiguousarray(np.moveaxis(array, -1, 0))
+    raise ValueError(f"unsupported axes {axes!r}")
+
+
+def pixel_type_error(info_name: str, dtype: np.dtype) -> ImageError:
+    return ImageError(f"{info_name}: pixel type {dtype} is not supported; use integer or float pixels.")
+
+
+def reason(exc: BaseException) -> str:
+    """The first line of an exception's message, for a sentence shown to a user."""
+    text = str(exc).strip().rstrip(".") or type(exc).__name__
+    return text.splitlines()[0][:200]
