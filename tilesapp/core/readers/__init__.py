@@ -136,6 +136,24 @@ def read_image(path: str | Path) -> tuple[np.ndarray, SceneInfo]:
         return scene.read(0, rows, 0, cols), scene.info
 
 
+def verify(path: str | Path, max_bytes: int = 64 << 20) -> list[SceneInfo]:
+    """Open an image and read a little of every scene (its first and last rows), so that a
+    truncated or damaged file is found now rather than half-way through an export. A file
+    that cannot be read in parts is decoded whole when it holds at most ``max_bytes``.
+    Returns the scenes' infos; raises :class:`ImageError` naming the file."""
+    path = Path(path)
+    with open_image(path) as image:
+        if not image.scenes:
+            raise ImageError(f"{path.name}: the file holds no image.")
+        for scene in image.scenes:
+            rows, cols = scene.info.shape_yx
+            if getattr(scene, "whole_only", False) and scene.info.nbytes > max_bytes:
+                continue  # its header was read; decoding it whole is for the export
+            for y0 in {0, max(0, rows - 1)}:
+                scene.read(y0, min(rows, y0 + 1), 0, cols)
+        return [scene.info for scene in image.scenes]
+
+
 def read_array(path: str | Path) -> np.ndarray:
     """The pixels of an image file as stored, with no axes interpreted (a model's output may
     be laid out in any order): a reader's ``read_array`` when it has one, else the first scene
@@ -220,4 +238,5 @@ __all__ = [
     "thin_overview",
     "to_yxc",
     "unregister",
+    "verify",
 ]
