@@ -30,7 +30,7 @@ def test_2048_pixels_give_five_tiles():
 @pytest.mark.parametrize("overlap_share", [0, 0.25, 0.5, 0.75, 0.95])
 @pytest.mark.parametrize("length", [1, 15, 64, 100, 511, 512, 513, 1024, 2047, 3001])
 def test_axis_contract(length, size, overlap_share, size_overlap=None):
-    """DESIGN.md §5 for many lengths: count, exact size, overlaps, coverage, shift-back."""
+    """The tiling rule (README "Tiles") for many lengths: count, exact size, overlaps, coverage, shift-back."""
     overlap = min(size - 1, int(size * overlap_share))
     step = size - overlap
     starts = axis_starts(length, size, overlap)

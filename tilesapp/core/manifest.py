@@ -21,7 +21,7 @@ from typing import Any
 
 from tilesapp import __version__
 from tilesapp.core.errors import TilesError
-from tilesapp.core.geometry import TileGrid
+from tilesapp.core.geometry import Tile, TileGrid
 
 MANIFEST_NAME = "manifest.json"
 #: 2 adds ``layout``, ``files`` and ``warnings``; version 1 manifests are read as well.
@@ -235,7 +235,7 @@ def parse_manifest(data: Any, folder: Path) -> Manifest:
         raise TilesError(f"{where} is not a Tiles Creator manifest.")
     check = _Reader(where, folder)
     tile_size = check.integer("tile_size", data.get("tile_size"), 1, MAX_TILE_SIZE)
-    overlap = check.integer("overlap", data.get("overlap"), 0, tile_size - 1)
+    overlap = check.overlap = check.integer("overlap", data.get("overlap"), 0, tile_size - 1)
     sources = [check.source(i, s) for i, s in enumerate(check.items("sources", data.get("sources")))]
     stems = {}
     for i, source in enumerate(sources):
@@ -279,6 +279,8 @@ class _Reader:
         self.where, self.folder = where, folder
         self.root = folder.resolve()
         self._parents: dict[Path, bool] = {}
+        self._grids: dict[str, TileGrid] = {}
+        self.overlap = 0
 
     def fail(self, name: str, rule: str):
         raise ManifestError(self.where, name, rule)
@@ -317,6 +319,12 @@ class _Reader:
     def _within(self, resolved: Path) -> bool:
         return resolved == self.root or self.root in resolved.parents
 
+    def _grid(self, source: SourceRecord, tile_size: int) -> TileGrid:
+        key = source.file
+        if key not in self._grids:
+            self._grids[key] = source.grid_of(tile_size, self.overlap)
+        return self._grids[key]
+
     def source(self, i: int, data: Any) -> SourceRecord:
         name = f"sources[{i}]"
         if not isinstance(data, dict) or not isinstance(data.get("file"), str):
@@ -350,10 +358,12 @@ class _Reader:
         for key in ("index", "row", "col", "y0", "x0", "y1", "x1", "pad_y", "pad_x"):
             self.integer(f"{name}.{key}", getattr(record, key), 0, MAX_SIDE)
         if source.status == "ok":
-            rows, cols = source.scaled_shape
-            if not (record.y0 < record.y1 <= rows and record.x0 < record.x1 <= cols
-                    and record.y1 - record.y0 <= tile_size and record.x1 - record.x0 <= tile_size):
-                self.fail(name, f"has a box outside its image ({rows} × {cols}) or larger than a tile")
+            grid = self._grid(source, tile_size)
+            if not record.index < len(grid) or grid.tile(record.index) != Tile(
+                    record.index, record.row, record.col, record.y0, record.x0, record.y1, record.x1,
+                    record.pad_y, record.pad_x):
+                self.fail(name, f"does not lie where tile {record.index} of {source.file}'s grid lies "
+                                f"({source.scaled_shape[0]} × {source.scaled_shape[1]} px)")
         if files:
             record.file = self.relative(f"{name}.file", record.file)
             for key in ("mask", "label"):

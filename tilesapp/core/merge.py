@@ -222,7 +222,11 @@ class _SourceMerge:
                  out: Path, restore_scale: bool, holes: bool, cancel: threading.Event, limit: int):
         self.sink, self.source, self.window = sink, source, window
         self.tile_size = manifest.tile_size
-        self.tiles = sorted(tiles, key=lambda t: (t.y0, t.x0))
+        self.grid = source.grid_of(manifest.tile_size, manifest.overlap)  # the cut's grid, rebuilt
+        self.tiles = sorted(tiles, key=lambda t: t.index)  # row-major: the order tiles are added in
+        self.by_row: dict[int, list[TileRecord]] = {}
+        for tile in self.tiles:
+            self.by_row.setdefault(tile.row, []).append(tile)
         self.flat = bool(np.all(window == 1.0))
         self.holes, self.cancel = holes, cancel
         self.rows, self.cols = source.scaled_shape
@@ -253,20 +257,18 @@ class _SourceMerge:
             canvas = np.zeros((height, self.cols, channels))
             weights = np.zeros((height, self.cols))
             band_y0 = 0  # first row not yet emitted
-            i = 0
-            while i < len(self.tiles):
-                y0 = self.tiles[i].y0
-                if y0 > band_y0 and not self.whole:  # rows above this tile row are final: emit them
+            added = 0
+            for row, y0 in enumerate(self.grid.row_starts):  # tile rows of the grid, holes included
+                if not self.whole and y0 > band_y0:  # rows above this tile row are final: emit them
                     self._emit(writer, canvas, weights, y0 - band_y0, out_dtype)
                     canvas, weights = _shift(canvas, weights, y0 - band_y0)
                     band_y0 = y0
-                while i < len(self.tiles) and self.tiles[i].y0 == y0:
+                for tile in self.by_row.get(row, ()):
                     if self.cancel.is_set():
                         return
-                    values = first if i == 0 else next(reads)
-                    self._add(canvas, weights, values, self.tiles[i], band_y0, channels)
-                    i += 1
-                    yield i
+                    self._add(canvas, weights, first if added == 0 else next(reads), tile, band_y0, channels)
+                    added += 1
+                    yield added
             if self.whole:
                 self._write_whole(self._divide(canvas, weights, self.rows), out_dtype)
                 return
@@ -320,15 +322,8 @@ class _SourceMerge:
 
     def _emit(self, writer: _TiledWriter, canvas, weights, n: int, dtype: np.dtype) -> None:
         """Divide and write the first ``n`` rows of a band canvas (they are cleared next)."""
-        if n <= 0:
-            return
-        if n > len(canvas):  # a whole tile row was dropped by the filter: a hole of zeros
-            self._emit(writer, canvas, weights, len(canvas), dtype)
-            if not self.holes:
-                raise _not_covered(self.source)
-            writer.add(np.zeros((n - len(canvas),) + canvas.shape[1:], dtype))
-            return
-        writer.add(_to_dtype(self._divide(canvas, weights, n), dtype, in_place=True))
+        if n > 0:
+            writer.add(_to_dtype(self._divide(canvas, weights, n), dtype, in_place=True))
 
     def _write_whole(self, merged: np.ndarray, dtype: np.dtype) -> None:
         """Write a canvas held whole (float64), back at the source's size first when asked."""

@@ -168,7 +168,8 @@ class Settings:
         check.raise_errors()
 
     def _check_output_rules(self, check: _Checker) -> None:
-        """The rules of DESIGN.md §4 that can be checked before any image is read."""
+        """The output rules that can be checked before any image is read: what a format stores,
+        and bounds the output type can hold (README "What it does to every image")."""
         if self.dtype not in FORMAT_DTYPES[self.format]:
             allowed = " or ".join(FORMAT_DTYPES[self.format])
             check.fail("format", f".{self.format} files can only store {allowed}, not {self.dtype}; "
