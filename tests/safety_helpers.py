@@ -57,7 +57,7 @@ class Run:
         return self.stdout + self.stderr
 
 
-#: ``tilesapp`` as the installed console script runs it (``tilesapp.cli:main``), reporting at exit
+#: ``tilesapp`` as the installed console script runs it (``tilesapp._entry:main``), reporting at exit
 #: the peak resident memory of its own program image (VmHWM: counted from exec, so neither the
 #: test process it was forked from nor any other process is included).
 _MEASURED = (
@@ -68,7 +68,7 @@ _MEASURED = (
     "    with open(os.environ['TILESAPP_TEST_PEAK'], 'w') as f:\n"
     "        f.write(kb)\n"
     "atexit.register(_peak)\n"
-    "from tilesapp.cli import main\n"
+    "from tilesapp._entry import main\n"
     "sys.exit(main())\n"
 )
 

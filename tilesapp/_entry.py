@@ -1,25 +1,35 @@
 """The ``tilesapp`` command's entry point: Ctrl-C at any moment ends it with exit code 130 and
-no traceback — even while the program is still starting."""
+no traceback — even while the program is still starting or already ending."""
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 
 
-def main() -> int:
-    def interrupted(*_args):
+def _quit(*_args) -> None:
+    # Nothing has been written yet (modules are being imported) or everything is done (the
+    # interpreter is ending): leave at once. Raising here could be swallowed by C code that
+    # clears errors while importing, or end as a traceback from Python's shutdown.
+    try:
+        sys.stdout.flush()
         sys.stderr.write("Interrupted.\n")
-        raise SystemExit(130)
+        sys.stderr.flush()
+    finally:
+        os._exit(130)
 
-    # Until the command line takes over (it restores Python's KeyboardInterrupt), an interrupt
-    # while modules are imported exits quietly.
-    previous = signal.signal(signal.SIGINT, interrupted)
+
+def main() -> int:
+    previous = signal.signal(signal.SIGINT, _quit)
     try:
         from tilesapp.cli import main as cli_main
     finally:
-        signal.signal(signal.SIGINT, previous)
-    return cli_main()
+        signal.signal(signal.SIGINT, previous)  # the command handles interrupts itself from here
+    try:
+        return cli_main()
+    finally:
+        signal.signal(signal.SIGINT, _quit)
 
 
 if __name__ == "__main__":

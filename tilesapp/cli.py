@@ -280,8 +280,8 @@ def cmd_cut(args) -> int:
     if args.save_config:
         save_settings(settings, args.save_config)
     n_images = summary.images_ok
-    _say(args, f"Wrote {summary.tiles_written} tiles from {n_images} image{'s' * (n_images != 1)} "
-               f"to {summary.output} (see {summary.manifest_path.name}).")
+    _say(args, f"Wrote {summary.tiles_written} tiles from {n_images} image{'s' * (n_images != 1)} to {summary.output}"
+               + (f" (see {summary.manifest_path.name})." if summary.manifest_written else "."))
     if summary.tiles_dropped:
         _say(args, f"Dropped {summary.tiles_dropped} tiles below {settings.min_foreground:.0%} foreground "
                    f"(kept {settings.keep_empty:.0%} of such tiles at random).")
@@ -453,11 +453,12 @@ def _warn(message: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tilesapp`` command; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    args = parser.parse_args(argv)  # exits 2 with a usage message on bad arguments
-    log_file = setup_logging()
-    command = COMMANDS.get(args.command or "gui")
+    log_file = None
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)  # exits 2 with a usage message on bad arguments
+        log_file = setup_logging()
+        command = COMMANDS.get(args.command or "gui")
         return command(args)
     except SettingsError as exc:
         _warn(f"tilesapp: error: {exc.describe(FLAGS)}")

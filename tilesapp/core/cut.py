@@ -488,7 +488,7 @@ def _write_tiles(image: _Image, tiles: range, values: np.ndarray, mask: np.ndarr
                 record.boxes = len(lines)
         except OSError as exc:
             if exc.errno in FATAL_ERRNOS:
-                raise Stop(stop_message(exc, sink.folder, exc.filename)) from exc
+                raise Stop(stop_message(exc, sink.folder, files.file)) from exc
             raise ImageError(f"{job.name}: writing {files.file} failed ({exc.strerror or exc}).") from exc
         written.append(record)
         run.done(1)
@@ -515,5 +515,5 @@ def stop_message(exc: OSError, out: Path, filename: str | None = None) -> str:
         return f"The disk holding {out} is full; free some space (or choose another folder) and export again."
     if exc.errno == errno.EROFS:
         return f"The export folder {out} is on a read-only disk; choose another folder."
-    where = f" (writing {Path(filename).name})" if filename else ""
+    where = f" (writing {filename})" if filename else ""
     return f"Permission to write in {out} was refused{where}; choose a folder you can write to."

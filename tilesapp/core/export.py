@@ -68,6 +68,7 @@ class ExportSummary:
     stopped_by: str | None = None  # a full disk or a lost permission ended the run
     tiles_dropped: int = 0  # by the empty-tile filter
     split: dict[str, int] | None = None  # images exported per side, when sources are split
+    manifest_written: bool = False  # the final manifest is on disk
     #: The settings each failed image needs (e.g. "pixel_size"), for front ends to name their own way.
     settings_failures: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
@@ -204,6 +205,7 @@ class _Export:
             if previous is not None:
                 clear_export(previous)  # the earlier export's files: none may stay beside the new ones
             self.manifest.files = self.sink.prepare()
+            self._write_manifest()  # from the start, a manifest describes the folder (status "running")
             yield from self._cut()
         except SettingsError:
             raise
@@ -304,7 +306,10 @@ class _Export:
                     yield Progress(done, total, finished, n_images, current, "Writing tiles")
                 if time.monotonic() - last_manifest >= _MANIFEST_INTERVAL:
                     last_manifest = time.monotonic()
-                    self._write_manifest()
+                    try:
+                        self._write_manifest()
+                    except OSError:  # said at the end, when the last write is tried
+                        log.exception("progressive manifest write failed")
         except BaseException:
             self.cancel.set()  # images stop at their next tile; what they wrote is recorded
             for number, future in pending.items():
@@ -357,10 +362,11 @@ class _Export:
             summary.stopped_by = summary.stopped_by or stop_message(exc, self.out, exc.filename)
         try:
             self._write_manifest()
+            summary.manifest_written = True
         except OSError as exc:
-            summary.stopped_by = (summary.stopped_by or "") + (" " if summary.stopped_by else "") + \
-                f"The manifest could not be written ({exc.strerror or exc}): {self.out / MANIFEST_NAME} is missing."
-            manifest.status = "stopped"
+            problem = (f"The manifest could not be written ({exc.strerror or exc}): {self.out / MANIFEST_NAME} does not "
+                       f"list the tiles on disk; free space or permission, then export again.")
+            summary.stopped_by = f"{summary.stopped_by} {problem}" if summary.stopped_by else problem
 
     def _manifest_now(self) -> Manifest:
         manifest = self.manifest

@@ -363,7 +363,8 @@ class _Reader:
                     record.index, record.row, record.col, record.y0, record.x0, record.y1, record.x1,
                     record.pad_y, record.pad_x):
                 self.fail(name, f"does not lie where tile {record.index} of {source.file}'s grid lies "
-                                f"({source.scaled_shape[0]} × {source.scaled_shape[1]} px)")
+                                f"({source.scaled_shape[0]} × {source.scaled_shape[1]} px, tile_size {tile_size}, "
+                                f"overlap {self.overlap})")
         if files:
             record.file = self.relative(f"{name}.file", record.file)
             for key in ("mask", "label"):

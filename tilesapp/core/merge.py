@@ -143,13 +143,14 @@ def run_merge(
                                             f"(got {memory_limit / 2**20:.0f} MB).")
     limit = memory_limit or default_memory_limit()
     tiles_folder = Path(tiles_folder).expanduser()
+    blend_window(2, 1, blend)  # the blend's name is checked before anything is read
     manifest = read_manifest(tiles_folder)
-    window = blend_window(manifest.tile_size, manifest.overlap, blend)
     out = Path(output).expanduser().absolute()
     cut_from = [Path(manifest.input)] if manifest.input and Path(manifest.input).is_dir() else []
     check_output_place(out, [tiles_folder] + cut_from)
     sources, summary = _mergeable(manifest, out)
-    _check_memory(manifest, sources, limit)
+    _check_memory(tiles_folder, manifest, sources, limit)
+    window = blend_window(manifest.tile_size, manifest.overlap, blend)
     check_output_contents(out, overwrite)
     prepare_output(out)
     sink = sink_class(manifest.layout).for_reading(tiles_folder, manifest)
@@ -203,16 +204,18 @@ def _mergeable(manifest: Manifest, out: Path) -> tuple[list[SourceRecord], Merge
     return sources, summary
 
 
-def _check_memory(manifest: Manifest, sources: list[SourceRecord], limit: int) -> None:
-    """Refuse (before anything is allocated) a manifest whose sources cannot be merged in the limit."""
+def _check_memory(folder: Path, manifest: Manifest, sources: list[SourceRecord], limit: int) -> None:
+    """Refuse (before anything is allocated) a manifest whose tiles cannot be merged in the limit:
+    the blend window and one band of two tile rows per source must fit."""
+    window = manifest.tile_size * manifest.tile_size * 8
     for source in sources:
         cols = source.scaled_shape[1]
-        band = merge_bytes(2 * manifest.tile_size, cols, max(1, source.channels))
-        if band > limit:
+        need = window + merge_bytes(2 * manifest.tile_size, cols, max(1, source.channels))
+        if need > limit:
             raise TilesError(
-                f"{source.file}: merging one row of its tiles ({manifest.tile_size} px × {cols} px) needs "
-                f"{band >> 20} MB, more than the memory limit ({limit >> 20} MB); raise --memory-limit if the "
-                f"manifest is right.")
+                f"{folder / 'manifest.json'}: tile_size {manifest.tile_size} means merging one row of "
+                f"{source.file}'s tiles ({cols} px wide) needs {need >> 20} MB, more than the memory limit "
+                f"({limit >> 20} MB); if the manifest is right, raise the memory limit.")
 
 
 class _SourceMerge:

@@ -136,7 +136,8 @@ class TileWriter:
 
 def _tiff_frame(shape, dtype, axes, pixel_size_um) -> tuple[bytes, bytes] | None:
     """(bytes before, bytes after) the pixels of an uncompressed TIFF of this layout, or None."""
-    samples = [np.zeros(shape, dtype), (np.arange(np.prod(shape)) % 251 + 1).astype(dtype).reshape(shape)]
+    # a repeating 1..251 pattern made in the tile's own type: no int64 ramp of the tile's size
+    samples = [np.zeros(shape, dtype), np.resize(np.arange(1, 252).astype(dtype), int(np.prod(shape))).reshape(shape)]
     files = []
     for sample in samples:
         buffer = io.BytesIO()

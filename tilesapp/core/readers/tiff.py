@@ -70,8 +70,13 @@ class TiffScene:
         if dtype.kind not in "uifb":
             raise pixel_type_error(path.name, dtype)
         pixel_size, origin = _tiff_pixel_size(tif)
+        warnings = []
+        others = len(image_series(tif)) - 1
+        if others > 0:
+            warnings.append(f"the file holds {others + 1} image series; only the first is read, the other "
+                            f"{others} {'is' if others == 1 else 'are'} skipped.")
         self.info = SceneInfo(path, shape, axes, "uint8" if dtype == bool else dtype.name, pixel_size, origin,
-                              reader="tiff")
+                              warnings=tuple(warnings), reader="tiff")
         self._array = None  # zarr array or memory map, in the file's axes, opened for regions
         self._lock = threading.Lock()
 
@@ -156,6 +161,25 @@ class TiffScene:
         # A memory map is not closed explicitly: numpy closes it when no array uses it.
         self._array = None
         self._tif.close()
+
+
+#: Series of slide scanners' files that are pictures of the slide, not images to cut.
+ASSOCIATED = ("thumbnail", "label", "macro", "map", "overview")
+
+
+def image_series(tif: tifffile.TiffFile) -> list[int]:
+    """Indices of a file's series that are images: not associated pictures (thumbnail, slide
+    label, macro photo) nor reduced-resolution copies (a pyramid's levels are not series)."""
+    found = []
+    for i, series in enumerate(tif.series):
+        name = (series.name or "").strip().lower()
+        if any(name.startswith(word) for word in ASSOCIATED):
+            continue
+        page = series.pages[0] if series.pages else None
+        if i > 0 and page is not None and getattr(page, "is_reduced", False):
+            continue
+        found.append(i)
+    return found or [0]
 
 
 # --- axes -----------------------------------------------------------------------------------------
