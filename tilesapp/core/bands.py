@@ -26,7 +26,7 @@ import numpy as np
 
 from tilesapp.core.annotations import nearest_index
 from tilesapp.core.geometry import TileGrid
-from tilesapp.core.normalize import channel_range
+from tilesapp.core.normalize import channel_range, joint_range
 from tilesapp.core.readers import SceneInfo
 from tilesapp.core.resample import axis_weights, resample, resample_band, source_rows
 
@@ -212,39 +212,54 @@ class ChannelStats:
         high = np.where(np.isfinite(self.high), self.high, 0.0)
         return low, high
 
-    def percentiles(self, low_p: float, high_p: float) -> tuple[np.ndarray, np.ndarray]:
+    def percentiles(self, low_p: float, high_p: float, joint: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Per-channel percentiles as ``numpy.percentile`` (linear) gives them — exactly for a
-        single band, within one histogram bin otherwise; (0, 100) gives the exact min and max."""
+        single band, within one histogram bin otherwise; (0, 100) gives the exact min and max.
+        ``joint``: over all channels at once, repeated for each."""
+        channels = len(self.low)
         if self.exact and self._whole is not None:
-            return channel_range(self._whole, (low_p, high_p))
+            return (joint_range if joint else channel_range)(self._whole, (low_p, high_p))
         vmin, vmax = self.value_range_of()
+        if joint:
+            finite = np.isfinite(self.low)
+            lo_all = float(self.low[finite].min()) if finite.any() else 0.0
+            hi_all = float(self.high[finite].max()) if finite.any() else 0.0
+            if (low_p, high_p) == (0.0, 100.0) or self.hist is None:
+                return np.full(channels, lo_all), np.full(channels, hi_all)
+            hist, count = self.hist.sum(axis=0), int(self.count.sum())
+            low = _percentile(hist, count, lo_all, hi_all, self.range, low_p)
+            high = _percentile(hist, count, lo_all, hi_all, self.range, high_p)
+            return np.full(channels, min(max(low, lo_all), hi_all)), np.full(channels, min(max(high, lo_all), hi_all))
         if (low_p, high_p) == (0.0, 100.0) or self.hist is None:
             return vmin, vmax
-        low = np.array([self._percentile(c, low_p) for c in range(len(vmin))])
-        high = np.array([self._percentile(c, high_p) for c in range(len(vmin))])
+        low = np.array([_percentile(self.hist[c], int(self.count[c]), self.low[c], self.high[c], self.range, low_p)
+                        for c in range(channels)])
+        high = np.array([_percentile(self.hist[c], int(self.count[c]), self.low[c], self.high[c], self.range, high_p)
+                         for c in range(channels)])
         return np.clip(low, vmin, vmax), np.clip(high, vmin, vmax)
-
-    def _percentile(self, c: int, p: float) -> float:
-        n = int(self.count[c])
-        if n == 0:
-            return 0.0
-        if p <= 0:
-            return float(self.low[c])
-        if p >= 100:
-            return float(self.high[c])
-        lo, hi = self.range
-        width = (hi - lo) / HISTOGRAM_BINS
-        rank = p / 100.0 * (n - 1)  # 0-based position among the sorted values
-        cumulative = np.cumsum(self.hist[c])
-        b = int(np.searchsorted(cumulative, rank, side="right"))
-        before = int(cumulative[b - 1]) if b > 0 else 0
-        inside = int(self.hist[c, b])
-        # values spread evenly inside their bin
-        return lo + width * (b + (rank - before + 0.5) / max(inside, 1))
 
     def sample(self) -> np.ndarray:
         """The kept rows and columns, (rows, cols, channels): the image's threshold subsample."""
         return np.concatenate(self._samples, axis=0)
+
+
+def _percentile(hist: np.ndarray, n: int, vmin: float, vmax: float, value_range: tuple[float, float], p: float) -> float:
+    """The ``p``-th percentile of ``n`` values counted in ``hist`` over ``value_range``."""
+    if n == 0:
+        return 0.0
+    if p <= 0:
+        return float(vmin)
+    if p >= 100:
+        return float(vmax)
+    lo, hi = value_range
+    width = (hi - lo) / HISTOGRAM_BINS
+    rank = p / 100.0 * (n - 1)  # 0-based position among the sorted values
+    cumulative = np.cumsum(hist)
+    b = int(np.searchsorted(cumulative, rank, side="right"))
+    before = int(cumulative[b - 1]) if b > 0 else 0
+    inside = int(hist[b])
+    # values spread evenly inside their bin
+    return lo + width * (b + (rank - before + 0.5) / max(inside, 1))
 
 
 def _histogram(values: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:

@@ -158,35 +158,35 @@ def run_merge(
     by_source = manifest.tiles_by_source()
     # Tiles dropped by the empty-tile filter leave holes, filled with zeros.
     with_holes = {tile.source for tile in manifest.dropped}
-    total = sum(len(by_source[s.file]) for s in sources)
+    total = sum(len(by_source[s.name]) for s in sources)
     done, throttle = 0, Throttle()
     gate = process_gate(limit)
     for number, source in enumerate(sources):
-        tiles = by_source[source.file]
-        job = _SourceMerge(sink, manifest, source, tiles, window, out, restore_scale, source.file in with_holes,
+        tiles = by_source[source.name]
+        job = _SourceMerge(sink, manifest, source, tiles, window, out, restore_scale, source.name in with_holes,
                            cancel, limit)
         held = gate.acquire(job.bytes_needed(), cancel)
         try:
             for step in job.run():  # the number of tiles merged so far for this source
                 if throttle.due():
-                    yield Progress(done + step, total, number, len(sources), source.file, "Merging tiles")
+                    yield Progress(done + step, total, number, len(sources), source.name, "Merging tiles")
             if cancel.is_set():
                 summary.cancelled = True
                 return summary
             summary.written.append(job.final)
         except ImageError as exc:
-            summary.failed.append((source.file, str(exc)))
+            summary.failed.append((source.name, str(exc)))
         except MemoryError:
-            summary.failed.append((source.file, f"{source.file}: not enough memory to merge it."))
+            summary.failed.append((source.name, f"{source.name}: not enough memory to merge it."))
         except OSError as exc:
-            summary.failed.append((source.file, f"{source.file}: writing failed ({exc.strerror or exc})."))
+            summary.failed.append((source.name, f"{source.name}: writing failed ({exc.strerror or exc})."))
         except Exception as exc:
-            log.exception("unexpected error while merging %s", source.file)
-            summary.failed.append((source.file, f"{source.file}: unexpected error ({exc}); see the log file."))
+            log.exception("unexpected error while merging %s", source.name)
+            summary.failed.append((source.name, f"{source.name}: unexpected error ({exc}); see the log file."))
         finally:
             gate.release(held)
         done += len(tiles)
-        yield Progress(done, total, number + 1, len(sources), source.file, "Merging tiles")
+        yield Progress(done, total, number + 1, len(sources), source.name, "Merging tiles")
     return summary
 
 
@@ -196,11 +196,11 @@ def _mergeable(manifest: Manifest, out: Path) -> tuple[list[SourceRecord], Merge
     by_source = manifest.tiles_by_source()
     sources = []
     for source in manifest.sources:
-        if source.status == "ok" and by_source.get(source.file):
+        if source.status == "ok" and by_source.get(source.name):
             sources.append(source)
         else:
             reason = source.error or f"its cut ended as '{source.status}'"
-            summary.not_cut.append((source.file, reason))
+            summary.not_cut.append((source.name, reason))
     return sources, summary
 
 
@@ -214,7 +214,7 @@ def _check_memory(folder: Path, manifest: Manifest, sources: list[SourceRecord],
         if need > limit:
             raise TilesError(
                 f"{folder / 'manifest.json'}: tile_size {manifest.tile_size} means merging one row of "
-                f"{source.file}'s tiles ({cols} px wide) needs {need >> 20} MB, more than the memory limit "
+                f"{source.name}'s tiles ({cols} px wide) needs {need >> 20} MB, more than the memory limit "
                 f"({limit >> 20} MB); if the manifest is right, raise the memory limit.")
 
 
@@ -294,16 +294,16 @@ class _SourceMerge:
         try:
             array = self.sink.read(tile.file)
         except FileNotFoundError:
-            raise ImageError(f"{self.source.file}: tile {tile.file} is missing from {self.sink.folder}.") from None
+            raise ImageError(f"{self.source.name}: tile {tile.file} is missing from {self.sink.folder}.") from None
         except ImageError as exc:
-            raise ImageError(f"{self.source.file}: tile {exc}") from exc
+            raise ImageError(f"{self.source.name}: tile {exc}") from exc
         return as_tile(array, self.tile_size, tile.file)
 
     def _add(self, canvas, weights, values, tile: TileRecord, y_offset: int, channels: int) -> None:
         """Add a tile's values, weighted by the blend window, to a canvas whose first row is image
         row ``y_offset``."""
         if values.shape[2] != channels:
-            raise ImageError(f"{self.source.file}: tile {tile.file} has {values.shape[2]} channels, other tiles {channels}.")
+            raise ImageError(f"{self.source.name}: tile {tile.file} has {values.shape[2]} channels, other tiles {channels}.")
         y0, x0, y1, x1 = tile.y0 - y_offset, tile.x0, tile.y1 - y_offset, tile.x1
         part = values[: y1 - y0, : x1 - x0]
         if self.flat:  # weights of 1: the same sums without a product per pixel
@@ -511,7 +511,7 @@ def _read_ahead(read, items: list, depth: int = 32):
 
 
 def _not_covered(source: SourceRecord) -> ImageError:
-    return ImageError(f"{source.file}: the tiles do not cover the whole image; the manifest does not match the tiles.")
+    return ImageError(f"{source.name}: the tiles do not cover the whole image; the manifest does not match the tiles.")
 
 
 def _output_dtype(tile_dtype: np.dtype) -> np.dtype:

@@ -112,17 +112,34 @@ def cast(image: np.ndarray, dtype: str) -> np.ndarray:
 
 
 # --- modes ---------------------------------------------------------------------------------------
+def joint_range(image: np.ndarray, percentiles: tuple[float, float] = (0.0, 100.0)) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`channel_range` over all channels at once, repeated for each channel (a joint stretch
+    keeps the balance of colours)."""
+    low, high = channel_range(image.reshape(image.shape[0], -1, 1), percentiles)
+    channels = image.shape[-1]
+    return np.repeat(low, channels), np.repeat(high, channels)
+
+
+def joint_stretch(settings: Settings, info) -> bool:
+    """Whether an image's channels are stretched jointly: RGB(A) colour under "auto"."""
+    if settings.channel_stretch != "auto":
+        return settings.channel_stretch == "joint"
+    return info.axes == "YXS"
+
+
 class NoNormalization:
     """"none": values are kept; an image whose values the output type cannot hold fails."""
 
     name = "none"
     needs_stats = False
 
-    def __init__(self, settings: Settings, low: np.ndarray | None = None, high: np.ndarray | None = None):
-        self.settings, self.low, self.high = settings, low, high
+    def __init__(self, settings: Settings, low: np.ndarray | None = None, high: np.ndarray | None = None,
+                 joint: bool = False):
+        self.settings, self.low, self.high, self.joint = settings, low, high, joint
 
     def with_stats(self, low: np.ndarray, high: np.ndarray):
-        return type(self)(self.settings, np.asarray(low, np.float64), np.asarray(high, np.float64))
+        """The mode with the image's statistics (per channel, or already joint)."""
+        return type(self)(self.settings, np.asarray(low, np.float64), np.asarray(high, np.float64), self.joint)
 
     def apply_band(self, values: np.ndarray, *, may_have_nan: bool, name: str) -> np.ndarray:
         """Values of a band of the recalibrated image as written (``values`` may be reused)."""
@@ -149,7 +166,8 @@ class GlobalNormalization(NoNormalization):
         return cast(stretch(values, self.low, self.high, s.output_bounds, in_place=True, may_have_nan=may_have_nan), s.dtype)
 
     def record(self) -> dict[str, Any]:
-        return {"mode": self.name, "low": self.low.tolist(), "high": self.high.tolist()}
+        record = {"mode": self.name, "low": self.low.tolist(), "high": self.high.tolist()}
+        return record | ({"joint": True} if self.joint else {})
 
 
 class LocalNormalization(NoNormalization):
@@ -162,7 +180,7 @@ class LocalNormalization(NoNormalization):
 
     def apply_tile(self, piece: np.ndarray, *, may_have_nan: bool) -> tuple[np.ndarray, dict[str, Any]]:
         s = self.settings
-        low, high = channel_range(piece, s.percentiles)
+        low, high = (joint_range if self.joint else channel_range)(piece, s.percentiles)
         out = cast(stretch(piece, low, high, s.output_bounds, may_have_nan=may_have_nan), s.dtype)
         return out, {"low": low.tolist(), "high": high.tolist()}
 
@@ -172,6 +190,7 @@ NORMALIZATIONS = {mode.name: mode for mode in (NoNormalization, LocalNormalizati
 assert set(NORMALIZATIONS) == set(NORMS)
 
 
-def normalization(settings: Settings) -> NoNormalization:
-    """The normalization mode of ``settings``, before any statistics."""
-    return NORMALIZATIONS[settings.norm](settings)
+def normalization(settings: Settings, joint: bool = False) -> NoNormalization:
+    """The normalization mode of ``settings``, before any statistics (``joint``: one low/high
+    over all channels)."""
+    return NORMALIZATIONS[settings.norm](settings, joint=joint)

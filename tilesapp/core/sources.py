@@ -180,6 +180,10 @@ class SourcePixels:
             self._info = view_info(self._open().info, self.ref)
         return self._info
 
+    def scene_info(self) -> SceneInfo:
+        """The file's scene as it is now (to tell a file changed on disk)."""
+        return self._open().info
+
     @property
     def whole_only(self) -> bool:
         return bool(getattr(self._open(), "whole_only", False))

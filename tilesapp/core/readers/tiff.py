@@ -63,6 +63,9 @@ class TiffReader:
                 raise ImageError(f"{path.name}: the TIFF file holds no image.")
             indices = image_series(tif)
             metadata = _FileMetadata(tif)
+            if len(indices) > 1:
+                metadata.warnings.append(f"the file holds {len(indices)} image series: each is its own image "
+                                         f"(scenes 0–{len(indices) - 1}).")
             scenes = [TiffScene(tif, path, index, number, len(indices), metadata) for number, index in enumerate(indices)]
         except ImageError:
             tif.close()
@@ -227,7 +230,8 @@ class _Layout:
         channels = sizes[self.c_axis] if self.c_axis else 1
         rows, cols = sizes["Y"], sizes["X"]
         rgb = tif.pages[0].photometric == tifffile.PHOTOMETRIC.RGB
-        colour = self.c_axis == "S" and (rgb or axes.index("S") > axes.index("X")) and channels in (3, 4)
+        # colour samples: RGB, or samples stored with each pixel (after X); planar ones are channels
+        colour = self.c_axis == "S" and (rgb or axes.index("S") > axes.index("X"))
         if self.c_axis is None:
             self.axes, self.shape = "YX", (rows, cols)
         elif colour:
