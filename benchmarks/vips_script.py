@@ -43,7 +43,10 @@ def process(path: Path, args) -> int:
     if args.dtype != "float32":
         img = img.rint()
     # the source's interpretation (grey16 for uint16) would make pngsave write 16-bit PNGs
-    img = img.cast(FORMATS[args.dtype]).copy(interpretation="grey16" if args.dtype == "uint16" else "b-w").copy_memory()
+    img = img.cast(FORMATS[args.dtype]).copy(interpretation="grey16" if args.dtype == "uint16" else "b-w")
+    if img.get_typeof("image-description"):  # else every tile carries the source's description
+        img.remove("image-description")
+    img = img.copy_memory()
     ys, xs = starts(img.height, args.patch, args.overlap), starts(img.width, args.patch, args.overlap)
     width = max(3, len(str(len(ys) * len(xs) - 1)))
     i = 0
