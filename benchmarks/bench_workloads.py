@@ -118,6 +118,11 @@ def make_w3(folder: Path, n: int = 2000, size: int = 256) -> None:
         cv2.imwrite(str(folder / f"crop_{i:04d}.png"), np.clip(image, 0, 255).astype(np.uint8))
 
 
+def num(x: int) -> str:
+    """1 234 567: thin grouping, as in the README."""
+    return f"{x:,}".replace(",", " ")
+
+
 # --- geometry ------------------------------------------------------------------------------------
 def n_axis(length: int, patch: int, overlap: int) -> int:
     return 1 if length <= patch else math.ceil((length - overlap) / (patch - overlap))
@@ -196,7 +201,7 @@ def build_workloads(keys: list[str], data: Path, args) -> list[Workload]:
                 whole = Contender("tilesapp-whole", cs[0].cmd + ["--memory-limit", "16GB"])
                 cs.insert(1, whole)
             n = n_tiles((size, size), 2.0, 512, 128)
-            w = Workload(key, f"{key}: one {size:,}² uint16 tiled BigTIFF → {2 * size:,}², {n:,} uint8 .tif".replace(",", " "),
+            w = Workload(key, f"{key}: one {num(size)}² uint16 tiled BigTIFF → {num(2 * size)}², {num(n)} uint8 .tif",
                          data / f"w2-{size}", n, ".tif", cs)
             w.notes.append("tiler not run: on an in-memory array it is the plain script with another slicing")
             if size == args.size:
@@ -208,8 +213,8 @@ def build_workloads(keys: list[str], data: Path, args) -> list[Workload]:
             cs = cut_contenders(1.0, 128, 32, "uint8", "png", (0, 255), ["--no-calibration", "--preset", "yolo"])
             if args.extras:
                 cs.insert(1, Contender("tilesapp-1worker", cs[0].cmd + ["--workers", "1"]))
-            workloads.append(Workload(key, f"W3: {args.w3_images:,} PNG 256² → {n:,} uint8 .png tiles 128/32 (no recalibration)"
-                                      .replace(",", " "), data / f"w3-{args.w3_images}", n, ".png", cs))
+            workloads.append(Workload(key, f"W3: {num(args.w3_images)} PNG 256² → {num(n)} uint8 .png tiles 128/32 (no recalibration)",
+                                      data / f"w3-{args.w3_images}", n, ".png", cs))
         elif key in ("W1merge", "W2merge"):
             tiles = data / ("w1-tiles" if key == "W1merge" else f"w2-{args.size}-tiles")
             cs = [
@@ -219,7 +224,7 @@ def build_workloads(keys: list[str], data: Path, args) -> list[Workload]:
             ]
             n_w1 = args.w1_images * n_tiles((args.w1_size, args.w1_size), 2.0, 512, 128)
             w = Workload(key, f"W1merge: {n_w1} float32 tiles → {args.w1_images} images {2 * args.w1_size}²" if key == "W1merge" else
-                         f"W2merge: {n_tiles((args.size, args.size), 2.0, 512, 128):,} uint8 tiles → one {2 * args.size:,}² image".replace(",", " "),
+                         f"W2merge: {num(n_tiles((args.size, args.size), 2.0, 512, 128))} uint8 tiles → one {num(2 * args.size)}² image",
                          tiles, args.w1_images if key == "W1merge" else 1, ".tif", cs, merge=True)
             if key == "W1merge":
                 cs.insert(2, Contender("tiler", [PY, str(HERE / "tiler_script.py"), "merge", "{in}", "{out}"],
