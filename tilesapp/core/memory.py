@@ -118,11 +118,11 @@ def whole_image_bytes(shape_yx, scaled_shape, channels: int, source_itemsize: in
 
 
 def band_bytes(rows_out: int, shape_yx, scaled_shape, channels: int, source_itemsize: int, out_itemsize: int) -> int:
-    """Peak bytes of one band of ``rows_out`` recalibrated rows (source rows, two float
-    passes, a scratch copy, the cast)."""
-    rows_in = math.ceil(rows_out * shape_yx[0] / scaled_shape[0]) + 4
-    source = rows_in * shape_yx[1] * channels * (source_itemsize + 8)
-    return source + rows_out * scaled_shape[1] * channels * (12 + out_itemsize)
+    """Peak bytes of one band of ``rows_out`` recalibrated rows: the source rows and their float
+    copy, the resampled rows with one float scratch pass, the cast."""
+    rows_in = math.ceil(rows_out * shape_yx[0] / scaled_shape[0]) + 8
+    source = rows_in * shape_yx[1] * channels * (source_itemsize + 4)
+    return source + rows_out * scaled_shape[1] * channels * (8 + out_itemsize)
 
 
 def tile_bytes(tile_size: int, channels: int, itemsize: int) -> int:
