@@ -157,7 +157,7 @@ def test_tile_settings_redraw_the_grid_without_reading_again(window, make_folder
     folder = make_folder("regrid", [((256, 256), 0.325)])
     load(window, folder)
     with qtbot.waitSignal(window.previewShown, timeout=10_000):
-        window.preview_tiles()
+        window.previews.preview_chosen()
     find(window, "patchSizeSpin").setValue(64)
     find(window, "overlapSpin").setValue(0)
     assert len(window.preview.plan.grid) == len(TileGrid.for_shape((256, 256), 64, 0)) == 16
@@ -169,7 +169,7 @@ def test_calibration_change_recomputes_the_preview(window, make_folder, load, qt
     folder = make_folder("recal", [((100, 100), 0.65)])
     load(window, folder)
     with qtbot.waitSignal(window.previewShown, timeout=10_000):
-        window.preview_tiles()
+        window.previews.preview_chosen()
     assert window.preview.plan.scaled_shape == (200, 200)
     with qtbot.waitSignal(window.previewShown, timeout=10_000):
         qtbot.mouseClick(find(window, "calibrationCheck"), Qt.MouseButton.LeftButton)
@@ -181,7 +181,7 @@ def test_another_image_previews_a_different_one(window, make_folder, load, qtbot
     folder = make_folder("two", [((100, 100), 0.65), ((120, 80), 0.65)])
     load(window, folder)
     with qtbot.waitSignal(window.previewShown, timeout=10_000):
-        window.preview_tiles()
+        window.previews.preview_chosen()
     first = window.preview.path
     with qtbot.waitSignal(window.previewShown, timeout=10_000):
         qtbot.mouseClick(window.tiles.anotherButton, Qt.MouseButton.LeftButton)
@@ -202,7 +202,7 @@ def test_show_sample_puts_the_mosaic_in_the_view(window, make_folder, load, qtbo
 def test_invalid_dtype_for_format_disables_export_with_the_reason(window, make_folder, load, tmp_path):
     folder = make_folder("valid", [((64, 64), 0.325)])
     load(window, folder)
-    assert window.select_export_folder(tmp_path / "out")
+    assert window.exporter.select_folder(tmp_path / "out")
     export = find(window, "exportButton")
     assert export.isEnabled()
     dtype, fmt = find(window, "dtypeCombo"), find(window, "formatCombo")
@@ -315,17 +315,17 @@ def test_bad_stored_values_are_ignored(qtbot, tmp_path):
 def test_save_and_load_settings_file(window, tmp_path, dialogs):
     find(window, "patchSizeSpin").setValue(384)
     path = tmp_path / "my-settings.json"
-    assert window.save_settings_file(path)
+    assert window.files.save(path)
     saved, unknown = load_settings(path)
     assert saved == window.settings and unknown == []
     data = json.loads(path.read_text())
     data.update(tile_size=128, overlap=16, colour="blue")
     path.write_text(json.dumps(data))
-    assert window.load_settings_file(path)
+    assert window.files.load(path)
     assert find(window, "patchSizeSpin").value() == 128 and find(window, "overlapSpin").value() == 16
     assert "colour" in window.statusBar().currentMessage()
     path.write_text("{broken")
-    assert not window.load_settings_file(path)
+    assert not window.files.load(path)
     assert dialogs.shown and "not valid JSON" in dialogs.texts[-1]
 
 
@@ -336,7 +336,7 @@ def test_worker_errors_reach_the_user(window, make_folder, load, qtbot, dialogs,
     window.calibration.set_pixel_size(None)
     qtbot.waitUntil(lambda: not window.jobs.busy("view"), timeout=10_000)
     dialogs.shown.clear()
-    window.preview_tiles()
+    window.previews.preview_chosen()
     qtbot.waitUntil(lambda: bool(dialogs.shown), timeout=10_000)
     kind, title, text = dialogs.shown[-1]
     assert "cell_01.tif carries no pixel size" in text

@@ -166,9 +166,7 @@ class MergeDialog(QDialog):
         self.mergeEnded.emit(summary)
 
     def _on_failed(self, exc: BaseException) -> None:
-        from tilesapp.gui.main_window import error_text
-
-        message = error_text(exc, "merging tiles")
+        message = dialogs.error_text(exc, "merging tiles")
         self.resultLabel.setStyleSheet(ERROR_STYLE)
         self.resultLabel.setText(message)
         self.progressBar.setRange(0, 1000)
