@@ -7,8 +7,11 @@ import os
 # Before Qt is imported anywhere: no display needed.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+import sys  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))  # person.py: what a person does to the window
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

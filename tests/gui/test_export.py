@@ -14,6 +14,7 @@ from PySide6.QtCore import Qt, QTimer
 
 from tilesapp.core.geometry import TileGrid
 from helpers import find
+from person import click
 
 PARTIAL = ".partial"
 
@@ -92,20 +93,26 @@ def test_non_empty_export_folder_asks_first(window, make_folder, load, tmp_path,
     out.mkdir()
     (out / "old.txt").write_text("keep me")
     window.exporter.select_folder(out)
+    # A file no export wrote is never mixed with tiles: said before anything starts.
+    click(qtbot, window, "exportButton")
+    assert not dialogs.asked and "no earlier export wrote" in dialogs.texts[-1]
+    assert not window.jobs.busy("export") and sorted(p.name for p in out.iterdir()) == ["old.txt"]
+    # An earlier export is replaced, after asking.
+    (out / "old.txt").unlink()
+    with qtbot.waitSignal(window.exportEnded, timeout=20_000):
+        click(qtbot, window, "exportButton")
+    before = sorted(p.name for p in out.iterdir())
     dialogs.answer = False
-    window.exporter.export()
-    assert dialogs.asked and "already holds 1 file" in dialogs.asked[-1][1]
+    click(qtbot, window, "exportButton")
+    assert "already holds 2 files of an earlier export" in dialogs.asked[-1][1]
     assert not window.jobs.busy("export")
-    assert sorted(p.name for p in out.iterdir()) == ["old.txt"]
-    # Overwriting replaces an earlier export only: a file no export wrote is never mixed with tiles.
     dialogs.answer = True
-    window.exporter.export()
-    qtbot.waitUntil(lambda: not window.jobs.busy("export"), timeout=20_000)
-    assert any("no earlier export wrote" in text for text in dialogs.texts)
-    assert sorted(p.name for p in out.iterdir()) == ["old.txt"]
+    with qtbot.waitSignal(window.exportEnded, timeout=20_000) as blocker:
+        click(qtbot, window, "exportButton")
+    assert blocker.args[0].tiles_written == 1 and sorted(p.name for p in out.iterdir()) == before
 
 
-def test_empty_export_folder_deletes_files_only_after_confirmation(window, tmp_path, qtbot, dialogs):
+def test_empty_export_folder_asks_separately_about_files_no_export_wrote(window, tmp_path, qtbot, dialogs):
     out = tmp_path / "out"
     (out / "keep").mkdir(parents=True)
     for name in ("a.tif", "b.tif", "manifest.json"):
@@ -113,14 +120,15 @@ def test_empty_export_folder_deletes_files_only_after_confirmation(window, tmp_p
     (out / "keep" / "inner.tif").write_text("x")
     window.exporter.select_folder(out)
     dialogs.answer = False
-    qtbot.mouseClick(find(window, "emptyFolderButton"), Qt.MouseButton.LeftButton)
-    assert "Delete the 3 files" in dialogs.asked[-1][1]
-    assert len(list(out.iterdir())) == 4
+    click(qtbot, window, "emptyFolderButton")
+    # "manifest.json" is no manifest: nothing here was written by an export.
+    assert len(dialogs.asked) == 1 and "holds 4 files that no export wrote" in dialogs.asked[-1][1]
+    assert len(list(out.rglob("*"))) == 5
     dialogs.answer = True
-    window.exporter.empty_folder()
+    click(qtbot, window, "emptyFolderButton")
     qtbot.waitUntil(lambda: not window.jobs.busy("empty"), timeout=10_000)
-    assert [p.name for p in out.iterdir()] == ["keep"]
-    assert (out / "keep" / "inner.tif").exists()
+    assert [p.name for p in out.iterdir()] == ["keep"]  # files only: a folder no export made stays
+    assert "Deleted 4 files" in window.statusBar().currentMessage()
 
 
 N_LONG, SIDE_LONG = 12, 1024
