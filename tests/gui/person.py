@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QPoint, Qt
 from PySide6.QtGui import QAction
-from PySide6.QtWidgets import QAbstractSpinBox, QTableWidget
+from PySide6.QtWidgets import QAbstractSpinBox, QCheckBox, QRadioButton, QTableWidget
 
 from helpers import find
 
@@ -25,7 +25,10 @@ def type_in(qtbot, window, name: str, text: str, enter: bool = True) -> None:
 
 
 def click(qtbot, window, name: str) -> None:
-    qtbot.mouseClick(find(window, name), Qt.MouseButton.LeftButton)
+    """Click a button; a check box or radio button on its box (a click beyond its text does nothing)."""
+    widget = find(window, name)
+    pos = QPoint(8, widget.height() // 2) if isinstance(widget, (QCheckBox, QRadioButton)) else widget.rect().center()
+    qtbot.mouseClick(widget, Qt.MouseButton.LeftButton, pos=pos)
 
 
 def pick(qtbot, window, name: str, text: str) -> None:
@@ -77,3 +80,4 @@ def type_in_row(qtbot, window, name: str, title: str, text: str) -> None:
     edit.selectAll()
     qtbot.keyClicks(edit, text)
     qtbot.keyClick(edit, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: table.state() != QTableWidget.State.EditingState, timeout=2000)  # committed, queued
