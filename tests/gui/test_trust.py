@@ -42,8 +42,14 @@ def small_tiles(qtbot, window):
     type_in(qtbot, window, "patchSizeSpin", "32")
 
 
-def export(window, qtbot, out, timeout=30_000):
-    window.exporter.select_folder(out)
+def choose_export_folder(qtbot, window, dialogs, out):
+    dialogs.folder = out  # what the folder dialog answers
+    click(qtbot, window, "exportFolderButton")
+    assert window.export_folder == out
+
+
+def export(window, qtbot, dialogs, out, timeout=30_000):
+    choose_export_folder(qtbot, window, dialogs, out)
     with qtbot.waitSignal(window.exportEnded, timeout=timeout) as blocker:
         click(qtbot, window, "exportButton")
     return blocker.args[0]
@@ -89,7 +95,7 @@ def test_every_menu_entry_runs_without_an_unexpected_error(window, qtbot, make_f
 
 
 # --- 2. A typed pixel size is for images without calibration ----------------------------------------------
-def test_typed_pixel_size_goes_to_uncalibrated_images_only(window, qtbot, load, mixed, tmp_path):
+def test_typed_pixel_size_goes_to_uncalibrated_images_only(window, qtbot, load, mixed, tmp_path, dialogs):
     load(window, mixed)
     small_tiles(qtbot, window)
     type_in(qtbot, window, "pixelSizeEdit", "0.5")
@@ -102,7 +108,7 @@ def test_typed_pixel_size_goes_to_uncalibrated_images_only(window, qtbot, load, 
     type_in_row(qtbot, window, "05.tif", "Pixel size", "650 nm")
     rows = {row[0]: row for row in table_rows(window)}
     assert rows["05.tif"][px:scale + 1] == ["0.65 µm (typed)", "typed for this image", "×2"]
-    summary = export(window, qtbot, tmp_path / "out")
+    summary = export(window, qtbot, dialogs, tmp_path / "out")
     records = sources(summary.manifest_path)
     assert records["03.tif"]["scale_factor"] == [2.0, 2.0] and records["03.tif"]["calibration"] == "ImageJ"
     assert records["02.tif"]["calibration"] == "ImageJ"
@@ -152,9 +158,9 @@ def test_a_tile_size_beyond_the_memory_limit_is_said_next_to_the_field(window, q
 
 # --- 4. Integer output types: bounds follow the type; near-black refused or warned, and seen ---------------
 def test_integer_type_bounds_follow_the_type_and_near_black_is_refused_or_warned(window, qtbot, make_folder, load,
-                                                                               tmp_path):
+                                                                               tmp_path, dialogs):
     load(window, make_folder("bounds", [((64, 64), 0.325)]))
-    window.exporter.select_folder(tmp_path / "out")
+    choose_export_folder(qtbot, window, dialogs, tmp_path / "out")
     pick(qtbot, window, "formatCombo", ".tif")
     pick(qtbot, window, "dtypeCombo", "uint8")
     assert (find(window, "lowerBoundEdit").text(), find(window, "upperBoundEdit").text()) == ("0", "255")
@@ -180,12 +186,12 @@ def test_integer_type_bounds_follow_the_type_and_near_black_is_refused_or_warned
 
 
 # --- 5. The export bar is on screen on a laptop ---------------------------------------------------------------
-def test_export_bar_is_visible_at_1366x768(window, qtbot, load, mixed, tmp_path):
+def test_export_bar_is_visible_at_1366x768(window, qtbot, load, mixed, tmp_path, dialogs):
     window.resize(1366, 768)
     qtbot.waitExposed(window)
     load(window, mixed)
     small_tiles(qtbot, window)
-    window.exporter.select_folder(tmp_path / "out")
+    choose_export_folder(qtbot, window, dialogs, tmp_path / "out")
     qtbot.wait(50)
     for name in ("exportButton", "cancelButton", "exportWarningLabel", "progressBar"):
         assert not find(window, name).visibleRegion().isEmpty(), name
@@ -204,7 +210,7 @@ def test_empty_export_folder_removes_everything_an_export_wrote(window, qtbot, m
     small_tiles(qtbot, window)
     type_in(qtbot, window, "valFractionSpin", "50")
     out = tmp_path / "out"
-    export(window, qtbot, out)
+    export(window, qtbot, dialogs, out)
     written = sum(1 for p in out.rglob("*") if p.is_file())
     assert written > 10 and (out / "train").is_dir() and (out / "val").is_dir()
     (out / "my notes.txt").write_text("mine")
@@ -217,7 +223,7 @@ def test_empty_export_folder_removes_everything_an_export_wrote(window, qtbot, m
 
 
 # --- 7. Unreadable files are found at load; every count agrees --------------------------------------------------
-def test_truncated_tiff_is_found_at_load_and_every_count_agrees(window, qtbot, make_folder, load, tmp_path):
+def test_truncated_tiff_is_found_at_load_and_every_count_agrees(window, qtbot, make_folder, load, tmp_path, dialogs):
     folder = make_folder("truncated", [((64, 80), 0.325)] * 3)
     write_calibrated(folder / "cell_04.tif", fluorescence((64, 80)), 0.325)
     truncate(folder / "cell_04.tif")
@@ -229,11 +235,11 @@ def test_truncated_tiff_is_found_at_load_and_every_count_agrees(window, qtbot, m
     assert rows["cell_04.tif"][-1].startswith("unreadable:")
     assert "3 of 3 readable images, 1 unreadable not shown" in window.viewer.title.text
     hint = find(window, "exportHintLabel")
-    window.exporter.select_folder(tmp_path / "out")
+    choose_export_folder(qtbot, window, dialogs, tmp_path / "out")
     total = 3 * int(rows["cell_01.tif"][column(window, "Tiles")])
     assert hint.text() == f"Ready: {total} tiles from 3 images."
     assert "1 of 4 images will fail" in find(window, "exportWarningLabel").text()
-    summary = export(window, qtbot, tmp_path / "out")
+    summary = export(window, qtbot, dialogs, tmp_path / "out")
     assert summary.tiles_written == total and summary.images_ok == 3 and len(summary.failed) == 1
 
 
@@ -246,7 +252,7 @@ def test_messages_use_the_window_words_and_name_each_file_once(window, qtbot, ma
     assert "Target pixel size must be a number" in error.text()
     type_in(qtbot, window, "targetPixelSizeEdit", "0.325")
     status = table_rows(window)[1][-1]
-    summary = export(window, qtbot, tmp_path / "out")
+    summary = export(window, qtbot, dialogs, tmp_path / "out")
     shown = [status, find(window, "exportWarningLabel").text(), find(window, "summaryLabel").text(), *dialogs.texts,
              find(window, "summaryLabel").toolTip()]
     for text in shown:
@@ -347,7 +353,7 @@ def test_status_messages_do_not_stay_after_their_job(window, qtbot, make_folder,
 def test_merge_dialog_result_is_readable_and_opens_the_output(window, qtbot, make_folder, load, tmp_path, dialogs):
     load(window, make_folder("merge", [((64, 64), 0.325)] * 2))
     small_tiles(qtbot, window)
-    export(window, qtbot, tmp_path / "tiles")
+    export(window, qtbot, dialogs, tmp_path / "tiles")
     (tmp_path / "tiles" / "cell_02_000.tif").unlink()  # one image cannot be merged: a longer result
     dialog = window.show_merge_dialog()
     assert not dialog.openButton.isEnabled()
