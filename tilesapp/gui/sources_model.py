@@ -124,6 +124,8 @@ class Row:
     def status(self) -> str:
         if self.info is None:
             return f"unreadable: {self.problem}"
+        if self.needs_pixel_size:
+            return "needs a pixel size: double-click its Pixel size cell (or give one in Calibration)"
         if self.plan is None:
             return f"will fail: {self.problem}"
         return "ready"
@@ -200,8 +202,11 @@ class Assessment:
         if not failing:
             return "", ""
         lines = [f"{r.name}: {r.problem}" for r in failing]
-        return (f"⚠ {len(failing)} of {plural(len(self.rows), 'image')} will fail — {lines[0]}",
-                "\n".join(lines[:40]))
+        first = failing[0]
+        why = "needs a pixel size" if first.needs_pixel_size else first.status
+        why = why if len(why) <= 70 else why[:69] + "…"
+        return (f"⚠ {len(failing)} of {plural(len(self.rows), 'image')} will fail (marked in the sources table), "
+                f"e.g. {first.name}: {why}.".replace("..", "."), "\n".join(lines[:40]))
 
 
 def assess(sources: Sources | None, settings: Settings) -> Assessment:
