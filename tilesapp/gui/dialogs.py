@@ -68,6 +68,33 @@ def about(parent: QWidget | None, title: str, html: str, pixmap: QPixmap) -> Non
     box.exec()
 
 
+def about_app(parent: QWidget | None) -> None:
+    """Name, version and the application icon (the same picture the installers carry)."""
+    from tilesapp import APP_NAME, __version__
+    from tilesapp.gui.icon import app_icon
+
+    about(parent, f"About {APP_NAME}",
+          f"<h3>{APP_NAME} {__version__}</h3>"
+          "<p>Cuts folders of calibrated microscopy images into overlapping, normalized tiles "
+          "for training deep-learning models (UNet, YOLO), and merges tiles back.</p>"
+          "<p>The same engine also runs without the window, for scripts (see the README).</p>",
+          app_icon().pixmap(96, 96))
+
+
+def show_log_folder(parent: QWidget | None) -> None:
+    """Open the folder of the log file (where tracebacks go, never to the screen)."""
+    try:
+        from tilesapp.logs import log_dir
+
+        folder = log_dir()
+    except Exception:  # the log module is optional for the window
+        folder = None
+    if folder is None or not folder.is_dir():
+        inform(parent, "Log folder", "No log file has been written yet.")
+        return
+    open_folder(folder)
+
+
 def open_folder(path: Path) -> None:
     """Show a folder in the system's file manager."""
     QDesktopServices.openUrl(QUrl.fromLocalFile(str(path)))

@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from tilesapp import APP_NAME, __version__
+from tilesapp import APP_NAME
 from tilesapp.core.progress import Progress
 from tilesapp.gui import dialogs
 from tilesapp.gui.exporter import ExportController
@@ -176,8 +176,8 @@ class MainWindow(QMainWindow):
                 ("nextImageAction", "Next &image", "Ctrl+Down", self.previews.next_image),
             ],
             "&Help": [
-                ("logFolderAction", "Open &log folder", None, self._open_log_folder),
-                ("aboutAction", f"&About {APP_NAME}", None, self._about),
+                ("logFolderAction", "Open &log folder", None, lambda: dialogs.show_log_folder(self)),
+                ("aboutAction", f"&About {APP_NAME}", None, lambda: dialogs.about_app(self)),
             ],
         }
 
@@ -355,28 +355,6 @@ class MainWindow(QMainWindow):
         self.training.clearMasksButton.setEnabled(self.exporter.masks is not None)
         self.training.clearLabelsButton.setEnabled(self.exporter.labels is not None)
         self.exporter.update()
-
-    # --- help ------------------------------------------------------------------------------------------
-    def _open_log_folder(self) -> None:
-        try:
-            from tilesapp.logs import log_dir
-
-            folder = log_dir()
-        except Exception:  # the log module is optional for the window
-            folder = None
-        if folder is None or not folder.is_dir():
-            dialogs.inform(self, "Log folder", "No log file has been written yet.")
-            return
-        dialogs.open_folder(folder)
-
-    def _about(self) -> None:
-        """Name, version and the application icon (the same picture the installers carry)."""
-        dialogs.about(self, f"About {APP_NAME}",
-                      f"<h3>{APP_NAME} {__version__}</h3>"
-                      "<p>Cuts folders of calibrated microscopy images into overlapping, normalized tiles "
-                      "for training deep-learning models (UNet, YOLO), and merges tiles back.</p>"
-                      "<p>The same engine also runs without the window, for scripts (see the README).</p>",
-                      app_icon().pixmap(QSize(96, 96)))
 
     # --- drag and drop -----------------------------------------------------------------------------------
     def dragEnterEvent(self, event) -> None:

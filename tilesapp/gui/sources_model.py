@@ -181,8 +181,10 @@ class Assessment:
         if calibrated:
             sizes = sorted({r.info.pixel_size_um[1] for r in calibrated})
             span = f"{sizes[0]:.4g} µm" if math.isclose(sizes[0], sizes[-1]) else f"{sizes[0]:.4g}–{sizes[-1]:.4g} µm"
-            parts.append(f"{len(calibrated)} of {plural(len(readable), 'image')} calibrated ({span}, "
+            parts.append(f"{len(calibrated)} of {plural(len(self.rows), 'image')} calibrated ({span}, "
                          f"{', '.join(origins)})")
+        if self.unreadable:
+            parts.append(f"{len(self.unreadable)} unreadable")
         if settings.pixel_size is not None and settings.pixel_size_scope == "all":
             parts.append("the pixel size above replaces every image's metadata")
         elif bare:
