@@ -174,6 +174,7 @@ def take_screenshots(out_dir: Path, names: tuple[str, ...] = NAMES, size: tuple[
         window.exporter.select_folder(project / "tiles-mixed")
         grab("sources.png")
         if "export.png" in names:
+            window.tiles.showAllCheck.setChecked(False)
             window.tiles.patchSizeSpin.setValue(64)  # many small tiles: an export long enough to catch
             window.tiles.overlapSpin.setValue(16)
             settle()
