@@ -48,7 +48,6 @@ from tilesapp.gui.settings_edit import SettingsEditor
 from tilesapp.gui.settings_files import SettingsFiles
 from tilesapp.gui.settings_store import SettingsStore
 from tilesapp.gui.sources import SourcesController
-from tilesapp.gui.sources_model import tile_memory_problem
 from tilesapp.gui.viewer import ImageViewer
 from tilesapp.gui.workers import JobRunner
 
@@ -217,8 +216,7 @@ class MainWindow(QMainWindow):
         self.editor.changed.connect(self._on_settings_changed)
         self.editor.checked.connect(self._on_checked)
         self.editor.message.connect(lambda text: self.show_status(text, 10))
-        self.editor.checks.append(lambda s: [("tile_size", m)] if (m := tile_memory_problem(
-            s, self.loader.assessment.max_channels)) else [])
+        self.editor.checks.append(self.loader.memory_check)
         self.jobs.ended.connect(self._on_job_ended)
 
     def _restore_layout(self) -> None:

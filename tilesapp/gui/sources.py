@@ -22,7 +22,7 @@ from tilesapp.core.calibration import canonical_unit, format_pixel_size, to_um
 from tilesapp.core.selection import split_sources
 from tilesapp.gui import dialogs
 from tilesapp.gui.panels.calibration import parse_pixel_size
-from tilesapp.gui.sources_model import Assessment, Row, Sources, assess, inspect_sources
+from tilesapp.gui.sources_model import Assessment, Row, Sources, assess, inspect_sources, tile_memory_problem
 from tilesapp.gui.wording import plural
 from tilesapp.gui.workers import Controller, Job, from_current_job, one_step
 
@@ -299,6 +299,11 @@ class SourcesController(Controller):
         w.calibration.set_result(self._calibration_result(settings))
         self._show_split(settings)
         self.assessed.emit(self.assessment)
+
+    def memory_check(self, settings) -> list[tuple[str, str]]:
+        """The export's memory rule for the tile size, said next to the field before exporting."""
+        problem = tile_memory_problem(settings, self.assessment.max_channels)
+        return [("tile_size", problem)] if problem else []
 
     def type_pixel_size(self, name: str, size_um: tuple[float, float] | None) -> None:
         """Give image ``name`` its own pixel size (None: back to its metadata)."""

@@ -250,8 +250,14 @@ class Controller(QObject):
 
     def __init__(self, window):
         super().__init__(window)
-        self.window = window
         self.jobs: JobRunner = window.jobs
+
+    @property
+    def window(self):
+        """The main window: this controller's Qt parent. Not kept in an attribute, so that the
+        window and its controllers form no reference cycle: a cycle would leave the window to
+        Python's garbage collector, which may run in a worker thread and deadlock Qt there."""
+        return self.parent()
 
     def status(self, text: str, seconds: float = 8.0) -> None:
         """A passing message in the status bar (it goes away by itself)."""
