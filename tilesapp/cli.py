@@ -481,6 +481,21 @@ def cmd_gui(args) -> int:
 
 
 COMMANDS = {"cut": cmd_cut, "merge": cmd_merge, "sample": cmd_sample, "info": cmd_info, "gui": cmd_gui}
+#: The engine modules each command imports (numpy, OpenCV, …: a second or more to load).
+_MODULES = {"cut": ("tilesapp.core.export",), "merge": ("tilesapp.core.merge",), "sample": ("tilesapp.core.mosaic",),
+            "info": ("tilesapp.core.plan", "tilesapp.core.sources")}
+
+
+def _import_engine(command: str) -> None:
+    """Import what a command needs before it starts: an interrupt now quits at once, rather
+    than surfacing from inside a C extension's import as an ImportError."""
+    import importlib
+
+    from tilesapp._entry import quitting_on_interrupt
+
+    with quitting_on_interrupt():
+        for module in _MODULES.get(command, ()):
+            importlib.import_module(module)
 
 
 def _warn(message: str) -> None:
@@ -496,6 +511,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)  # exits 2 with a usage message on bad arguments
         log_file = setup_logging()
         command = COMMANDS.get(args.command or "gui")
+        _import_engine(args.command or "gui")
         return command(args)
     except SettingsError as exc:
         _warn(f"tilesapp: error: {exc.describe(FLAGS)}")
