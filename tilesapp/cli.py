@@ -8,7 +8,6 @@ to the log file.
 from __future__ import annotations
 
 import argparse
-import re
 import dataclasses
 import json
 import logging

@@ -24,7 +24,6 @@ from tilesapp.core.plan import ImagePlan
 from tilesapp.core.preview import OutputView, output_view, preview_image, tile_pixels
 from tilesapp.core.progress import Progress
 from tilesapp.core.settings import DTYPE_RANGES, Settings
-from tilesapp.gui.sources_model import Sources, inspect_sources  # noqa: F401  (where they used to be)
 from tilesapp.gui.viewer import DisplayImage, display_image, mask_overlay, robust_levels
 
 

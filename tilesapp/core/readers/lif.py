@@ -20,7 +20,6 @@ What a file becomes:
 
 from __future__ import annotations
 
-import math
 import threading
 from itertools import product
 from pathlib import Path
@@ -29,7 +28,7 @@ from typing import NamedTuple
 import numpy as np
 
 from tilesapp.core.errors import ImageError
-from tilesapp.core.readers.base import SceneInfo
+from tilesapp.core.readers.base import Closing, SceneInfo, SliceScene
 
 _INSTALL = 'reading LIF files needs the package liffile (pip install "tilesapp[formats]").'
 _UNIT_UM = {"m": 1e6, "mm": 1e3, "um": 1.0, "µm": 1.0, "\u03bcm": 1.0, "nm": 1e-3}
@@ -43,7 +42,7 @@ def _short(exc: Exception) -> str:
     return text if len(text) <= 160 else text[:157] + "..."
 
 
-class LifScene:
+class LifScene(SliceScene):
     """One image (or one tile / extra index of an image) of a LIF file."""
 
     def __init__(self, owner: "LifFileHandle", info: SceneInfo, image, data, dims: tuple[str, ...],
@@ -57,11 +56,8 @@ class LifScene:
         self._fixed = fixed  # index along the scene dimensions (M, λ, ...)
 
     def _take(self, z: int, t: int, rows: slice, cols: slice) -> np.ndarray:
+        self._check_plane(z, t)
         info = self.info
-        if not (0 <= z < info.n_z and 0 <= t < info.n_t):
-            raise ImageError(
-                f"{info.name}: plane z={z}, t={t} does not exist (the image has {info.n_z} Z and {info.n_t} T planes)."
-            )
         planes = {"Z": z, "T": t}
         try:
             if self._data is not None:
@@ -112,22 +108,8 @@ class LifScene:
                 parts.append(frame if frame.ndim == 3 else frame[..., None])
         return np.concatenate(parts, axis=2)
 
-    def read(self, y0: int, y1: int, x0: int, x1: int, *, z: int = 0, t: int = 0) -> np.ndarray:
-        h, w = self.info.shape_yx
-        if not (0 <= y0 < y1 <= h and 0 <= x0 < x1 <= w):
-            raise ValueError(f"region [{y0}:{y1}, {x0}:{x1}] is outside the {h}×{w} image")
-        return self._take(z, t, slice(y0, y1), slice(x0, x1))
 
-    def overview(self, max_side: int, *, z: int = 0, t: int = 0) -> np.ndarray:
-        h, w = self.info.shape_yx
-        step = max(1, math.ceil(max(h, w) / max(1, max_side)))
-        return self._take(z, t, slice(None, None, step), slice(None, None, step))
-
-    def chunk_rows(self) -> int:
-        return 1  # uncompressed and memory-mapped: any row is addressable
-
-
-class LifFileHandle:
+class LifFileHandle(Closing):
     """An open LIF file: ``scenes`` plus the liffile handle (kept for frame reads)."""
 
     def __init__(self, path: Path, lif):
@@ -146,12 +128,6 @@ class LifFileHandle:
                 lif.close()
             except Exception:
                 pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def _dimension_sizes_um(image) -> dict[str, float]:
