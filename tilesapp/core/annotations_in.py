@@ -104,9 +104,24 @@ def _ring(points: Any, where: str, file: str) -> np.ndarray | None:
         raise ImageError(f"{file}: {where}: coordinate {np.abs(array).max():g} is no pixel position of any image.")
     if len(array) > 1 and np.array_equal(array[0], array[-1]):
         array = array[:-1]  # a closed ring repeats its first point
-    if len(array) < 3 or ring_area(array) == 0:
+    if len(array) < 3 or collinear(array):
         return None
     return array
+
+
+def collinear(ring: np.ndarray) -> bool:
+    """True when a ring's points lie on one line (no area; a self-intersecting ring whose lobes
+    cancel in the shoelace sum still has area).
+
+    >>> collinear(np.array([[0, 0], [1, 1], [3, 3]], float)), collinear(np.array([[0, 0], [2, 2], [2, 0], [0, 2]], float))
+    (True, False)
+    """
+    centred = ring - ring.mean(axis=0)
+    scale = np.abs(centred).max()
+    if scale == 0:
+        return True
+    singular = np.linalg.svd(centred / scale, compute_uv=False)
+    return bool(singular[1] <= 1e-12 * singular[0])
 
 
 def ring_area(ring: np.ndarray) -> float:
@@ -233,7 +248,10 @@ def read_rois(path: Path) -> Read:
     except ImportError:  # pragma: no cover - a dependency
         raise ImageError(f"{path.name}: reading ImageJ ROIs needs the roifile package (pip install roifile).") from None
     try:
-        rois = roifile.ImagejRoi.fromfile(path, maxsize=MAX_FILE_BYTES)
+        try:
+            rois = roifile.ImagejRoi.fromfile(path, maxsize=MAX_FILE_BYTES)
+        except TypeError:  # an older roifile without maxsize
+            rois = roifile.ImagejRoi.fromfile(path)
     except Exception as exc:  # noqa: BLE001 - roifile raises many kinds on a damaged file
         raise ImageError(f"{path.name} cannot be read as ImageJ ROIs ({str(exc)[:120] or type(exc).__name__}).") from None
     rois = rois if isinstance(rois, list) else [rois]
@@ -545,7 +563,7 @@ def objects_in_tile(boxes: Boxes, tile: Tile, min_visibility: float) -> list[Til
         if isinstance(boxes, Objects):
             if boxes.rings and boxes.rings[i]:
                 parts = [clip_ring(boxes.rings[i][k], tile) for k in boxes.outer[i]]
-                parts = [p - [tile.x0, tile.y0] for p in parts if len(p) >= 3 and ring_area(p) > 0]
+                parts = [p - [tile.x0, tile.y0] for p in parts if len(p) >= 3 and not collinear(p)]
                 polygons = tuple(tuple(float(v) for v in p.reshape(-1)) for p in parts)
                 area = float(sum(ring_area(p) for p in parts))
                 if not parts:
