@@ -28,6 +28,7 @@ from tilesapp.core.annotations_in import (
 from tilesapp.core.errors import ImageError, SettingsError
 from tilesapp.core.export import run_export
 from tilesapp.core.geometry import Tile, TileGrid
+from tilesapp.core.preview import preview_image
 
 roifile = pytest.importorskip("roifile")
 
@@ -406,3 +407,21 @@ def test_resize_nearest_is_what_masks_of_files_get_and_drawn_masks_agree_on_squa
     np.testing.assert_array_equal(resize_nearest(mask, (120, 160)) == 2,
                                   rasterize([Shape("t", (np.array(SQUARE[:-1], float) * 2,), (0, 0, 1, 1), "")],
                                             [2], (120, 160)) == 2)
+
+
+def test_the_preview_gets_the_polygons_of_one_image_in_recalibrated_pixels(drawn):
+    """What the window's Training set panel draws over the image and its tile grid."""
+    from tilesapp.core.settings import Settings
+    from tilesapp.core.training import preview_objects
+
+    images, geo = drawn
+    settings = Settings(tile_size=64, overlap=16)
+    plan = preview_image(images / "a.tif", settings).plan
+    objects, warnings = preview_objects(geo, images / "a.tif", plan)
+    assert warnings == [] and objects.names == ("Stroma", "Tumor")
+    assert [objects.names[c] for c in objects.classes] == ["Tumor", "Stroma", "Tumor"]
+    np.testing.assert_allclose(objects.rings[0][0], np.array(SQUARE[:-1], float) * 2)  # ×2: 0.65 → 0.325 µm
+    np.testing.assert_allclose(objects.xyxy[0], [20, 20, 60, 50])
+    with pytest.raises(ImageError, match="b.tif has no annotations"):
+        (geo / "b.geojson").unlink()
+        preview_objects(geo, images / "b.tif", plan)

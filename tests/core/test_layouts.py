@@ -430,3 +430,18 @@ def test_cli_a_bad_annotation_file_fails_its_image_with_exit_code_1(data, tmp_pa
     sources = {s["file"]: s for s in manifest(out)["sources"]}
     assert sources["img1.tif"]["status"] == "failed" and sources["img0.tif"]["status"] == "ok"
     assert not any(p.name.startswith("img1_") for p in out.rglob("*"))
+
+
+def test_class_names_with_path_separators_and_yaml_syntax_stay_names(data, tmp_path):
+    hostile = ['../../outside/x', 'a: "b" # c\\d', "Ünïcødé/\\"]
+    for path in (data / "geo").iterdir():
+        features = json.loads(path.read_text())
+        for k, f in enumerate(features["features"]):
+            f["properties"]["classification"]["name"] = hostile[k % 3]
+        path.write_text(json.dumps(features))
+    out = tmp_path / "sets" / "yolo"
+    summary = export(data, out, "ultralytics", geo=True)
+    assert summary.exit_code == 0
+    assert list(check_ultralytics(out / "data.yaml")["names"].values()) == sorted(hostile)
+    assert sorted(p.name for p in (tmp_path / "sets").iterdir()) == ["yolo"]  # nothing written beside the export
+    assert list(json.loads((out / "classes.json").read_text()))[1:] == sorted(hostile)

@@ -390,7 +390,8 @@ def read_coco(path: Path) -> CocoFile:
         raise ImageError(f"{path.name} is not a COCO file: it needs 'images' and 'annotations' lists.")
     coco = parse_coco(path, data)
     with _coco_lock:
-        _coco_cache.clear()  # one file at a time is enough: runs use one COCO file
+        while len(_coco_cache) >= 4:  # a run uses one or a few COCO files
+            _coco_cache.pop(next(iter(_coco_cache)))
         _coco_cache[key] = coco
     return coco
 
