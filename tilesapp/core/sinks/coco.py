@@ -90,7 +90,6 @@ class CocoSink(TrainingLayout):
                                "width": manifest.tile_size, "height": manifest.tile_size})
                 for entry in self._objects(tile):
                     annotations.append({"id": len(annotations) + 1, "image_id": number, **entry})
-                    annotations[-1]["id"] = len(annotations)
             top = max((a["category_id"] for a in annotations), default=0)
             names = list(self.class_names) + [f"class_{k}" for k in range(len(self.class_names) + 1, top + 1)]
             data = {"info": {"description": f"Tiles written by Tiles Creator {__version__}", "version": __version__},
