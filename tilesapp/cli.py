@@ -23,8 +23,10 @@ from tilesapp import APP_NAME, __version__
 from tilesapp.core.calibration import UNITS, format_pixel_size
 from tilesapp.core.errors import ImageError, OutputError, SettingsError, TilesError
 from tilesapp.core.settings import (
+    ANNOTATION_MASKS,
     DTYPES,
     FORMATS,
+    LAYOUTS,
     NORMS,
     PAD_MODES,
     PIXEL_SIZE_SCOPES,
@@ -51,6 +53,8 @@ FLAGS = {
     "file_pixel_sizes": "file_pixel_sizes (in the settings file)", "scenes": "--scenes", "z": "--z", "t": "--t",
     "channels": "--channels", "channel_stretch": "--channel-stretch",
 }
+FLAGS.update({"boxes_from_masks": "--boxes-from-masks", "whole_images": "--whole-images",
+              "annotation_masks": "--annotation-masks", "annotations": "--annotations"})
 #: What to do about an image that failed because of a setting, in the command line's words.
 HINTS = {
     "pixel_size": "(--pixel-size VALUE --unit UNIT, or --no-calibration)",
@@ -215,6 +219,18 @@ def build_parser() -> argparse.ArgumentParser:
     cut.add_argument("--save-config", metavar="SETTINGS.json", help="also save the effective settings to this file")
     cut.add_argument("--masks", metavar="DIR", help="label masks named like the images (same stem), cut on the same grid")
     cut.add_argument("--labels", metavar="DIR", help="YOLO label files <stem>.txt (class cx cy w h), cut with the tiles")
+    f = cut.add_argument_group("training a model (README: Training a model)")
+    f.add_argument("--layout", choices=LAYOUTS,
+                   help="where tiles go: plain folders (default), or the layout a framework reads as it is")
+    f.add_argument("--annotations", metavar="PATH",
+                   help="QuPath GeoJSON, ImageJ ROIs (.roi, RoiSet.zip) or COCO JSON: a file, or a folder of files "
+                        "named like the images; drawn into masks and boxes (instead of --masks/--labels)")
+    f.add_argument("--annotation-masks", dest="annotation_masks", choices=ANNOTATION_MASKS,
+                   help="draw annotations as class ids or one id per object (auto: what the layout needs)")
+    f.add_argument("--boxes-from-masks", dest="boxes_from_masks", action="store_const", const=True,
+                   help="derive a box per object from instance masks (--masks)")
+    f.add_argument("--whole-images", dest="whole_images", action="store_const", const=True,
+                   help="write each image whole, recalibrated and normalized, not cut (nnunet, cellpose, stardist)")
 
     merge = sub.add_parser("merge", parents=[quiet, memory], help="merge tiles (or a model's outputs) back into images",
                            description="Rebuild every source image from the tiles of TILES (a folder written by "
@@ -283,7 +299,7 @@ def cmd_cut(args) -> int:
         _check_save_config(Path(args.save_config), args)
     cancel = threading.Event()
     gen = run_export(args.input, args.output, settings, overwrite=args.overwrite, cancel=cancel,
-                     masks=args.masks, labels=args.labels)
+                     masks=args.masks, labels=args.labels, annotations=args.annotations)
     try:
         summary = drive(gen, ProgressBar("tiles", enabled=not args.quiet))
     except KeyboardInterrupt:

@@ -45,7 +45,8 @@ from tilesapp.core.readers import open_image
 from tilesapp.core.sources import sources_of
 from tilesapp.core.selection import split_sources
 from tilesapp.core.settings import Settings
-from tilesapp.core.sinks import RunInfo, StemNames, sink_class
+from tilesapp.core.sinks import StemNames, sink_class
+from tilesapp.core.training import TrainingRun
 from tilesapp.core.writers import write_bytes
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,8 @@ def run_export(
     masks: str | Path | None = None,
     labels: str | Path | None = None,
     executor: Executor | None = None,
-    layout: str = "plain",
+    layout: str | None = None,
+    annotations: str | Path | None = None,
 ) -> Generator[Progress, None, ExportSummary]:
     """Cut every image of ``sources`` into tiles in ``output``; a generator of progress.
 
@@ -111,8 +113,13 @@ def run_export(
         cut on the image's grid into ``masks/``, boxes into ``labels/``; tiles go to ``images/``.
     executor : Executor, optional
         Where images and bands run (default: threads of this process, ``settings.workers``).
-    layout : str
-        The sink the tiles go to (default "plain": files in folders).
+    layout : str, optional
+        The sink the tiles go to (default ``settings.layout``: "plain", files in folders, or a
+        framework's layout).
+    annotations : path, optional
+        QuPath GeoJSON, ImageJ ROI or COCO files (a file, or a folder of them) matched to the
+        images by name; drawn into masks and boxes as the layout needs (instead of masks and
+        labels).
 
     Returns
     -------
@@ -123,7 +130,8 @@ def run_export(
     out = Path(output).expanduser().absolute()
     folders = check_annotation_folders({"masks": masks, "labels": labels}, inputs, out)
     check_output_place(out, inputs.folders + [f for f in folders.values() if f is not None])
-    sink_type = sink_class(layout)
+    sink_type = sink_class(layout or settings.layout)
+    training = TrainingRun.check(settings, sink_type.layout, masks, labels, annotations, inputs.folders, out)
     created = not out.exists()
     prepare_output(out)
     lock = ExportLock(out)
@@ -138,7 +146,7 @@ def run_export(
     owned = executor is None
     executor = executor or ThreadExecutor(settings.workers)
     try:
-        export = _Export(inputs, out, settings, cancel or threading.Event(), executor, folders, sink_type)
+        export = _Export(inputs, out, settings, cancel or threading.Event(), executor, folders, sink_type, training)
         return (yield from export.run(previous, created))
     finally:
         if owned:
@@ -148,7 +156,7 @@ def run_export(
 
 class _Export:
     def __init__(self, inputs: Inputs, out: Path, settings: Settings, cancel: threading.Event, executor: Executor,
-                 folders: dict[str, Path | None], sink_type: type):
+                 folders: dict[str, Path | None], sink_type: type, training: TrainingRun):
         self.inputs, self.out, self.settings, self.cancel, self.executor = inputs, out, settings, cancel, executor
         self.masks, self.labels = folders["masks"], folders["labels"]
         self.memory_limit = settings.memory_limit or default_memory_limit()
@@ -163,12 +171,14 @@ class _Export:
         self.results: list[ImageResult | None] = []
         self.stems = StemNames()
         classes = self.labels / "classes.txt" if self.labels is not None else None
-        self.sink = sink_type(RunInfo(out, settings, self.masks is not None, self.labels is not None, classes,
-                                      tuple(sorted(set(self.splits.values())))))
+        self.training = training
+        training.class_names(classes, self.files)
+        self.sink = sink_type(training.run_info(out, classes, tuple(sorted(set(self.splits.values())))))
         self.manifest = Manifest(
             settings=settings.to_dict(), tile_size=settings.tile_size, overlap=settings.overlap, dtype=settings.dtype,
             format=settings.format, input=str(inputs.root), layout=sink_type.layout, created=now(),
-            masks=None if self.masks is None else str(self.masks), labels=None if self.labels is None else str(self.labels),
+            masks=None if self.masks is None else str(self.masks),
+            labels=str(training.index.path) if training.index is not None else None if self.labels is None else str(self.labels),
             split=None if settings.val_fraction <= 0 else {
                 "val_fraction": settings.val_fraction, "seed": settings.seed,
                 "train": sorted(n for n, side in self.splits.items() if side == "train"),
@@ -201,10 +211,13 @@ class _Export:
                 if throttle.due():
                     yield Progress(0, 0, number, len(self.files), name, "Reading image metadata")
             self.summary.images_total = len(self.records)
+            for number, error in self.training.whole_grids(self.jobs, self.records, self.manifest):
+                self.jobs[number] = None
+                self._failed(self.records[number], ImageError(error), appended=True)
             self._check_tile_memory(created)
             if previous is not None:
                 clear_export(previous)  # the earlier export's files: none may stay beside the new ones
-            self.manifest.files = self.sink.prepare()
+            self.manifest.files = self.sink.prepare() + self.training.prepare(self.out)
             self._write_manifest()  # from the start, a manifest describes the folder (status "running")
             yield from self._cut()
         except SettingsError:
@@ -227,6 +240,7 @@ class _Export:
                 scenes = [(scene.info, not getattr(scene, "whole_only", False)) for scene in image.scenes]
             sources, warnings = sources_of(path, name, [info for info, _ in scenes], self.settings)
             mask, labels = annotations.find(path, name)
+            objects, objects_file = self.training.objects_for(path, name)
         except ImageError as exc:
             self._failed(SourceRecord(name, self.stems.take(name), split=split), exc)
             return
@@ -244,12 +258,13 @@ class _Export:
                 self.warn(record.name, warning)
             try:
                 plan = plan_image(source.info, self.settings, source.name, scenes[source.ref.scene][1])
+                self.training.check_plan(plan, record.name)
             except ImageError as exc:
                 self._failed(record, exc, appended=True)
                 continue
             self.jobs[-1] = ImageJob(len(self.records) - 1, source.ref, source.name, record.tile_stem, plan,
-                                     self.splits[name], mask, labels)
-            record.describe(plan, mask, labels)
+                                     self.splits[name], mask, labels, objects)
+            record.describe(plan, mask, labels or objects_file)
             for warning in plan.warnings:
                 self.warn(record.name, f"{record.name}: {warning}")
 
