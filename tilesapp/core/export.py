@@ -37,7 +37,7 @@ from tilesapp.core.folders import (
     prepare_output,
 )
 from tilesapp.core.manifest import MANIFEST_NAME, Manifest, SourceRecord, manifest_json, now, undecodable_names
-from tilesapp.core.memory import default_memory_limit, tile_bytes
+from tilesapp.core.memory import default_memory_limit, largest_tile, tile_bytes
 from tilesapp.core.annotations import AnnotationFolders
 from tilesapp.core.plan import plan_image
 from tilesapp.core.progress import Progress, Throttle
@@ -280,14 +280,13 @@ class _Export:
     def _check_tile_memory(self, created: bool) -> None:
         """Refuse a tile size whose tiles alone would not fit the memory limit (nothing is written)."""
         channels = max((j.plan.info.channels for j in self.jobs if j is not None), default=1)
-        per_tile = tile_bytes(self.settings.tile_size, channels, np.dtype(self.settings.dtype).itemsize)
-        if per_tile * 2 > self.memory_limit:
-            fits = self.settings.tile_size
-            while fits > 16 and tile_bytes(fits, channels, np.dtype(self.settings.dtype).itemsize) * 2 > self.memory_limit:
-                fits //= 2
+        itemsize = np.dtype(self.settings.dtype).itemsize
+        fits = largest_tile(self.settings.tile_size, channels, itemsize, self.memory_limit)
+        if fits is not None:
             self.refused = True
             if created:
                 shutil.rmtree(self.out, ignore_errors=True)
+            per_tile = tile_bytes(self.settings.tile_size, channels, itemsize)
             raise SettingsError(
                 "tile_size", f"{{name}} {self.settings.tile_size} needs {per_tile >> 20} MB for each tile of "
                              f"{channels} channel{'s' * (channels > 1)}, more than the memory limit "

@@ -134,3 +134,14 @@ def merge_bytes(rows: int, cols: int, channels: int) -> int:
     """Bytes of a merge canvas held whole: float64 sums and weights, plus the final cast
     (rounding and the output copy are done in place, band by band)."""
     return rows * cols * (channels * (8 + 8) + 8)
+
+
+def largest_tile(tile_size: int, channels: int, itemsize: int, limit: int) -> int | None:
+    """None when two tiles of ``tile_size`` (and their working copies) fit ``limit``; else the
+    largest power-of-two fraction of ``tile_size`` that does (the size to suggest)."""
+    if tile_bytes(tile_size, channels, itemsize) * 2 <= limit:
+        return None
+    fits = tile_size
+    while fits > 16 and tile_bytes(fits, channels, itemsize) * 2 > limit:
+        fits //= 2
+    return fits

@@ -16,7 +16,7 @@ import numpy as np
 from tilesapp.core.calibration import format_pixel_size
 from tilesapp.core.errors import Cancelled, ImageError
 from tilesapp.core.folders import collect_inputs
-from tilesapp.core.memory import default_memory_limit, tile_bytes
+from tilesapp.core.memory import default_memory_limit, largest_tile, tile_bytes
 from tilesapp.core.plan import TYPED_ALL, TYPED_FILE, TYPED_MISSING, CalibrationMissing, ImagePlan, plan_image
 from tilesapp.core.progress import Progress
 from tilesapp.core.readers import SceneInfo, verify
@@ -235,16 +235,14 @@ def assess(sources: Sources | None, settings: Settings) -> Assessment:
 
 def tile_memory_problem(settings: Settings, channels: int) -> str:
     """Why the export would refuse this tile size for the memory limit ("" when it would not):
-    the rule of the engine's export (two tiles and their working copies must fit), said before
-    the user presses Export."""
+    the engine's rule (two tiles and their working copies must fit), said before the user
+    presses Export."""
     limit = settings.memory_limit or default_memory_limit()
     itemsize = np.dtype(settings.dtype).itemsize
-    per_tile = tile_bytes(settings.tile_size, channels, itemsize)
-    if per_tile * 2 <= limit:
+    fits = largest_tile(settings.tile_size, channels, itemsize, limit)
+    if fits is None:
         return ""
-    fits = settings.tile_size
-    while fits > 16 and tile_bytes(fits, channels, itemsize) * 2 > limit:
-        fits //= 2
+    per_tile = tile_bytes(settings.tile_size, channels, itemsize)
     return (f"tiles of {settings.tile_size} px need {per_tile >> 20} MB each ({plural(channels, 'channel')}, "
             f"{settings.dtype}), more than this computer's memory limit for an export ({limit >> 20} MB) allows; "
             f"use tiles of {fits} px or less.")
