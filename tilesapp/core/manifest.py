@@ -68,7 +68,11 @@ class TileRecord:
         return [f for f in (self.file, self.mask, self.label) if f]
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        # not dataclasses.asdict: it deep-copies, and a manifest lists tens of thousands of tiles
+        return {name: value for name in _TILE_FIELDS if (value := getattr(self, name)) is not None}
+
+
+_TILE_FIELDS = tuple(f.name for f in dataclasses.fields(TileRecord))
 
 
 @dataclass
