@@ -1,10 +1,14 @@
 """Comparing export folders: the same files byte for byte, the same manifest, and a manifest
-that lists exactly the files on disk."""
+that lists exactly the files on disk; a slower layout, for interruptions that must land mid-run."""
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
+
+from tilesapp.core import sinks
+from tilesapp.core.sinks.folder import FolderSink
 
 #: Manifest fields that say when a run happened, not what it wrote.
 WHEN = ("created", "updated")
@@ -42,3 +46,22 @@ def assert_lists_what_is_on_disk(folder: Path) -> set[str]:
     on_disk = set(output_files(folder))
     assert on_disk == listed, (sorted(on_disk - listed)[:5], sorted(listed - on_disk)[:5])
     return listed
+
+
+
+class SlowSink(FolderSink):
+    """The plain layout a millisecond slower per tile (layout "slow", see :func:`slow_layout`):
+    a cancel or a lost worker lands mid-image on any machine."""
+
+    layout = "slow"
+
+    def write(self, name, array, axes, pixel_size_um):
+        time.sleep(0.001)
+        super().write(name, array, axes, pixel_size_um)
+
+
+def slow_layout() -> str:
+    """Register :class:`SlowSink`; its name. It lives in a module of tests/ so that the workers of
+    a LocalCluster the tests start (they get the tests' ``sys.path``) can unpickle it."""
+    sinks.register(SlowSink)
+    return SlowSink.layout

@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 import tifffile
-from exports import assert_lists_what_is_on_disk, assert_same_export, manifest
+from exports import assert_lists_what_is_on_disk, assert_same_export, manifest, slow_layout
 from helpers import drain, microscopy, write_imagej
 
 distributed = pytest.importorskip("distributed")
@@ -126,7 +126,7 @@ def test_merge_on_a_cluster_equals_a_local_merge(cluster, big, tmp_path):
 def test_cancel_on_a_cluster_leaves_a_manifest_listing_exactly_the_tiles_on_disk(cluster, dataset, tmp_path):
     settings = Settings(tile_size=48, overlap=8, workers=2).with_preset("unet")
     cancel = threading.Event()
-    gen = run_export(dataset / "images", tmp_path / "out", settings, cancel=cancel, executor=cluster)
+    gen = run_export(dataset / "images", tmp_path / "out", settings, cancel=cancel, executor=cluster, layout=slow_layout())
     for progress in gen:
         if progress.done >= 30:
             cancel.set()
@@ -135,8 +135,9 @@ def test_cancel_on_a_cluster_leaves_a_manifest_listing_exactly_the_tiles_on_disk
     listed = assert_lists_what_is_on_disk(tmp_path / "out")
     assert 0 < len(listed) < progress.total
     # cut again from there: the images the cancelled run completed are kept, the others done
-    _, resumed = drain(run_export(dataset / "images", tmp_path / "out", settings, executor=cluster, resume=True))
-    _, whole = drain(run_export(dataset / "images", tmp_path / "whole", settings))
+    _, resumed = drain(run_export(dataset / "images", tmp_path / "out", settings, executor=cluster, resume=True,
+                                  layout="slow"))
+    _, whole = drain(run_export(dataset / "images", tmp_path / "whole", settings, layout="slow"))
     assert resumed.exit_code == 0 and resumed.resumed == sum(s["status"] == "ok" for s in m["sources"])
     assert_same_export(tmp_path / "whole", tmp_path / "out")
 
@@ -145,12 +146,12 @@ def test_a_worker_killed_mid_image_is_retried_and_the_result_is_the_same(cluster
     folder = tmp_path / "in"
     folder.mkdir()
     for seed in range(2):
-        write_imagej(folder / f"field{seed}.tif", microscopy((500, 500), seed=seed), 0.65)
-    settings = Settings(tile_size=32, overlap=8, workers=2).with_preset("unet")  # 1681 tiles an image
+        write_imagej(folder / f"field{seed}.tif", microscopy((400, 400), seed=seed), 0.65)
+    settings = Settings(tile_size=32, overlap=8, workers=2).with_preset("unet")  # 1089 tiles, over 1 s an image
     cluster.client.wait_for_workers(2, timeout=30)
     pids = cluster.client.run(os.getpid)
     killed = []
-    gen = run_export(folder, tmp_path / "cluster", settings, executor=cluster)
+    gen = run_export(folder, tmp_path / "cluster", settings, executor=cluster, layout=slow_layout())
     try:
         while True:
             next(gen)
@@ -165,7 +166,7 @@ def test_a_worker_killed_mid_image_is_retried_and_the_result_is_the_same(cluster
     assert summary.retried and all(f"{name}: a worker was lost while cutting it" in dict(summary.warnings)[name]
                                    for name in summary.retried)
     assert not list((tmp_path / "cluster").rglob("*.partial"))
-    _, here = drain(run_export(folder, tmp_path / "here", settings))
+    _, here = drain(run_export(folder, tmp_path / "here", settings, layout="slow"))
     assert_same_export(tmp_path / "here", tmp_path / "cluster")
     cluster.client.wait_for_workers(2, timeout=30)  # the nanny started a new worker
 

@@ -10,6 +10,10 @@ as on one machine: :func:`tilesapp.core.cut.cut_image` is the same code wherever
 finished before new images start. The client holds no pixels: tasks read the images and write
 the tiles on a file system every machine shares, and send back only their records.
 
+An argument given to every image's task (the run: settings, sink, cancel flag, tile counter)
+travels once per worker process (:class:`PerProcess`): its tasks share it as threads here do,
+with what it caches (the TIFF frame of the tile writer, built once instead of once per image).
+
 The band plan depends on the memory limit and ``workers`` (the pieces of work that share one
 worker's memory limit) — never on the cluster's size — so a cluster run writes the same bytes
 as a local run with the same two settings (the defaults are the same: this computer's cores).
@@ -18,8 +22,10 @@ Progress, cancel and lost workers:
 
 - tile counts are sent from the workers as Dask events (at most five a second per process and
   image, :class:`ClusterTiles`) and counted until their image's task ends (:meth:`in_flight`);
-- cancel (:meth:`stop`) sets a :class:`ClusterFlag` that every task reads between two tiles,
-  drops the tasks that have not started, and lets the running ones end with what they wrote;
+- cancel (:meth:`stop`) raises a :class:`ClusterFlag` in every worker process (and in a
+  ``distributed.Event``, for workers that miss the broadcast), which tasks read between two
+  tiles; it then drops the tasks that have not started (a task that starts later would write
+  nothing anyway) and lets the running ones end with what they wrote;
 - a worker that dies is noticed by the scheduler, which runs its tasks again elsewhere (up to
   ``distributed.scheduler.allowed-failures`` times); the scheduler's ``remove-worker`` events
   name the tasks it was running, and each image's future says how often it was retried
@@ -32,12 +38,13 @@ import concurrent.futures
 import itertools
 import logging
 import os
+import pickle
 import re
 import tempfile
 import threading
 import time
 import uuid
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -103,12 +110,15 @@ class DaskExecutor:
         self.workers = max(1, int(workers or cpu_count()))
         self.run_id = uuid.uuid4().hex[:12]
         self._numbers = itertools.count()
+        self._last_args: dict[int, list] = {}  # position → [the previous task's argument, its PerProcess]
         self._lock = threading.Lock()
         self._pending: dict[str, ClusterFuture] = {}
         self._retries: dict[str, int] = defaultdict(int)  # image key → workers lost while it (or a band) ran
         self._tiles: dict[str, int] = defaultdict(int)  # image key → tiles reported, image not ended
         self._flag: ClusterFlag | None = None
         self.stopping = False
+        # results are fetched from the workers a few at a time (distributed calls back in one thread)
+        self._fetch = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="tilesapp-dask-result")
         self._topic = f"tilesapp-tiles-{self.run_id}"
         client.subscribe_topic("all", self._scheduler_event)
         client.subscribe_topic(self._topic, self._tiles_event)
@@ -117,18 +127,32 @@ class DaskExecutor:
     def submit(self, fn: Callable[..., T], *args: Any) -> ClusterFuture:
         """Run ``fn(*args)`` as a task; this executor in ``args`` travels as :class:`ClusterBands`."""
         key = f"tilesapp-{self.run_id}-{next(self._numbers)}"
-        args = tuple(ClusterBands(self.workers) if arg is self else arg for arg in args)
+        args = tuple(self._travelling(i, arg) for i, arg in enumerate(args))
         future = ClusterFuture(self, key)
         with self._lock:
             self._pending[key] = future
-        future.attach(self.client.submit(fn, *args, key=key, pure=False))
+        future.attach(self.client.submit(run_task, fn, *args, key=key, pure=False))
         return future
+
+    def _travelling(self, position: int, arg: Any) -> Any:
+        """How an argument travels: this executor as :class:`ClusterBands`; the object given at
+        this position to the previous task too (the run) once per worker process."""
+        if arg is self:
+            return ClusterBands(self.workers)
+        last = self._last_args.get(position)
+        if last is None or last[0] is not arg:
+            self._last_args[position] = [arg, None]
+            return arg
+        if last[1] is None:
+            last[1] = PerProcess(arg)
+        return last[1]
 
     def map(self, fn: Callable[[Any], T], items: list) -> list[T]:
         return map_on(self.client, fn, list(items), f"tilesapp-{self.run_id}-map-{uuid.uuid4().hex[:8]}")
 
     def close(self) -> None:
         try:
+            self._fetch.shutdown(wait=True, cancel_futures=True)
             for topic in ("all", self._topic):  # before closing: the scheduler would tell us it closed
                 self.client.unsubscribe_topic(topic)
             self.client.close()
@@ -149,7 +173,7 @@ class DaskExecutor:
 
     # --- what a run shares with its tasks -------------------------------------------------------
     def shared_cancel(self) -> ClusterFlag:
-        """A new cancel flag for a run, read by every task; :meth:`stop` sets it."""
+        """A new cancel flag for a run, read by every task; :meth:`stop` raises it."""
         self.stopping = False
         self._flag = ClusterFlag(f"tilesapp-cancel-{uuid.uuid4().hex}", self.client)
         return self._flag
@@ -170,7 +194,7 @@ class DaskExecutor:
                 return
             self.stopping = True
         if self._flag is not None:
-            self._flag.set()  # from now on, a task that starts ends at once, writing nothing
+            self._flag.set()  # once set, a task that starts ends at once, writing nothing
         try:
             # Not started: neither running (first question) nor ended since (second question).
             # A task that ended is kept even before its result arrives: it may have written tiles.
@@ -191,7 +215,16 @@ class DaskExecutor:
     # --- the checks of a run ----------------------------------------------------------------------
     def check_shared(self, readable: Sequence[Path], writable: Path) -> None:
         """Refuse (:class:`OutputError`) a cluster whose workers do not all see ``readable`` (the
-        same files) and cannot write in ``writable`` (the same folder), or run another version."""
+        same files) and cannot write in ``writable`` (the same folder), or run another version
+        (the scheduler too: it unpickles the tasks it is given)."""
+        try:
+            version = self.client.run_on_scheduler(tilesapp_version)
+        except Exception as exc:  # noqa: BLE001 - whatever the scheduler could not do
+            version = f"none ({type(exc).__name__}: {exc})"
+        if version != __version__:
+            raise ClusterError(f"The Dask scheduler at {self.client.scheduler.address} runs Tiles Creator {version}, "
+                               f"this computer {__version__}; the scheduler and its workers need the same environment "
+                               f"(pip install \"tilesapp[dask]\" there).")
         workers = self._workers()
         token = uuid.uuid4().hex
         fd, probe = tempfile.mkstemp(prefix=".tilesapp-probe-", suffix=PARTIAL_SUFFIX, dir=writable)
@@ -269,7 +302,8 @@ class ClusterFuture(concurrent.futures.Future):
 
     def attach(self, task: distributed.Future) -> None:
         self.task = task
-        task.add_done_callback(self._task_ended)  # called in a thread of distributed's
+        # distributed calls back in one thread of its own: the result is fetched in one of ours
+        task.add_done_callback(lambda done: self.executor._fetch.submit(self._task_ended, done))
 
     def cancel(self) -> bool:
         if not self.done():
@@ -350,16 +384,26 @@ def map_on(client: distributed.Client, fn: Callable[[Any], T], items: list, pref
     return results
 
 
+#: Cancel flags raised in this process (by :meth:`ClusterFlag.set`'s broadcast, on a worker).
+_RAISED: set[str] = set()
+
+
+def raise_flag(name: str) -> None:
+    """Run on every worker when a run is cancelled."""
+    _RAISED.add(name)
+
+
 class ClusterFlag:
-    """A cancel flag every process of the cluster reads: a ``distributed.Event``, asked at most
-    every ``INTERVAL`` seconds (a round trip to the scheduler). Pickles as its name."""
+    """A cancel flag every process of the cluster reads. :meth:`set` raises it in every worker
+    process at once (``Client.run``) and in a ``distributed.Event``, which a worker that missed
+    the broadcast (one that joined later) asks at most every ``INTERVAL`` seconds. Pickles as
+    its name."""
 
     INTERVAL = 0.25
 
     def __init__(self, name: str, client: distributed.Client | None = None):
         self.name, self._client = name, client
         self._event: distributed.Event | None = None
-        self._seen = False
         self._asked = -float("inf")
 
     def _get(self) -> distributed.Event:
@@ -368,14 +412,20 @@ class ClusterFlag:
         return self._event
 
     def is_set(self) -> bool:
-        if not self._seen and time.monotonic() - self._asked >= self.INTERVAL:
+        if self.name in _RAISED:
+            return True
+        if time.monotonic() - self._asked >= self.INTERVAL:
             self._asked = time.monotonic()
-            self._seen = self._get().is_set()
-        return self._seen
+            if self._get().is_set():
+                _RAISED.add(self.name)
+                return True
+        return False
 
     def set(self) -> None:
-        self._seen = True
+        """Raise the flag; returns once every worker that answers has it raised."""
+        _RAISED.add(self.name)
         self._get().set()
+        self._client.run(raise_flag, self.name, on_error="ignore")
 
     def __getstate__(self) -> dict[str, Any]:
         return {"name": self.name}
@@ -414,10 +464,47 @@ class ClusterTiles:
         self.__init__(state["topic"])
 
 
+#: Objects several tasks were given, once per worker process (the last few runs' only).
+_PER_PROCESS: OrderedDict[str, Any] = OrderedDict()
+_PER_PROCESS_LOCK = threading.Lock()
+
+
+class PerProcess:
+    """An object given to many tasks, made once per worker process and shared there: it travels
+    as a token and its bytes (pickled once, here; the scheduler, which unpickles task graphs,
+    sees only these), and :meth:`get` in a task returns the process's object for the token."""
+
+    KEEP = 8
+
+    def __init__(self, obj: Any):
+        self.token, self.payload = uuid.uuid4().hex, pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def get(self) -> Any:
+        with _PER_PROCESS_LOCK:
+            obj = _PER_PROCESS.get(self.token)
+            if obj is None:
+                obj = _PER_PROCESS[self.token] = pickle.loads(self.payload)
+                while len(_PER_PROCESS) > self.KEEP:
+                    _PER_PROCESS.popitem(last=False)
+            _PER_PROCESS.move_to_end(self.token)
+            return obj
+
+
+def run_task(fn: Callable[..., T], *args: Any) -> T:
+    """An image's task on a worker: ``fn(*args)``, each :class:`PerProcess` argument replaced by
+    this process's object."""
+    return fn(*(arg.get() if isinstance(arg, PerProcess) else arg for arg in args))
+
+
 def _image_of(key: Any) -> str:
     """The image task a task key belongs to (itself, or the image whose band it is)."""
     match = _IMAGE_KEY.match(str(key))
     return match[0] if match else str(key)
+
+
+def tilesapp_version() -> str:
+    """Run on the scheduler: the version of Tiles Creator it can import."""
+    return __version__
 
 
 def what_a_worker_sees(files: list[tuple[str, int | None]], probe: str, token: str, version: str) -> list[str]:
