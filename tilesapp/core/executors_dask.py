@@ -118,7 +118,7 @@ class DaskExecutor:
         self._flag: ClusterFlag | None = None
         self.stopping = False
         # results are fetched from the workers a few at a time (distributed calls back in one thread)
-        self._fetch = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="tilesapp-dask-result")
+        self.fetching = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="tilesapp-dask-result")
         self._topic = f"tilesapp-tiles-{self.run_id}"
         client.subscribe_topic("all", self._scheduler_event)
         client.subscribe_topic(self._topic, self._tiles_event)
@@ -152,7 +152,7 @@ class DaskExecutor:
 
     def close(self) -> None:
         try:
-            self._fetch.shutdown(wait=True, cancel_futures=True)
+            self.fetching.shutdown(wait=True, cancel_futures=True)
             for topic in ("all", self._topic):  # before closing: the scheduler would tell us it closed
                 self.client.unsubscribe_topic(topic)
             self.client.close()
@@ -236,7 +236,7 @@ class DaskExecutor:
         finally:
             os.unlink(probe)
         problems = []
-        for worker in workers:
+        for worker in sorted(set(workers) | set(answers)):
             answer = answers.get(worker, ["did not answer"])
             if isinstance(answer, BaseException):
                 answer = [f"cannot run Tiles Creator ({type(answer).__name__}: {answer}); install it there "
@@ -302,8 +302,14 @@ class ClusterFuture(concurrent.futures.Future):
 
     def attach(self, task: distributed.Future) -> None:
         self.task = task
+        task.add_done_callback(self._fetch)
+
+    def _fetch(self, task: distributed.Future) -> None:
         # distributed calls back in one thread of its own: the result is fetched in one of ours
-        task.add_done_callback(lambda done: self.executor._fetch.submit(self._task_ended, done))
+        try:
+            self.executor.fetching.submit(self._task_ended, task)
+        except RuntimeError:  # the executor was closed: nobody waits for this result any more
+            pass
 
     def cancel(self) -> bool:
         if not self.done():
