@@ -8,7 +8,6 @@ to the log file.
 from __future__ import annotations
 
 import argparse
-import re
 import dataclasses
 import json
 import logging
@@ -24,8 +23,10 @@ from tilesapp import APP_NAME, __version__
 from tilesapp.core.calibration import UNITS, format_pixel_size
 from tilesapp.core.errors import ImageError, OutputError, SettingsError, TilesError
 from tilesapp.core.settings import (
+    ANNOTATION_MASKS,
     DTYPES,
     FORMATS,
+    LAYOUTS,
     NORMS,
     PAD_MODES,
     PIXEL_SIZE_SCOPES,
@@ -52,6 +53,8 @@ FLAGS = {
     "file_pixel_sizes": "file_pixel_sizes (in the settings file)", "scenes": "--scenes", "z": "--z", "t": "--t",
     "channels": "--channels", "channel_stretch": "--channel-stretch",
 }
+FLAGS.update({"boxes_from_masks": "--boxes-from-masks", "whole_images": "--whole-images",
+              "annotation_masks": "--annotation-masks", "annotations": "--annotations"})
 #: What to do about an image that failed because of a setting, in the command line's words.
 HINTS = {
     "pixel_size": "(--pixel-size VALUE --unit UNIT, or --no-calibration)",
@@ -216,6 +219,18 @@ def build_parser() -> argparse.ArgumentParser:
     cut.add_argument("--save-config", metavar="SETTINGS.json", help="also save the effective settings to this file")
     cut.add_argument("--masks", metavar="DIR", help="label masks named like the images (same stem), cut on the same grid")
     cut.add_argument("--labels", metavar="DIR", help="YOLO label files <stem>.txt (class cx cy w h), cut with the tiles")
+    f = cut.add_argument_group("training a model (README: Training a model)")
+    f.add_argument("--layout", choices=LAYOUTS,
+                   help="where tiles go: plain folders (default), or the layout a framework reads as it is")
+    f.add_argument("--annotations", metavar="PATH",
+                   help="QuPath GeoJSON, ImageJ ROIs (.roi, RoiSet.zip) or COCO JSON: a file, or a folder of files "
+                        "named like the images; drawn into masks and boxes (instead of --masks/--labels)")
+    f.add_argument("--annotation-masks", dest="annotation_masks", choices=ANNOTATION_MASKS,
+                   help="draw annotations as class ids or one id per object (auto: what the layout needs)")
+    f.add_argument("--boxes-from-masks", dest="boxes_from_masks", action="store_const", const=True,
+                   help="derive a box per object from instance masks (--masks)")
+    f.add_argument("--whole-images", dest="whole_images", action="store_const", const=True,
+                   help="write each image whole, recalibrated and normalized, not cut (nnunet, cellpose, stardist)")
     cut.add_argument("--scheduler", metavar="ADDRESS|local:N",
                      help="run on a Dask cluster: a running scheduler (tcp://host:8786) or local:N worker processes; "
                           "every worker must see INPUT and OUTPUT at the same paths (needs tilesapp[dask])")
@@ -292,7 +307,8 @@ def cmd_cut(args) -> int:
         _check_save_config(Path(args.save_config), args)
     cancel = threading.Event()
     gen = run_export(args.input, args.output, settings, overwrite=args.overwrite, cancel=cancel,
-                     masks=args.masks, labels=args.labels, executor=args.scheduler, resume=args.resume)
+                     masks=args.masks, labels=args.labels, annotations=args.annotations, executor=args.scheduler,
+                     resume=args.resume)
     try:
         summary = drive(gen, ProgressBar("tiles", enabled=not args.quiet))
     except KeyboardInterrupt:
@@ -489,6 +505,21 @@ def cmd_gui(args) -> int:
 
 
 COMMANDS = {"cut": cmd_cut, "merge": cmd_merge, "sample": cmd_sample, "info": cmd_info, "gui": cmd_gui}
+#: The engine modules each command imports (numpy, OpenCV, …: a second or more to load).
+_MODULES = {"cut": ("tilesapp.core.export",), "merge": ("tilesapp.core.merge",), "sample": ("tilesapp.core.mosaic",),
+            "info": ("tilesapp.core.plan", "tilesapp.core.sources")}
+
+
+def _import_engine(command: str) -> None:
+    """Import what a command needs before it starts: an interrupt now quits at once, rather
+    than surfacing from inside a C extension's import as an ImportError."""
+    import importlib
+
+    from tilesapp._entry import quitting_on_interrupt
+
+    with quitting_on_interrupt():
+        for module in _MODULES.get(command, ()):
+            importlib.import_module(module)
 
 
 def _warn(message: str) -> None:
@@ -504,6 +535,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)  # exits 2 with a usage message on bad arguments
         log_file = setup_logging()
         command = COMMANDS.get(args.command or "gui")
+        _import_engine(args.command or "gui")
         return command(args)
     except SettingsError as exc:
         _warn(f"tilesapp: error: {exc.describe(FLAGS)}")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Protocol
 
 import cv2
@@ -89,7 +90,17 @@ def tile_rows_per_band(grid: TileGrid, budget: int, bytes_for_rows, workers: int
 
 
 class ScaledRows:
-    """The recalibrated rows of one image, computed from its pixels on demand."""
+    """The recalibrated rows of one image, computed from its pixels on demand.
+
+    The whole image is resampled by one ``cv2.resize``. A band is resampled by ``cv2.resize`` too
+    when the rows' scale is a fraction whose denominator is a power of two (×2, ×4, ½, ⅔ …):
+    OpenCV's positions and weights are then exact binary numbers, so a window that starts on a
+    whole period, with a margin, gives bit for bit the rows of the whole image. Other scales go
+    through :func:`~tilesapp.core.resample.resample_band`, equal within float rounding.
+    """
+
+    #: Source rows of margin around a band resampled by OpenCV (its cubic kernel reaches 2).
+    MARGIN = 4
 
     def __init__(self, pixels: Pixels, scaled_shape: tuple[int, int]):
         self.pixels = pixels
@@ -98,20 +109,36 @@ class ScaledRows:
         self.source_shape = (rows, cols)
         self.dtype = np.dtype(pixels.info.dtype)
         self.rescaled = self.shape != (rows, cols)
-        self.weights = axis_weights(rows, self.shape[0]) if self.rescaled and self.shape[0] != rows else None
+        ratio = Fraction(rows, self.shape[0])  # source rows per output row
+        exact = ratio.denominator & (ratio.denominator - 1) == 0 and ratio.denominator <= 64
+        self.period = (ratio.numerator, ratio.denominator) if exact else None
+        self.weights = axis_weights(rows, self.shape[0]) if self.rescaled and self.shape[0] != rows \
+            and self.period is None else None
 
     def rows(self, y0: int, y1: int) -> np.ndarray:
         """Recalibrated rows ``[y0, y1)``, full width: float (the source's dtype when the image
-        is not rescaled). The whole image is resampled in one pass, exactly as ``resample``."""
+        is not rescaled), as the whole-image recalibration gives them."""
         rows_in, cols = self.source_shape
         if not self.rescaled:
             return self.pixels.read(y0, y1, 0, cols)
-        if self.weights is None:  # rows kept, columns resampled: source rows are result rows
-            return resample(self.pixels.read(y0, y1, 0, cols), (y1 - y0, self.shape[1]))
         if (y0, y1) == (0, self.shape[0]):
             return resample(self.pixels.read(0, rows_in, 0, cols), self.shape)
+        if self.weights is None:
+            return self._window(y0, y1)
         s0, s1 = source_rows(self.weights, y0, y1)
         return resample_band(self.pixels.read(s0, s1, 0, cols), s0, self.weights, y0, y1, self.shape[1], self.dtype)
+
+    def _window(self, y0: int, y1: int) -> np.ndarray:
+        """Rows of a band through OpenCV on a window of whole periods with a margin."""
+        rows_in, cols = self.source_shape
+        a, b = self.period  # b output rows come from a source rows
+        periods = -(-self.MARGIN // a)  # whole periods of margin
+        start = max(0, y0 // b - periods)
+        stop = min(-(-y1 // b) + periods, -(-self.shape[0] // b))
+        ys, ye = start * b, min(self.shape[0], stop * b)
+        ss, se = start * a, min(rows_in, stop * a)
+        band = resample(self.pixels.read(ss, se, 0, cols), (ye - ys, self.shape[1]), self.dtype)
+        return band[y0 - ys : y1 - ys]
 
 
 class MaskRows:

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from tilesapp.core.annotations import Boxes, box_coverage, boxes_in_tile, check_mask_shape, format_yolo, read_yolo, scale_boxes
+from tilesapp.core.annotations import Boxes, box_coverage, check_mask_shape, read_yolo, scale_boxes
 from tilesapp.core.bands import (
     Band,
     ChannelStats,
@@ -52,6 +52,7 @@ from tilesapp.core.sources import SourcePixels, SourceRef, view_info
 from tilesapp.core.selection import auto_threshold, foreground_map, keep_tiles, sample_step, tile_fractions
 from tilesapp.core.settings import Settings
 from tilesapp.core.sinks import TileSink
+from tilesapp.core.training import write_labels
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,7 @@ class ImageJob:
     split: str = "train"
     mask: Path | None = None
     labels: Path | None = None
+    objects: Any = None  # tilesapp.core.training.ObjectPlan: objects imported, or taken from instance masks
 
     @property
     def path(self) -> Path:
@@ -238,6 +240,8 @@ def _cut(job: ImageJob, run: CutRun, executor: Executor, pixels: SourcePixels, r
             mask_rows = MaskRows(_MaskPixels(mask_pixels, job.name), plan.scaled_shape)
         if job.labels is not None:
             boxes = scale_boxes(*read_yolo(job.labels), plan.scaled_shape)
+        if job.objects is not None:
+            mask_rows, boxes = job.objects.prepare(job.name, plan, mask_rows, boxes, result.warnings)
         image = _Image(job, run, ScaledRows(pixels, plan.scaled_shape), mask_rows, boxes,
                        normalization(settings, joint_stretch(settings, info)), info.dtype.startswith("float"), nbytes)
         if mask_rows is not None:
@@ -420,7 +424,7 @@ def _write_tiles(image: _Image, tiles: range, values: np.ndarray, mask: np.ndarr
     axes = plan.info.axes
     mask_axes = image.mask_rows.axes if image.mask_rows is not None else None
     width = index_width(len(plan.grid))
-    pad_y, pad_x = plan.grid.padding
+    pad_y, pad_x = plan.grid.padding if not settings.whole_images else (0, 0)  # a whole image: unpadded
     split = job.split if settings.val_fraction > 0 else None
     written, dropped = result.written, result.dropped
     for index in tiles:
@@ -451,9 +455,7 @@ def _write_tiles(image: _Image, tiles: range, values: np.ndarray, mask: np.ndarr
                     part = pad(part, pad_y, pad_x, settings.pad_mode)
                 sink.write(files.mask, from_yxc(part, mask_axes), mask_axes, plan.output_pixel_size_um)
             if image.boxes is not None:
-                lines = boxes_in_tile(image.boxes, tile, settings.tile_size, settings.min_box_visibility)
-                sink.write_text(files.label, format_yolo(lines))
-                record.boxes = len(lines)
+                record.boxes = write_labels(sink, files.label, image.boxes, tile, settings)
         except OSError as exc:
             if exc.errno in FATAL_ERRNOS:
                 raise Stop(stop_message(exc, sink.folder, files.file)) from exc

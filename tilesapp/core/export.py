@@ -41,7 +41,7 @@ from tilesapp.core.folders import (
     prepare_output,
 )
 from tilesapp.core.manifest import MANIFEST_NAME, Manifest, SourceRecord, manifest_json, now, undecodable_names
-from tilesapp.core.memory import default_memory_limit, tile_bytes
+from tilesapp.core.memory import default_memory_limit, largest_tile, tile_bytes
 from tilesapp.core.annotations import AnnotationFolders
 from tilesapp.core.plan import plan_image
 from tilesapp.core.progress import Progress, Throttle
@@ -50,7 +50,8 @@ from tilesapp.core.resume import Resumption, remove_strays, resumable
 from tilesapp.core.sources import sources_of
 from tilesapp.core.selection import split_sources
 from tilesapp.core.settings import Settings
-from tilesapp.core.sinks import RunInfo, StemNames, sink_class
+from tilesapp.core.sinks import StemNames, sink_class
+from tilesapp.core.training import TrainingRun
 from tilesapp.core.writers import write_bytes
 
 log = logging.getLogger(__name__)
@@ -96,7 +97,8 @@ def run_export(
     masks: str | Path | None = None,
     labels: str | Path | None = None,
     executor: Executor | str | None = None,
-    layout: str = "plain",
+    layout: str | None = None,
+    annotations: str | Path | None = None,
     resume: bool = False,
 ) -> Generator[Progress, None, ExportSummary]:
     """Cut every image of ``sources`` into tiles in ``output``; a generator of progress.
@@ -120,8 +122,13 @@ def run_export(
     executor : Executor or str, optional
         Where images and bands run (default: threads of this process, ``settings.workers``);
         a string is a Dask scheduler's address or ``local:N`` (:func:`make_executor`).
-    layout : str
-        The sink the tiles go to (default "plain": files in folders).
+    layout : str, optional
+        The sink the tiles go to (default ``settings.layout``: "plain", files in folders, or a
+        framework's layout).
+    annotations : path, optional
+        QuPath GeoJSON, ImageJ ROI or COCO files (a file, or a folder of them) matched to the
+        images by name; drawn into masks and boxes as the layout needs (instead of masks and
+        labels).
     resume : bool
         Rerun into the folder of an export that did not end: the sources it completed with the
         same settings are kept, the others cut again (:mod:`tilesapp.core.resume`).
@@ -135,7 +142,8 @@ def run_export(
     out = Path(output).expanduser().absolute()
     folders = check_annotation_folders({"masks": masks, "labels": labels}, inputs, out)
     check_output_place(out, inputs.folders + [f for f in folders.values() if f is not None])
-    sink_type = sink_class(layout)
+    sink_type = sink_class(layout or settings.layout)
+    training = TrainingRun.check(settings, sink_type.layout, masks, labels, annotations, inputs.folders, out)
     owned = not hasattr(executor, "submit")
     executor = make_executor(executor, settings.workers)  # a cluster is reached before anything is written
     created = not out.exists()
@@ -148,7 +156,7 @@ def run_export(
         check_shared = getattr(executor, "check_shared", None)  # a cluster: every worker sees the run's files
         if check_shared is not None:
             check_shared(inputs.folders + [inputs.images[0], inputs.images[-1]] + [f for f in folders.values() if f], out)
-        export = _Export(inputs, out, settings, cancel or threading.Event(), executor, folders, sink_type)
+        export = _Export(inputs, out, settings, cancel or threading.Event(), executor, folders, sink_type, training)
     except BaseException:
         lock.release()
         if created:
@@ -166,7 +174,7 @@ def run_export(
 
 class _Export:
     def __init__(self, inputs: Inputs, out: Path, settings: Settings, cancel: threading.Event, executor: Executor,
-                 folders: dict[str, Path | None], sink_type: type):
+                 folders: dict[str, Path | None], sink_type: type, training: TrainingRun):
         self.inputs, self.out, self.settings, self.cancel, self.executor = inputs, out, settings, cancel, executor
         self.masks, self.labels = folders["masks"], folders["labels"]
         self.memory_limit = settings.memory_limit or default_memory_limit()
@@ -181,12 +189,14 @@ class _Export:
         self.results: list[ImageResult | None] = []
         self.stems = StemNames()
         classes = self.labels / "classes.txt" if self.labels is not None else None
-        self.sink = sink_type(RunInfo(out, settings, self.masks is not None, self.labels is not None, classes,
-                                      tuple(sorted(set(self.splits.values())))))
+        self.training = training
+        training.class_names(classes, self.files)
+        self.sink = sink_type(training.run_info(out, classes, tuple(sorted(set(self.splits.values())))))
         self.manifest = Manifest(
             settings=settings.to_dict(), tile_size=settings.tile_size, overlap=settings.overlap, dtype=settings.dtype,
             format=settings.format, input=str(inputs.root), layout=sink_type.layout, created=now(),
-            masks=None if self.masks is None else str(self.masks), labels=None if self.labels is None else str(self.labels),
+            masks=None if self.masks is None else str(self.masks),
+            labels=str(training.index.path) if training.index is not None else None if self.labels is None else str(self.labels),
             split=None if settings.val_fraction <= 0 else {
                 "val_fraction": settings.val_fraction, "seed": settings.seed,
                 "train": sorted(n for n, side in self.splits.items() if side == "train"),
@@ -219,12 +229,15 @@ class _Export:
                 if throttle.due():
                     yield Progress(0, 0, number, len(self.files), name, "Reading image metadata")
             self.summary.images_total = len(self.records)
+            for number, error in self.training.whole_grids(self.jobs, self.records, self.manifest):
+                self.jobs[number] = None
+                self._failed(self.records[number], ImageError(error), appended=True)
             self._check_tile_memory(created)
             if isinstance(previous, Resumption):
                 self._take_over(previous)
             elif previous is not None:
                 clear_export(previous)  # the earlier export's files: none may stay beside the new ones
-            self.manifest.files = self.sink.prepare()
+            self.manifest.files = self.sink.prepare() + self.training.prepare(self.out)
             self._write_manifest()  # from the start, a manifest describes the folder (status "running")
             yield from self._cut()
         except SettingsError:
@@ -247,6 +260,7 @@ class _Export:
                 scenes = [(scene.info, not getattr(scene, "whole_only", False)) for scene in image.scenes]
             sources, warnings = sources_of(path, name, [info for info, _ in scenes], self.settings)
             mask, labels = annotations.find(path, name)
+            objects, objects_file = self.training.objects_for(path, name)
         except ImageError as exc:
             self._failed(SourceRecord(name, self.stems.take(name), split=split), exc)
             return
@@ -264,12 +278,13 @@ class _Export:
                 self.warn(record.name, warning)
             try:
                 plan = plan_image(source.info, self.settings, source.name, scenes[source.ref.scene][1])
+                self.training.check_plan(plan, record.name)
             except ImageError as exc:
                 self._failed(record, exc, appended=True)
                 continue
             self.jobs[-1] = ImageJob(len(self.records) - 1, source.ref, source.name, record.tile_stem, plan,
-                                     self.splits[name], mask, labels)
-            record.describe(plan, mask, labels)
+                                     self.splits[name], mask, labels, objects)
+            record.describe(plan, mask, labels or objects_file)
             for warning in plan.warnings:
                 self.warn(record.name, f"{record.name}: {warning}")
 
@@ -296,14 +311,13 @@ class _Export:
     def _check_tile_memory(self, created: bool) -> None:
         """Refuse a tile size whose tiles alone would not fit the memory limit (nothing is written)."""
         channels = max((j.plan.info.channels for j in self.jobs if j is not None), default=1)
-        per_tile = tile_bytes(self.settings.tile_size, channels, np.dtype(self.settings.dtype).itemsize)
-        if per_tile * 2 > self.memory_limit:
-            fits = self.settings.tile_size
-            while fits > 16 and tile_bytes(fits, channels, np.dtype(self.settings.dtype).itemsize) * 2 > self.memory_limit:
-                fits //= 2
+        itemsize = np.dtype(self.settings.dtype).itemsize
+        fits = largest_tile(self.settings.tile_size, channels, itemsize, self.memory_limit)
+        if fits is not None:
             self.refused = True
             if created:
                 shutil.rmtree(self.out, ignore_errors=True)
+            per_tile = tile_bytes(self.settings.tile_size, channels, itemsize)
             raise SettingsError(
                 "tile_size", f"{{name}} {self.settings.tile_size} needs {per_tile >> 20} MB for each tile of "
                              f"{channels} channel{'s' * (channels > 1)}, more than the memory limit "

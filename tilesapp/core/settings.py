@@ -35,6 +35,12 @@ T_CHOICES = ("each",)
 #: How colour channels are stretched: "auto" stretches RGB(A) jointly (stain colours keep their
 #: balance) and fluorescence channels each on its own.
 CHANNEL_STRETCHES = ("auto", "joint", "each")
+#: Where tiles go: plain folders, or the layout a training framework reads as it is.
+LAYOUTS = ("plain", "ultralytics", "nnunet", "cellpose", "stardist", "coco")
+#: Layouts whose frameworks take whole images (they sample their own patches).
+WHOLE_IMAGE_LAYOUTS = ("nnunet", "cellpose", "stardist")
+#: What imported annotations are drawn as: the layout's choice, class ids, or one id per object.
+ANNOTATION_MASKS = ("auto", "classes", "instances")
 
 #: Value range of each integer output type.
 DTYPE_RANGES = {"uint8": (0, 255), "uint16": (0, 65535)}
@@ -123,6 +129,17 @@ class Settings:
     channel_stretch : {"auto", "joint", "each"}
         Normalize channels each on its own or jointly (one low/high over all channels);
         "auto": jointly for RGB(A) colour, each for fluorescence channels.
+    layout : {"plain", "ultralytics", "nnunet", "cellpose", "stardist", "coco"}
+        Where tiles go: folders of images/masks/labels, or the layout a framework reads as it
+        is (see :mod:`tilesapp.core.sinks`).
+    boxes_from_masks : bool
+        Derive boxes (YOLO labels, COCO objects) from instance masks, one per object.
+    whole_images : bool
+        Write each image whole, recalibrated and normalized, instead of cutting it (nnunet,
+        cellpose and stardist, whose frameworks sample their own patches).
+    annotation_masks : {"auto", "classes", "instances"}
+        What imported annotations are drawn as in masks: class ids, or one id per object;
+        "auto": instances for cellpose, stardist and coco, classes otherwise.
     """
 
     tile_size: int = 512
@@ -153,6 +170,10 @@ class Settings:
     t: str | int | None = None
     channels: tuple[int | str, ...] | None = None
     channel_stretch: str = "auto"
+    layout: str = "plain"
+    boxes_from_masks: bool = False
+    whole_images: bool = False
+    annotation_masks: str = "auto"
 
     def __post_init__(self) -> None:
         check = _Checker(self)
@@ -194,7 +215,28 @@ class Settings:
             _check_size_range(check, "target_pixel_size", (self.target_pixel_size,) * 2, self.target_unit)
         if check.valid("dtype", "format", "norm", "percentiles", "bounds"):
             self._check_output_rules(check)
+        check("layout", _choice, LAYOUTS)
+        check("boxes_from_masks", _boolean)
+        check("whole_images", _boolean)
+        check("annotation_masks", _choice, ANNOTATION_MASKS)
+        if check.valid("layout", "dtype", "format", "whole_images", "annotation_masks"):
+            self._check_layout_rules(check)
         check.raise_errors()
+
+    def _check_layout_rules(self, check: _Checker) -> None:
+        """What each framework's layout can take (README "Training a model")."""
+        if self.layout == "ultralytics" and self.dtype != "uint8":
+            check.fail("dtype", f"ultralytics reads images as 8-bit (a {self.dtype} tile would be cut down silently); "
+                                f"choose uint8 (the YOLO preset) for --layout ultralytics.")
+        if self.layout == "nnunet" and self.format == "jpg":
+            check.fail("format", "nnU-Net takes lossless files only; choose .png or .tif for --layout nnunet.")
+        if self.whole_images and self.layout not in WHOLE_IMAGE_LAYOUTS:
+            check.fail("whole_images", f"{{name}} is for layouts whose frameworks sample their own patches "
+                                       f"({', '.join(WHOLE_IMAGE_LAYOUTS)}); --layout {self.layout} takes tiles.")
+        fixed = {"cellpose": "instances", "stardist": "instances", "nnunet": "classes"}.get(self.layout)
+        if fixed and self.annotation_masks not in ("auto", fixed):
+            check.fail("annotation_masks", f"--layout {self.layout} takes {fixed} masks; "
+                                           f"{{name}} {self.annotation_masks} does not fit it.")
 
     def _check_output_rules(self, check: _Checker) -> None:
         """The output rules that can be checked before any image is read: what a format stores,
@@ -603,12 +645,14 @@ def cpu_count() -> int:
 
 
 __all__ = [
+    "ANNOTATION_MASKS",
     "CHANNEL_STRETCHES",
     "DEFAULT_BOUNDS",
     "DTYPES",
     "DTYPE_RANGES",
     "FORMATS",
     "FORMAT_DTYPES",
+    "LAYOUTS",
     "MIN_MEMORY_LIMIT",
     "NORMS",
     "PAD_MODES",
@@ -616,6 +660,7 @@ __all__ = [
     "PRESETS",
     "Settings",
     "T_CHOICES",
+    "WHOLE_IMAGE_LAYOUTS",
     "Z_CHOICES",
     "load_settings",
     "parse_memory_size",

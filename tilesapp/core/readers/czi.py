@@ -24,6 +24,7 @@ from __future__ import annotations
 import struct
 import threading
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -127,6 +128,127 @@ def _check_layout(path: Path) -> None:
             offset += 32 + 20 * n_dims
         if last >= 0:
             segment(last, b"ZISRAWSUBBLOCK")
+
+
+def _plane_counts(path: Path, box: dict) -> tuple[int, int, int, list[str]]:
+    """Channels, Z and T planes of the file's bounding box, and a warning per extra dimension.
+
+    Only the first index of H, V, I, R and B is read: the engine has no axis for them.
+    """
+    n_c, n_z, n_t = (box.get(dim, (0, 1))[1] - box.get(dim, (0, 1))[0] for dim in "CZT")
+    warnings: list[str] = []
+    for dim, label in _OTHER_DIMS.items():
+        lo, hi = box.get(dim, (0, 1))
+        if hi - lo > 1:
+            warnings.append(f"the file has {hi - lo} indices along {label}; only the first is read")
+    if not (1 <= n_c <= _MAX_CHANNELS and n_z >= 1 and n_t >= 1):
+        raise ImageError(
+            f"{path.name}: the CZI file is damaged (it claims {n_c} channels, {n_z} Z and {n_t} T planes)."
+        )
+    return n_c, n_z, n_t, warnings
+
+
+def _pixel_type(path: Path, reader, n_c: int) -> str:
+    """The one libCZI pixel type every channel is read as.
+
+    A scene is one array, so grey channels of different depths are widened to the deepest;
+    colour channels cannot be mixed with grey ones or stacked (YXS has room for one).
+    """
+    types = {reader.get_channel_pixel_type(c) for c in range(n_c)}
+    unknown = sorted(t for t in types if t not in _PIXEL_TYPES)
+    if unknown:
+        raise ImageError(f"{path.name}: the CZI pixel type {unknown[0]} is not supported.")
+    colour = {t for t in types if _PIXEL_TYPES[t][1] == 3}
+    if colour and len(types) > 1:
+        raise ImageError(f"{path.name}: the CZI file mixes colour and grey channels, which is not supported.")
+    if not colour:
+        return max(types, key=_GREY_ORDER.index)
+    if n_c > 1:
+        raise ImageError(f"{path.name}: the CZI file has {n_c} colour (RGB) channels; only one is supported.")
+    return colour.pop()
+
+
+def _pixel_size(meta: dict) -> tuple[float, float] | None:
+    """(y, x) in µm from the Scaling metadata; y falls back to x (square pixels) when absent."""
+    scaling = {}
+    for item in _as_list(_get(meta, "Scaling", "Items", "Distance")):
+        try:
+            scaling[item["@Id"]] = float(item["Value"]) * 1e6  # metres → µm
+        except (KeyError, TypeError, ValueError):
+            pass
+    if scaling.get("X", 0) > 0:
+        return (scaling["Y"] if scaling.get("Y", 0) > 0 else scaling["X"], scaling["X"])
+    return None
+
+
+def _channel_names(image: dict, n_c: int, samples: int) -> tuple[str, ...]:
+    """Channel names, only when every channel has one (a colour image's samples are not channels)."""
+    names = []
+    for ch in _as_list(_get(image, "Dimensions", "Channels", "Channel")):
+        if isinstance(ch, dict):
+            names.append(str(ch.get("@Name") or ch.get("Name") or ""))
+    return tuple(names) if len(names) == n_c and all(names) and samples == 1 else ()
+
+
+def _scene_names(image: dict) -> dict[int, str]:
+    """Scene index → name; a scene without an index takes its position in the list."""
+    names: dict[int, str] = {}
+    for sc in _as_list(_get(image, "Dimensions", "S", "Scenes", "Scene")):
+        if isinstance(sc, dict) and sc.get("@Name"):
+            try:
+                names[int(sc.get("@Index", len(names)))] = str(sc["@Name"])
+            except ValueError:
+                pass
+    return names
+
+
+def _mosaic_warnings(image: dict) -> list[str]:
+    """libCZI stitches mosaic tiles without blending: a user must know the seams are not averaged."""
+    try:
+        size_m = int(image.get("SizeM", 1) or 1)
+    except (TypeError, ValueError):
+        size_m = 1
+    if size_m <= 1:
+        return []
+    return [
+        f"mosaic of {size_m} tiles stitched at their stage positions (overlaps: the last tile wins, gaps read as 0)"
+    ]
+
+
+class _Rows(NamedTuple):
+    """How a scene's rows map to the file: image rows, or scan lines along T or Z (a kymograph)."""
+
+    height: int
+    n_z: int
+    n_t: int
+    line_axis: str | None
+    warnings: list[str]
+
+
+def _rows(rect, n_z: int, n_t: int) -> _Rows:
+    """A 1-row scene with T or Z planes is a line scan: its lines become the rows (see the module docstring)."""
+    if rect.h != 1:
+        return _Rows(rect.h, n_z, n_t, None, [])
+    if not (n_t > 1 or n_z > 1):
+        return _Rows(rect.h, n_z, n_t, None, ["line scan: the image is 1 row high"])
+    line_axis = "T" if n_t > 1 else "Z"
+    count = n_t if line_axis == "T" else n_z
+    what = "time" if line_axis == "T" else "Z (an x-z scan)"
+    warning = (
+        f"line scan: {count} lines of {rect.w} px stacked as rows (a kymograph); rows are {what}, "
+        "not space, and the pixel size given is the one along the line"
+    )
+    if line_axis == "T":
+        return _Rows(count, n_z, 1, line_axis, [warning])
+    return _Rows(count, 1, n_t, line_axis, [warning])
+
+
+def _plane_shape(samples: int, n_c: int, h: int, w: int) -> tuple[tuple[int, ...], str]:
+    if samples == 3:
+        return (h, w, 3), "YXS"
+    if n_c > 1:
+        return (n_c, h, w), "CYX"
+    return (h, w), "YX"
 
 
 class CziScene:
@@ -288,68 +410,16 @@ class CziReader:
         return czi
 
     def _scenes(self, path: Path, czi: CziFile, reader) -> list[CziScene]:
-        box = reader.total_bounding_box
-        n_c = box.get("C", (0, 1))[1] - box.get("C", (0, 1))[0]
-        n_z = box.get("Z", (0, 1))[1] - box.get("Z", (0, 1))[0]
-        n_t = box.get("T", (0, 1))[1] - box.get("T", (0, 1))[0]
-        warnings: list[str] = []
-        for dim, label in _OTHER_DIMS.items():
-            lo, hi = box.get(dim, (0, 1))
-            if hi - lo > 1:
-                warnings.append(f"the file has {hi - lo} indices along {label}; only the first is read")
-
-        if not (1 <= n_c <= _MAX_CHANNELS and n_z >= 1 and n_t >= 1):
-            raise ImageError(
-                f"{path.name}: the CZI file is damaged (it claims {n_c} channels, {n_z} Z and {n_t} T planes)."
-            )
-        # pixel type: one for all channels (widened when grey channels differ)
-        types = {reader.get_channel_pixel_type(c) for c in range(n_c)}
-        unknown = sorted(t for t in types if t not in _PIXEL_TYPES)
-        if unknown:
-            raise ImageError(f"{path.name}: the CZI pixel type {unknown[0]} is not supported.")
-        colour = {t for t in types if _PIXEL_TYPES[t][1] == 3}
-        if colour and len(types) > 1:
-            raise ImageError(f"{path.name}: the CZI file mixes colour and grey channels, which is not supported.")
-        if colour:
-            pixel_type = colour.pop()
-            if n_c > 1:
-                raise ImageError(f"{path.name}: the CZI file has {n_c} colour (RGB) channels; only one is supported.")
-        else:
-            pixel_type = max(types, key=_GREY_ORDER.index)
+        """One CziScene per scene of the file (the whole bounding box when it has no scenes)."""
+        n_c, n_z, n_t, warnings = _plane_counts(path, reader.total_bounding_box)
+        pixel_type = _pixel_type(path, reader, n_c)
         dtype, samples = _PIXEL_TYPES[pixel_type]
-
-        md = reader.metadata
-        meta = _get(md, "ImageDocument", "Metadata") or {}
+        meta = _get(reader.metadata, "ImageDocument", "Metadata") or {}
         image = _get(meta, "Information", "Image") or {}
-        scaling = {}
-        for item in _as_list(_get(meta, "Scaling", "Items", "Distance")):
-            try:
-                scaling[item["@Id"]] = float(item["Value"]) * 1e6  # metres → µm
-            except (KeyError, TypeError, ValueError):
-                pass
-        px = None
-        if scaling.get("X", 0) > 0:
-            px = (scaling["Y"] if scaling.get("Y", 0) > 0 else scaling["X"], scaling["X"])
-        names = []
-        for ch in _as_list(_get(image, "Dimensions", "Channels", "Channel")):
-            if isinstance(ch, dict):
-                names.append(str(ch.get("@Name") or ch.get("Name") or ""))
-        channel_names = tuple(names) if len(names) == n_c and all(names) and samples == 1 else ()
-        scene_names = {}
-        for sc in _as_list(_get(image, "Dimensions", "S", "Scenes", "Scene")):
-            if isinstance(sc, dict) and sc.get("@Name"):
-                try:
-                    scene_names[int(sc.get("@Index", len(scene_names)))] = str(sc["@Name"])
-                except ValueError:
-                    pass
-        try:
-            size_m = int(image.get("SizeM", 1) or 1)
-        except (TypeError, ValueError):
-            size_m = 1
-        if size_m > 1:
-            warnings.append(
-                f"mosaic of {size_m} tiles stitched at their stage positions (overlaps: the last tile wins, gaps read as 0)"
-            )
+        px = _pixel_size(meta)
+        channel_names = _channel_names(image, n_c, samples)
+        scene_names = _scene_names(image)
+        warnings += _mosaic_warnings(image)
 
         rects = reader.scenes_bounding_rectangle
         ids = sorted(rects) if rects else [None]
@@ -358,41 +428,17 @@ class CziReader:
             rect = rects[sid] if sid is not None else reader.total_bounding_rectangle
             if rect.w <= 0 or rect.h <= 0:
                 raise ImageError(f"{path.name}: the CZI file holds no image (empty bounding box).")
-            line_axis = None
-            scene_warnings = list(warnings)
-            h, w, sz, st = rect.h, rect.w, n_z, n_t
-            if rect.h == 1:
-                if n_t > 1 or n_z > 1:
-                    line_axis = "T" if n_t > 1 else "Z"
-                    count = n_t if line_axis == "T" else n_z
-                    h = count
-                    if line_axis == "T":
-                        st = 1
-                    else:
-                        sz = 1
-                    what = "time" if line_axis == "T" else "Z (an x-z scan)"
-                    scene_warnings.append(
-                        f"line scan: {count} lines of {w} px stacked as rows (a kymograph); rows are {what}, "
-                        "not space, and the pixel size given is the one along the line"
-                    )
-                else:
-                    scene_warnings.append("line scan: the image is 1 row high")
-            if samples == 3:
-                shape, axes = (h, w, 3), "YXS"
-            elif n_c > 1:
-                shape, axes = (n_c, h, w), "CYX"
-            else:
-                shape, axes = (h, w), "YX"
+            rows = _rows(rect, n_z, n_t)
+            shape, axes = _plane_shape(samples, n_c, rows.height, rect.w)
             info = SceneInfo(
                 path=path, shape=shape, axes=axes, dtype=dtype,
                 pixel_size_um=px, calibration="CZI" if px else None,
                 scene=index, n_scenes=len(ids),
                 scene_name=scene_names.get(sid) if sid is not None else None,
-                channel_names=channel_names, n_z=sz, n_t=st,
-                warnings=tuple(scene_warnings), reader=self.name,
+                channel_names=channel_names, n_z=rows.n_z, n_t=rows.n_t,
+                warnings=tuple(warnings + rows.warnings), reader=self.name,
             )
-            scenes.append(CziScene(czi, info, rect, sid, pixel_type, samples, max(1, n_c), line_axis))
+            scenes.append(CziScene(czi, info, rect, sid, pixel_type, samples, max(1, n_c), rows.line_axis))
         return scenes
-
 
 READER = CziReader()

@@ -11,13 +11,12 @@ region and need no lock. Big-endian files are returned in native byte order.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
 
 from tilesapp.core.errors import ImageError
-from tilesapp.core.readers.base import SceneInfo
+from tilesapp.core.readers.base import Closing, SceneInfo, SliceScene
 
 _INSTALL = 'reading DeltaVision files needs the package mrc (pip install "tilesapp[formats]").'
 _MODES = {0, 1, 2, 3, 4, 5, 6, 7}
@@ -28,18 +27,15 @@ def _short(exc: Exception) -> str:
     return text if len(text) <= 160 else text[:157] + "..."
 
 
-class DvScene:
+class DvScene(SliceScene):
     def __init__(self, owner: "DvFile", info: SceneInfo, axes: str):
         self.info = info
         self._owner = owner
         self._axes = axes  # memmap axes, e.g. "CTZYX"
 
     def _take(self, z: int, t: int, rows: slice, cols: slice) -> np.ndarray:
+        self._check_plane(z, t)
         info = self.info
-        if not (0 <= z < info.n_z and 0 <= t < info.n_t):
-            raise ImageError(
-                f"{info.name}: plane z={z}, t={t} does not exist (the image has {info.n_z} Z and {info.n_t} T planes)."
-            )
         data = self._owner._data
         if data is None:
             raise ImageError(f"{info.name}: the file was closed.")
@@ -53,22 +49,8 @@ class DvScene:
             raise ImageError(f"{info.name}: cannot read the DeltaVision pixels ({_short(exc)}).") from exc
         return out
 
-    def read(self, y0: int, y1: int, x0: int, x1: int, *, z: int = 0, t: int = 0) -> np.ndarray:
-        h, w = self.info.shape_yx
-        if not (0 <= y0 < y1 <= h and 0 <= x0 < x1 <= w):
-            raise ValueError(f"region [{y0}:{y1}, {x0}:{x1}] is outside the {h}×{w} image")
-        return self._take(z, t, slice(y0, y1), slice(x0, x1))
 
-    def overview(self, max_side: int, *, z: int = 0, t: int = 0) -> np.ndarray:
-        h, w = self.info.shape_yx
-        step = max(1, math.ceil(max(h, w) / max(1, max_side)))
-        return self._take(z, t, slice(None, None, step), slice(None, None, step))
-
-    def chunk_rows(self) -> int:
-        return 1  # uncompressed, memory-mapped
-
-
-class DvFile:
+class DvFile(Closing):
     def __init__(self, path: Path, handle, data):
         self.path = path
         self._handle = handle
@@ -82,12 +64,6 @@ class DvFile:
                 handle.close()
             except Exception:
                 pass  # a region copy still referencing the map: it closes when released
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 class DvReader:

@@ -20,15 +20,15 @@ What a file becomes:
 
 from __future__ import annotations
 
-import math
 import threading
 from itertools import product
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from tilesapp.core.errors import ImageError
-from tilesapp.core.readers.base import SceneInfo
+from tilesapp.core.readers.base import Closing, SceneInfo, SliceScene
 
 _INSTALL = 'reading LIF files needs the package liffile (pip install "tilesapp[formats]").'
 _UNIT_UM = {"m": 1e6, "mm": 1e3, "um": 1.0, "µm": 1.0, "\u03bcm": 1.0, "nm": 1e-3}
@@ -42,7 +42,7 @@ def _short(exc: Exception) -> str:
     return text if len(text) <= 160 else text[:157] + "..."
 
 
-class LifScene:
+class LifScene(SliceScene):
     """One image (or one tile / extra index of an image) of a LIF file."""
 
     def __init__(self, owner: "LifFileHandle", info: SceneInfo, image, data, dims: tuple[str, ...],
@@ -56,11 +56,8 @@ class LifScene:
         self._fixed = fixed  # index along the scene dimensions (M, λ, ...)
 
     def _take(self, z: int, t: int, rows: slice, cols: slice) -> np.ndarray:
+        self._check_plane(z, t)
         info = self.info
-        if not (0 <= z < info.n_z and 0 <= t < info.n_t):
-            raise ImageError(
-                f"{info.name}: plane z={z}, t={t} does not exist (the image has {info.n_z} Z and {info.n_t} T planes)."
-            )
         planes = {"Z": z, "T": t}
         try:
             if self._data is not None:
@@ -111,22 +108,8 @@ class LifScene:
                 parts.append(frame if frame.ndim == 3 else frame[..., None])
         return np.concatenate(parts, axis=2)
 
-    def read(self, y0: int, y1: int, x0: int, x1: int, *, z: int = 0, t: int = 0) -> np.ndarray:
-        h, w = self.info.shape_yx
-        if not (0 <= y0 < y1 <= h and 0 <= x0 < x1 <= w):
-            raise ValueError(f"region [{y0}:{y1}, {x0}:{x1}] is outside the {h}×{w} image")
-        return self._take(z, t, slice(y0, y1), slice(x0, x1))
 
-    def overview(self, max_side: int, *, z: int = 0, t: int = 0) -> np.ndarray:
-        h, w = self.info.shape_yx
-        step = max(1, math.ceil(max(h, w) / max(1, max_side)))
-        return self._take(z, t, slice(None, None, step), slice(None, None, step))
-
-    def chunk_rows(self) -> int:
-        return 1  # uncompressed and memory-mapped: any row is addressable
-
-
-class LifFileHandle:
+class LifFileHandle(Closing):
     """An open LIF file: ``scenes`` plus the liffile handle (kept for frame reads)."""
 
     def __init__(self, path: Path, lif):
@@ -145,12 +128,6 @@ class LifFileHandle:
                 lif.close()
             except Exception:
                 pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def _dimension_sizes_um(image) -> dict[str, float]:
@@ -171,6 +148,147 @@ def _dimension_sizes_um(image) -> dict[str, float]:
             continue
         out[label] = length / (n - 1) * factor
     return out
+
+
+class _Plan(NamedTuple):
+    """One scene to be, before the whole file is listed (its index and the file's warnings come last)."""
+
+    image: object
+    data: np.ndarray | None
+    dims: tuple[str, ...]
+    row_axis: str
+    fixed: dict[str, int]
+    fields: dict  # SceneInfo fields but scene, n_scenes, warnings and reader
+    warnings: list[str]
+
+
+def _plan_image(path: Path, image, size_on_disk: int) -> list[_Plan]:
+    """The scenes of one image element: one per index of its extra dimensions (tiles, λ, ...)."""
+    sizes = dict(image.sizes)
+    dims = tuple(image.dims)
+    row_axis, warnings = _row_axis(sizes)
+    h = int(sizes.get(row_axis, 1)) if row_axis in sizes else 1
+    w = int(sizes["X"])
+    n_z = int(sizes.get("Z", 1)) if row_axis != "Z" else 1
+    n_t = int(sizes.get("T", 1)) if row_axis != "T" else 1
+    n_c = int(sizes.get("C", 1))
+    n_s = int(sizes.get("S", 1))
+    scene_dims = [d for d in dims if d not in _FRAME_DIMS + _PLANE_DIMS and d != row_axis]
+
+    dtype = _dtype(path, image)
+    _check_not_truncated(path, image, size_on_disk)
+    data = _memory_map(path, image, row_axis)
+    px = _pixel_size(image, row_axis)
+    shape, axes = _plane_shape(n_c, n_s, h, w)
+    fields = dict(
+        path=path, shape=shape, axes=axes, dtype=dtype.name,
+        pixel_size_um=px, calibration="LIF" if px else None,
+        channel_names=(), n_z=n_z, n_t=n_t,
+    )
+    if "M" in scene_dims:
+        warnings.append(f"tile scan of {sizes['M']} tiles: each tile is its own scene (tiles are not stitched)")
+    return [
+        _Plan(image, data, dims, row_axis, fixed, dict(fields, scene_name=label), warnings)
+        for fixed, label in _scene_labels(image, sizes, scene_dims)
+    ]
+
+
+def _row_axis(sizes: dict[str, int]) -> tuple[str, list[str]]:
+    """The dimension shown as rows: Y, or Z / T for an x-z / x-t scan, which has no Y."""
+    if "Y" in sizes:
+        return "Y", []
+    if "Z" in sizes or "T" in sizes:
+        row_axis = "Z" if "Z" in sizes else "T"
+        what = "Z (an x-z scan)" if row_axis == "Z" else "time (an x-t scan)"
+        lines = f"{sizes[row_axis]} lines of {sizes['X']} px"
+        return row_axis, [f"line scan: {lines} stacked as rows; rows are {what}, not Y"]
+    return "Y", ["line scan: the image is 1 row high"]
+
+
+def _dtype(path: Path, image) -> np.dtype:
+    """The pixel type of every channel; a scene is one array, so channels must agree."""
+    try:
+        dtypes = {c.dtype for c in image._channels}  # private: per-channel storage types
+    except Exception:
+        dtypes = set()
+    if len(dtypes) > 1:
+        raise ImageError(
+            f"{path.name}: image {image.path!r} mixes channel types ({', '.join(sorted(map(str, dtypes)))}), "
+            "which is not supported."
+        )
+    dtype = np.dtype(image.dtype)
+    if dtype.kind not in "uif":
+        raise ImageError(f"{path.name}: LIF pixels of type {dtype} are not supported.")
+    return dtype
+
+
+def _check_not_truncated(path: Path, image, size_on_disk: int) -> None:
+    """Raise ImageError when the image's pixels would run past the end of the file."""
+    block = image.memory_block
+    if block.offset >= 0 and block.offset + block.size > size_on_disk:
+        raise ImageError(
+            f"{path.name}: the LIF file is truncated (image {image.path!r} needs bytes up to "
+            f"{block.offset + block.size}, the file has {size_on_disk})."
+        )
+
+
+def _memory_map(path: Path, image, row_axis: str) -> np.memmap | None:
+    """The whole image memory-mapped in its dims order, or None to read it frame by frame."""
+    # BGR images (liffile flips them to RGB in its frame reads) and layouts that cannot be
+    # mapped are read frame by frame
+    data = None
+    if not getattr(image, "_is_bgr", False):
+        try:
+            mm = image.asarray(out="memmap")
+            data = mm if isinstance(mm, np.memmap) else None
+        except Exception:
+            data = None
+    if data is not None and tuple(data.shape) != tuple(image.shape):
+        data = None  # unexpected layout: frame reads
+    if data is None and row_axis != "Y":
+        raise ImageError(f"{path.name}: image {image.path!r} (an x-z / x-t scan) cannot be memory-mapped.")
+    return data
+
+
+def _pixel_size(image, row_axis: str) -> tuple[float, float] | None:
+    """(rows, x) in µm; rows fall back to x when the row dimension has no length."""
+    um = _dimension_sizes_um(image)
+    row_um = um.get(row_axis)
+    if um.get("X"):
+        return (row_um if row_um else um["X"], um["X"])
+    return None
+
+
+def _plane_shape(n_c: int, n_s: int, h: int, w: int) -> tuple[tuple[int, ...], str]:
+    if n_s in (3, 4) and n_c == 1:
+        return (h, w, n_s), "YXS"
+    if n_c * n_s > 1:
+        return (n_c * n_s, h, w), "CYX"
+    return (h, w), "YX"
+
+
+def _scene_labels(image, sizes: dict[str, int], scene_dims: list[str]) -> list[tuple[dict[str, int], str]]:
+    """(index along each scene dimension, scene name) for every scene of an image.
+
+    A tile's name carries its field (row, column) so that a user can find it in LAS X.
+    """
+    tiles = None
+    if "M" in scene_dims:
+        try:
+            tiles = image.tilescan.tiles
+        except Exception:
+            tiles = None
+    labels = []
+    for combo in list(product(*(range(sizes[d]) for d in scene_dims))) or [()]:
+        fixed = dict(zip(scene_dims, combo))
+        parts = []
+        for d, v in fixed.items():
+            text = f"{_DIM_NAMES.get(d, d)} {v + 1}/{sizes[d]}"
+            if d == "M" and tiles is not None and len(tiles) == sizes["M"]:
+                text += f" (row {int(tiles[v]['field_y'])}, column {int(tiles[v]['field_x'])})"
+            parts.append(text)
+        labels.append((fixed, f"{image.path} {', '.join(parts)}" if parts else image.path))
+    return labels
 
 
 class LifReader:
@@ -206,6 +324,7 @@ class LifReader:
         return handle
 
     def _scenes(self, path: Path, handle: LifFileHandle, lif, liffile) -> list[LifScene]:
+        """Every scene of every readable image element; what was skipped is said in every scene."""
         file_warnings: list[str] = []
         size_on_disk = path.stat().st_size
         images = []
@@ -215,112 +334,20 @@ class LifReader:
                 continue
             images.append(image)
 
-        planned = []
+        planned: list[_Plan] = []
         for image in images:
-            sizes = dict(image.sizes)
-            dims = tuple(image.dims)
-            if "X" not in sizes:
+            if "X" not in image.sizes:
                 file_warnings.append(f"element {image.path!r} skipped (no X dimension)")
                 continue
-            warnings: list[str] = []
-            if "Y" in sizes:
-                row_axis = "Y"
-            elif "Z" in sizes or "T" in sizes:
-                row_axis = "Z" if "Z" in sizes else "T"
-                what = "Z (an x-z scan)" if row_axis == "Z" else "time (an x-t scan)"
-                warnings.append(
-                    f"line scan: {sizes[row_axis]} lines of {sizes['X']} px stacked as rows; rows are {what}, not Y"
-                )
-            else:
-                row_axis = "Y"
-                warnings.append("line scan: the image is 1 row high")
-            h = int(sizes.get(row_axis, 1)) if row_axis in sizes else 1
-            w = int(sizes["X"])
-            n_z = int(sizes.get("Z", 1)) if row_axis != "Z" else 1
-            n_t = int(sizes.get("T", 1)) if row_axis != "T" else 1
-            n_c = int(sizes.get("C", 1))
-            n_s = int(sizes.get("S", 1))
-            scene_dims = [d for d in dims if d not in _FRAME_DIMS + _PLANE_DIMS and d != row_axis]
-
-            try:
-                dtypes = {c.dtype for c in image._channels}  # private: per-channel storage types
-            except Exception:
-                dtypes = set()
-            if len(dtypes) > 1:
-                raise ImageError(
-                    f"{path.name}: image {image.path!r} mixes channel types ({', '.join(sorted(map(str, dtypes)))}), "
-                    "which is not supported."
-                )
-            dtype = np.dtype(image.dtype)
-            if dtype.kind not in "uif":
-                raise ImageError(f"{path.name}: LIF pixels of type {dtype} are not supported.")
-            block = image.memory_block
-            if block.offset >= 0 and block.offset + block.size > size_on_disk:
-                raise ImageError(
-                    f"{path.name}: the LIF file is truncated (image {image.path!r} needs bytes up to "
-                    f"{block.offset + block.size}, the file has {size_on_disk})."
-                )
-            # BGR images (liffile flips them to RGB in its frame reads) and layouts that cannot be
-            # mapped are read frame by frame
-            data = None
-            if not getattr(image, "_is_bgr", False):
-                try:
-                    mm = image.asarray(out="memmap")
-                    data = mm if isinstance(mm, np.memmap) else None
-                except Exception:
-                    data = None
-            if data is not None and tuple(data.shape) != tuple(image.shape):
-                data = None  # unexpected layout: frame reads
-            if data is None and row_axis != "Y":
-                raise ImageError(f"{path.name}: image {image.path!r} (an x-z / x-t scan) cannot be memory-mapped.")
-
-            um = _dimension_sizes_um(image)
-            row_um = um.get(row_axis)
-            px = None
-            if um.get("X"):
-                px = (row_um if row_um else um["X"], um["X"])
-            if n_s in (3, 4) and n_c == 1:
-                shape, axes = (h, w, n_s), "YXS"
-            elif n_c * n_s > 1:
-                shape, axes = (n_c * n_s, h, w), "CYX"
-            else:
-                shape, axes = (h, w), "YX"
-
-            combos = list(product(*(range(sizes[d]) for d in scene_dims))) or [()]
-            tiles = None
-            if "M" in scene_dims:
-                n_m = sizes["M"]
-                warnings.append(
-                    f"tile scan of {n_m} tiles: each tile is its own scene (tiles are not stitched)"
-                )
-                try:
-                    tiles = image.tilescan.tiles
-                except Exception:
-                    tiles = None
-            for combo in combos:
-                fixed = dict(zip(scene_dims, combo))
-                label = image.path
-                parts = []
-                for d, v in fixed.items():
-                    text = f"{_DIM_NAMES.get(d, d)} {v + 1}/{sizes[d]}"
-                    if d == "M" and tiles is not None and len(tiles) == sizes["M"]:
-                        text += f" (row {int(tiles[v]['field_y'])}, column {int(tiles[v]['field_x'])})"
-                    parts.append(text)
-                if parts:
-                    label = f"{label} {', '.join(parts)}"
-                planned.append((image, data, dims, row_axis, fixed, shape, axes, dtype, px, n_z, n_t, label, warnings))
+            planned += _plan_image(path, image, size_on_disk)
 
         scenes = []
-        for index, (image, data, dims, row_axis, fixed, shape, axes, dtype, px, n_z, n_t, label, warnings) in enumerate(planned):
+        for index, plan in enumerate(planned):
             info = SceneInfo(
-                path=path, shape=shape, axes=axes, dtype=dtype.name,
-                pixel_size_um=px, calibration="LIF" if px else None,
-                scene=index, n_scenes=len(planned), scene_name=label,
-                channel_names=(), n_z=n_z, n_t=n_t,
-                warnings=tuple(warnings + file_warnings), reader=self.name,
+                **plan.fields, scene=index, n_scenes=len(planned),
+                warnings=tuple(plan.warnings + file_warnings), reader=self.name,
             )
-            scenes.append(LifScene(handle, info, image, data, dims, row_axis, fixed))
+            scenes.append(LifScene(handle, info, plan.image, plan.data, plan.dims, plan.row_axis, plan.fixed))
         return scenes
-
 
 READER = LifReader()

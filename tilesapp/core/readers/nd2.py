@@ -19,14 +19,13 @@ Frame reads share one file handle and are serialised with a lock.
 
 from __future__ import annotations
 
-import math
 import threading
 from pathlib import Path
 
 import numpy as np
 
 from tilesapp.core.errors import ImageError
-from tilesapp.core.readers.base import SceneInfo
+from tilesapp.core.readers.base import Closing, SceneInfo, SliceScene
 
 _INSTALL = 'reading ND2 files needs the package nd2 (pip install "tilesapp[formats]").'
 _MAGIC = (b"\xda\xce\xbe\x0a", b"\x00\x00\x00\x0c\x6a\x50\x20\x20")  # modern chunk header / legacy JPEG 2000
@@ -37,7 +36,7 @@ def _short(exc: Exception) -> str:
     return text if len(text) <= 160 else text[:157] + "..."
 
 
-class Nd2Scene:
+class Nd2Scene(SliceScene):
     """One XY position of an ND2 file."""
 
     def __init__(self, owner: "Nd2File", info: SceneInfo, position: int):
@@ -46,29 +45,14 @@ class Nd2Scene:
         self._position = position
 
     def _take(self, z: int, t: int, rows: slice, cols: slice) -> np.ndarray:
-        info = self.info
-        if not (0 <= z < info.n_z and 0 <= t < info.n_t):
-            raise ImageError(
-                f"{info.name}: plane z={z}, t={t} does not exist (the image has {info.n_z} Z and {info.n_t} T planes)."
-            )
+        self._check_plane(z, t)
         return self._owner._read_frame(self._position, z, t, rows, cols)
-
-    def read(self, y0: int, y1: int, x0: int, x1: int, *, z: int = 0, t: int = 0) -> np.ndarray:
-        h, w = self.info.shape_yx
-        if not (0 <= y0 < y1 <= h and 0 <= x0 < x1 <= w):
-            raise ValueError(f"region [{y0}:{y1}, {x0}:{x1}] is outside the {h}×{w} image")
-        return self._take(z, t, slice(y0, y1), slice(x0, x1))
-
-    def overview(self, max_side: int, *, z: int = 0, t: int = 0) -> np.ndarray:
-        h, w = self.info.shape_yx
-        step = max(1, math.ceil(max(h, w) / max(1, max_side)))
-        return self._take(z, t, slice(None, None, step), slice(None, None, step))
 
     def chunk_rows(self) -> int:
         return self._owner._chunk_rows
 
 
-class Nd2File:
+class Nd2File(Closing):
     """An open ND2 file: ``scenes`` plus the shared ``nd2.ND2File`` handle."""
 
     def __init__(self, path: Path, handle):
@@ -106,12 +90,6 @@ class Nd2File:
                 handle.close()
             except Exception:
                 pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def _position_names(handle, count: int) -> list[str | None]:

@@ -168,6 +168,73 @@ def _ome_xml(path: Path) -> list[dict]:
     return images
 
 
+def _multiscale(path: Path, group, attrs: dict, label: str) -> tuple[dict, list]:
+    """The first multiscale of an image group and its arrays, full resolution first."""
+    multiscales = attrs.get("multiscales")
+    if not multiscales:
+        raise ImageError(f"{path.name}: image {label} has no multiscales metadata.")
+    ms = multiscales[0]
+    datasets = ms.get("datasets") or []
+    if not datasets:
+        raise ImageError(f"{path.name}: image {label} lists no datasets.")
+    return ms, [group[d["path"]] for d in datasets]
+
+
+def _axes(path: Path, ms: dict, ndim: int, label: str) -> tuple[list[str], list[str | None]]:
+    """Lower-case axis names and their units (NGFF 0.3 lists names only; 0.1–0.2 nothing, meaning tczyx)."""
+    raw_axes = ms.get("axes")
+    if raw_axes is None:
+        raw_axes = list("tczyx"[-ndim:])
+    axes, units = [], []
+    for a in raw_axes:
+        if isinstance(a, dict):
+            axes.append(str(a.get("name", "")).lower())
+            units.append(a.get("unit"))
+        else:
+            axes.append(str(a).lower())
+            units.append(None)
+    if len(axes) != ndim or "y" not in axes or "x" not in axes:
+        raise ImageError(f"{path.name}: image {label} has axes {axes} for a {ndim}-D array (needs y and x).")
+    return axes, units
+
+
+def _pixel_size(ms: dict, axes: list[str], units: list[str | None], entry: dict | None):
+    """(pixel size (y, x) in µm or None, its origin, warnings).
+
+    The scale counts only with a length unit: a unitless scale (bioformats2raw writes 1.0)
+    would claim 1 µm pixels, so the OME-XML is asked next, and else the user.
+    """
+    ndim = len(axes)
+    scale = [1.0] * ndim
+    datasets = ms.get("datasets") or []
+    for transforms in (datasets[0].get("coordinateTransformations"), ms.get("coordinateTransformations")):
+        for tr in transforms or []:
+            if tr.get("type") == "scale" and len(tr.get("scale", [])) == ndim:
+                scale = [s * float(v) for s, v in zip(scale, tr["scale"])]
+    yi, xi = axes.index("y"), axes.index("x")
+    uy, ux = units[yi], units[xi]
+    if ux in _UNIT_UM and (uy in _UNIT_UM or uy is None) and scale[xi] > 0 and scale[yi] > 0:
+        return (scale[yi] * _UNIT_UM[uy or ux], scale[xi] * _UNIT_UM[ux]), "OME-Zarr", []
+    if entry and entry.get("px"):
+        return entry["px"], "OME", []
+    if ux is None:
+        return None, None, [
+            "the OME-Zarr axes carry no unit, so their scale calibrates nothing: enter the pixel size"
+        ]
+    return None, None, [f"unknown OME-Zarr length unit {ux!r}: enter the pixel size"]
+
+
+def _channel_names(attrs: dict, entry: dict | None, n_c: int) -> tuple[str, ...]:
+    """omero labels, else the OME-XML's; only when every channel has a name."""
+    omero = attrs.get("omero") or {}
+    labels = [str(ch.get("label") or "") for ch in omero.get("channels", []) if isinstance(ch, dict)]
+    if len(labels) == n_c and all(labels):
+        return tuple(labels)
+    if entry and len(entry["channels"]) == n_c and all(entry["channels"]):
+        return tuple(entry["channels"])
+    return ()
+
+
 class OmeZarrReader:
     name = "omezarr"
     suffixes = (".zarr",)
@@ -245,70 +312,24 @@ class OmeZarrReader:
         ]
 
     def _image(self, path: Path, group, name: str | None, entry: dict | None):
+        """SceneInfo fields (but scene and n_scenes), pyramid levels and axes of one multiscale image."""
+        label = name or "/"
         attrs = _ome(group.attrs)
-        multiscales = attrs.get("multiscales")
-        if not multiscales:
-            raise ImageError(f"{path.name}: image {name or '/'} has no multiscales metadata.")
-        ms = multiscales[0]
-        datasets = ms.get("datasets") or []
-        if not datasets:
-            raise ImageError(f"{path.name}: image {name or '/'} lists no datasets.")
-        levels = [group[d["path"]] for d in datasets]
+        ms, levels = _multiscale(path, group, attrs, label)
         level0 = levels[0]
-        ndim = len(level0.shape)
-        raw_axes = ms.get("axes")
-        if raw_axes is None:
-            raw_axes = list("tczyx"[-ndim:])
-        axes, units = [], []
-        for a in raw_axes:
-            if isinstance(a, dict):
-                axes.append(str(a.get("name", "")).lower())
-                units.append(a.get("unit"))
-            else:
-                axes.append(str(a).lower())
-                units.append(None)
-        if len(axes) != ndim or "y" not in axes or "x" not in axes:
-            raise ImageError(f"{path.name}: image {name or '/'} has axes {axes} for a {ndim}-D array (needs y and x).")
+        axes, units = _axes(path, ms, len(level0.shape), label)
         sizes = dict(zip(axes, level0.shape))
-        warnings: list[str] = []
         for a, n in sizes.items():
             if a not in _KNOWN_AXES and n > 1:
-                raise ImageError(f"{path.name}: image {name or '/'} has an axis {a!r} of size {n}, which is not supported.")
-
+                raise ImageError(f"{path.name}: image {label} has an axis {a!r} of size {n}, which is not supported.")
         dtype = np.dtype(str(level0.dtype)) if str(level0.dtype) != "bool" else np.dtype("uint8")
         if dtype.kind not in "uif":
             raise ImageError(f"{path.name}: OME-Zarr pixels of type {level0.dtype} are not supported.")
-
-        # pixel size: scale (+ multiscale scale) with units, else OME-XML
-        scale = [1.0] * ndim
-        for transforms in (datasets[0].get("coordinateTransformations"), ms.get("coordinateTransformations")):
-            for tr in transforms or []:
-                if tr.get("type") == "scale" and len(tr.get("scale", [])) == ndim:
-                    scale = [s * float(v) for s, v in zip(scale, tr["scale"])]
-        yi, xi = axes.index("y"), axes.index("x")
-        px, origin = None, None
-        uy, ux = units[yi], units[xi]
-        if ux in _UNIT_UM and (uy in _UNIT_UM or uy is None) and scale[xi] > 0 and scale[yi] > 0:
-            px = (scale[yi] * _UNIT_UM[uy or ux], scale[xi] * _UNIT_UM[ux])
-            origin = "OME-Zarr"
-        elif entry and entry.get("px"):
-            px, origin = entry["px"], "OME"
-        elif ux is None:
-            warnings.append(
-                "the OME-Zarr axes carry no unit, so their scale calibrates nothing: enter the pixel size"
-            )
-        else:
-            warnings.append(f"unknown OME-Zarr length unit {ux!r}: enter the pixel size")
+        px, origin, warnings = _pixel_size(ms, axes, units, entry)
 
         h, w = int(sizes["y"]), int(sizes["x"])
         n_c = int(sizes.get("c", 1))
-        names: tuple[str, ...] = ()
-        omero = attrs.get("omero") or {}
-        labels = [str(ch.get("label") or "") for ch in omero.get("channels", []) if isinstance(ch, dict)]
-        if len(labels) == n_c and all(labels):
-            names = tuple(labels)
-        elif entry and len(entry["channels"]) == n_c and all(entry["channels"]):
-            names = tuple(entry["channels"])
+        names = _channel_names(attrs, entry, n_c)
         rgb = bool(entry) and n_c == 3 and entry["samples"] == [3] and dtype.kind == "u"
         if rgb:
             shape, s_axes, names = (h, w, 3), "YXS", ()
@@ -323,6 +344,5 @@ class OmeZarrReader:
             warnings=tuple(warnings), reader=self.name,
         )
         return info, levels, tuple(axes)
-
 
 READER = OmeZarrReader()

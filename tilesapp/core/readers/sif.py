@@ -14,13 +14,12 @@ memory-mapped, so reads touch only the region and need no lock.
 from __future__ import annotations
 
 import io
-import math
 from pathlib import Path
 
 import numpy as np
 
 from tilesapp.core.errors import ImageError
-from tilesapp.core.readers.base import SceneInfo
+from tilesapp.core.readers.base import Closing, SceneInfo, SliceScene
 
 _INSTALL = 'reading Andor SIF files needs the package sif_parser (pip install "tilesapp[formats]").'
 _MAGIC = b"Andor Technology Multi-Channel File"
@@ -53,17 +52,14 @@ def _text(value) -> str:
     return str(value).strip()
 
 
-class SifScene:
+class SifScene(SliceScene):
     def __init__(self, owner: "SifFile", info: SceneInfo):
         self.info = info
         self._owner = owner
 
     def _take(self, z: int, t: int, rows: slice, cols: slice) -> np.ndarray:
+        self._check_plane(z, t)
         info = self.info
-        if not (0 <= z < info.n_z and 0 <= t < info.n_t):
-            raise ImageError(
-                f"{info.name}: plane z={z}, t={t} does not exist (the image has {info.n_z} Z and {info.n_t} T planes)."
-            )
         data = self._owner._data
         if data is None:
             raise ImageError(f"{info.name}: the file was closed.")
@@ -73,22 +69,8 @@ class SifScene:
         except Exception as exc:
             raise ImageError(f"{info.name}: cannot read the SIF pixels ({_short(exc)}).") from exc
 
-    def read(self, y0: int, y1: int, x0: int, x1: int, *, z: int = 0, t: int = 0) -> np.ndarray:
-        h, w = self.info.shape_yx
-        if not (0 <= y0 < y1 <= h and 0 <= x0 < x1 <= w):
-            raise ValueError(f"region [{y0}:{y1}, {x0}:{x1}] is outside the {h}×{w} image")
-        return self._take(z, t, slice(y0, y1), slice(x0, x1))
 
-    def overview(self, max_side: int, *, z: int = 0, t: int = 0) -> np.ndarray:
-        h, w = self.info.shape_yx
-        step = max(1, math.ceil(max(h, w) / max(1, max_side)))
-        return self._take(z, t, slice(None, None, step), slice(None, None, step))
-
-    def chunk_rows(self) -> int:
-        return 1  # uncompressed, memory-mapped
-
-
-class SifFile:
+class SifFile(Closing):
     def __init__(self, path: Path, data: np.ndarray):
         self.path = path
         self._data = data
@@ -96,12 +78,6 @@ class SifFile:
 
     def close(self) -> None:
         self._data = None  # the memory map closes when the last region copy is released
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 class SifReader:

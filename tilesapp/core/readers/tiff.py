@@ -59,6 +59,7 @@ class TiffReader:
         except Exception as exc:
             raise ImageError(f"{path.name}: cannot be read as an image ({reason(exc)}).") from exc
         try:
+            tif.filehandle.set_lock(True)  # scenes and bands read through one file handle from many threads
             if not tif.series:
                 raise ImageError(f"{path.name}: the TIFF file holds no image.")
             indices = image_series(tif)
@@ -115,6 +116,7 @@ class TiffScene:
         )
         self._array = None  # zarr array or memory map, in the series' axes, opened for regions
         self._lock = threading.Lock()
+        self._segments = _Segments.of(tif, self._series) if self.layout.single_plane else None
 
     # --- regions ----------------------------------------------------------------------------
     def read(self, y0: int, y1: int, x0: int, x1: int, *, z: int = 0, t: int = 0) -> np.ndarray:
@@ -125,6 +127,8 @@ class TiffScene:
             if (y0, y1, x0, x1) == (0, rows, 0, cols) and self.layout.single_plane:
                 # the whole plane: tifffile's decoder, threads over the file's chunks
                 region = self._series.asarray(level=0)
+            elif self._segments is not None:
+                region = self._segments.read(y0, y1, x0, x1)
             else:
                 array = self._region_array()
                 index = self.layout.index(y0, y1, x0, x1, z, t)
@@ -165,6 +169,8 @@ class TiffScene:
             return False
 
     def chunk_rows(self) -> int:
+        if self._segments is not None:
+            return self._segments.height
         array = self._region_array()
         chunks = getattr(array, "chunks", None)
         if not chunks:  # a memory map
@@ -200,6 +206,61 @@ class TiffScene:
     def close(self) -> None:
         # A memory map is not closed explicitly: numpy closes it when no array uses it.
         self._array = None
+
+
+class _Segments:
+    """Regions of a single-page tiled or strip image, decoded by the calling thread.
+
+    tifffile's zarr store decodes every chunk on zarr's one event-loop thread, so bands read in
+    parallel wait in line; here each band's thread reads the bytes of the chunks its region
+    touches (under the file handle's lock, shared with every read of the file) and decodes
+    them itself (the codecs release the GIL).
+    """
+
+    def __init__(self, tif: tifffile.TiffFile, page):
+        self.tif, self.page = tif, page
+        self.height, self.width = int(page.chunks[0]), int(page.chunks[1])
+        self.per_row = -(-page.imagewidth // self.width)
+        self.samples = page.samplesperpixel
+        self.decodeargs = {}
+        if page.compression in (6, 7, 34892, 33007):  # JPEG: shared tables, NDPI headers
+            self.decodeargs = {"jpegtables": page.jpegtables, "jpegheader": page.keyframe.jpegheader}
+
+    @classmethod
+    def of(cls, tif: tifffile.TiffFile, series) -> _Segments | None:
+        """For a series stored as one chunked page with interleaved samples; None otherwise."""
+        level = series.levels[0]
+        if len(level.pages) != 1:
+            return None
+        page = level.pages[0]
+        if not hasattr(page, "dataoffsets") or page.is_memmappable or page.planarconfig != 1 \
+                or page.imagedepth != 1 or len(page.chunks) < 2 or page.dtype is None:
+            return None
+        if len(page.dataoffsets) != -(-page.imagelength // int(page.chunks[0])) * -(-page.imagewidth // int(page.chunks[1])):
+            return None
+        return cls(tif, page)
+
+    def read(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        """Pixels ``[y0:y1, x0:x1]`` as (rows, cols, samples) in the page's dtype."""
+        page = self.page
+        rows = range(y0 // self.height, -(-y1 // self.height))
+        cols = range(x0 // self.width, -(-x1 // self.width))
+        indices = [r * self.per_row + c for r in rows for c in cols]
+        fh = self.tif.filehandle
+        chunks = list(fh.read_segments([page.dataoffsets[i] for i in indices],
+                                       [page.databytecounts[i] for i in indices], indices, lock=fh.lock))
+        out = np.zeros((y1 - y0, x1 - x0, self.samples), page.dtype)
+        for data, index in chunks:
+            segment, _, _ = page.keyframe.decode(data, index, **self.decodeargs)
+            r, c = divmod(index, self.per_row)
+            top, left = r * self.height, c * self.width
+            ya, yb = max(y0, top), min(y1, top + self.height, page.imagelength)
+            xa, xb = max(x0, left), min(x1, left + self.width, page.imagewidth)
+            if segment is None:  # an empty chunk: zeros
+                continue
+            out[ya - y0 : yb - y0, xa - x0 : xb - x0] = segment.reshape(
+                segment.shape[-3], segment.shape[-2], -1)[ya - top : yb - top, xa - left : xb - left]
+        return out
 
 
 # --- axes ------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from tilesapp.core.errors import SettingsError
 from tilesapp.core.sinks.base import Layout, RunInfo, StemNames, TileFiles, TileSink, tile_stems
 
 #: Layout modules of this package.
-BUILTIN = ("folder",)
+BUILTIN = ("folder", "ultralytics", "nnunet", "cellpose", "stardist", "coco")
 
 _registry: dict[str, type] | None = None
 
