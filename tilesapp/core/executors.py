@@ -56,7 +56,8 @@ def make_executor(spec: Executor | str | None, workers: int | None = None) -> Ex
     try:
         from tilesapp.core.executors_dask import open_cluster
     except ImportError:
-        raise TilesError("Running on a Dask cluster needs Dask on this computer: pip install \"tilesapp[dask]\".") from None
+        raise TilesError("Running on a Dask cluster needs Tiles Creator installed with Dask (pip install "
+                         "\"tilesapp[dask]\"); the desktop program runs on this computer only.") from None
     return open_cluster(spec, workers)
 
 
