@@ -215,8 +215,9 @@ class DaskExecutor:
     # --- the checks of a run ----------------------------------------------------------------------
     def check_shared(self, readable: Sequence[Path], writable: Path) -> None:
         """Refuse (:class:`OutputError`) a cluster whose workers do not all see ``readable`` (the
-        same files) and cannot write in ``writable`` (the same folder), or run another version
-        (the scheduler too: it unpickles the tasks it is given)."""
+        same files) and cannot write in ``writable`` (the same folder; or, when it does not exist
+        yet, the folder it will be made in), or run another version (the scheduler too: it
+        unpickles the tasks it is given). Nothing is left behind."""
         try:
             version = self.client.run_on_scheduler(tilesapp_version)
         except Exception as exc:  # noqa: BLE001 - whatever the scheduler could not do
@@ -227,6 +228,7 @@ class DaskExecutor:
                                f"(pip install \"tilesapp[dask]\" there).")
         workers = self._workers()
         token = uuid.uuid4().hex
+        writable = next(p for p in [Path(writable), *Path(writable).parents] if p.is_dir())
         fd, probe = tempfile.mkstemp(prefix=".tilesapp-probe-", suffix=PARTIAL_SUFFIX, dir=writable)
         try:
             os.write(fd, token.encode())

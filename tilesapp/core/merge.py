@@ -17,7 +17,6 @@ import dataclasses
 import logging
 import math
 import queue
-import shutil
 import threading
 from collections import deque
 from collections.abc import Generator
@@ -143,8 +142,7 @@ def run_merge(
         Bytes the merge may hold (default: :func:`tilesapp.core.memory.default_memory_limit`).
         A source whose canvas would need more is merged tile row by tile row into a tiled BigTIFF.
     executor : Executor or str, optional
-        Merge each source as a task of this executor — a Dask cluster's address or ``local:N``
-        (:func:`tilesapp.core.executors.make_executor`): see :func:`_merge_on`. Default: here.
+        Merge each source as a task of it (a Dask scheduler's address or ``local:N``): :func:`_merge_on`.
     """
     if memory_limit is not None and memory_limit < MIN_MEMORY_LIMIT:
         raise SettingsError("memory_limit", f"{{name}} must be at least {MIN_MEMORY_LIMIT >> 20} MB "
@@ -160,7 +158,8 @@ def run_merge(
     _check_memory(tiles_folder, manifest, sources, limit)
     window = blend_window(manifest.tile_size, manifest.overlap, blend)
     check_output_contents(out, overwrite)
-    created = not out.exists()
+    if executor is not None:
+        return (yield from _merge_on(executor, tiles_folder, manifest, sources, summary, blend, restore_scale, cancel, limit))
     prepare_output(out)
     sink = sink_class(manifest.layout).for_reading(tiles_folder, manifest)
     cancel = cancel or threading.Event()
@@ -168,11 +167,6 @@ def run_merge(
     # Tiles dropped by the empty-tile filter leave holes, filled with zeros.
     with_holes = {tile.source for tile in manifest.dropped}
     total = sum(len(by_source[s.name]) for s in sources)
-    if executor is not None:
-        jobs = [_SourceMerge(sink_class(manifest.layout).for_reading(tiles_folder, _of_source(manifest, s, by_source)),
-                             manifest, s, by_source[s.name], window, out, restore_scale, s.name in with_holes, cancel,
-                             limit) for s in sources]
-        return (yield from _merge_on(executor, jobs, blend, limit, summary, cancel, tiles_folder, created))
     done, throttle = 0, Throttle()
     gate = process_gate(limit)
     for number, source in enumerate(sources):
@@ -204,31 +198,33 @@ def run_merge(
     return summary
 
 
-def _merge_on(executor: Executor | str, jobs: list[_SourceMerge], blend: str, limit: int, summary: MergeSummary,
-              cancel: threading.Event, tiles_folder: Path, created: bool) -> Generator[Progress, None, MergeSummary]:
+def _merge_on(executor: Executor | str, folder: Path, manifest: Manifest, sources: list[SourceRecord],
+              summary: MergeSummary, blend: str, restore_scale: bool, cancel: threading.Event | None,
+              limit: int) -> Generator[Progress, None, MergeSummary]:
     """Each source's merge as one task of ``executor`` (a cluster: the worker that runs it
-    streams a big source band by band into its file, as here); progress per finished source."""
+    streams a big source band by band into its file, as here); progress per finished source.
+    On a cluster, every worker must see the tile folder and the output folder's place first."""
     owned = isinstance(executor, str)
     executor = make_executor(executor)
+    cancel = cancel or threading.Event()
+    pending: dict[int, Any] = {}
     try:
-        check_shared = getattr(executor, "check_shared", None)  # a cluster: every worker sees both folders
+        check_shared = getattr(executor, "check_shared", None)
         if check_shared is not None:
-            try:
-                check_shared([tiles_folder], summary.output)
-            except BaseException:
-                if created:
-                    shutil.rmtree(summary.output, ignore_errors=True)
-                raise
+            check_shared([folder], summary.output)
+        prepare_output(summary.output)
+        by_source = manifest.tiles_by_source()
+        holes = {tile.source for tile in manifest.dropped}  # tiles dropped by the empty-tile filter
         flag = executor.shared_cancel() if hasattr(executor, "shared_cancel") else cancel
         report = executor.tile_counter() if hasattr(executor, "tile_counter") else None
+        jobs = [_SourceMerge(sink_class(manifest.layout).for_reading(folder, _of_source(manifest, s, by_source)),
+                             manifest, s, by_source[s.name], None, summary.output, restore_scale, s.name in holes,
+                             flag, limit) for s in sources]  # the blend window is made where the task runs
+        pending = {n: executor.submit(merge_source, job, blend, limit, report) for n, job in enumerate(jobs)}
         in_flight = getattr(executor, "in_flight", lambda: 0)
-        pending = {}
-        for number, job in enumerate(jobs):
-            job.cancel, job.window = flag, None  # the window is made again where the task runs
-            pending[number] = executor.submit(merge_source, job, blend, limit, report)
         total, done, failed = sum(len(j.tiles) for j in jobs), 0, {}
         while pending:
-            if cancel.is_set():
+            if cancel.is_set() and not summary.cancelled:  # tasks not started are dropped, the others stop
                 summary.cancelled = True
                 for future in pending.values():
                     future.cancel()
@@ -244,12 +240,15 @@ def _merge_on(executor: Executor | str, jobs: list[_SourceMerge], blend: str, li
                 if error is not None:
                     failed[number] = error
             yield Progress(min(total, done + in_flight()), total, len(jobs) - len(pending), len(jobs), "", "Merging tiles")
-        if cancel.is_set():
-            summary.cancelled = True
-        else:
+        if not summary.cancelled:
             summary.written += [j.final for n, j in enumerate(jobs) if n not in failed]
         summary.failed += [(jobs[n].source.name, failed[n]) for n in sorted(failed)]
         return summary
+    except BaseException:  # closed (Ctrl-C): the tasks stop at their next tile, before we leave
+        for future in pending.values():
+            future.cancel()
+        concurrent.futures.wait(list(pending.values()))
+        raise
     finally:
         if owned:
             executor.close()
@@ -258,7 +257,8 @@ def _merge_on(executor: Executor | str, jobs: list[_SourceMerge], blend: str, li
 def merge_source(job: _SourceMerge, blend: str, limit: int, report=None) -> str | None:
     """Merge one source, wherever it runs: None when its image is written (or the merge was
     cancelled), else why it failed. ``report(n)`` is told of the tiles merged."""
-    job.window = blend_window(job.tile_size, job.grid.overlap, blend)
+    job.window = blend_window(job.tile_size, job.grid.overlap, blend)  # not shipped: made here
+    job.flat = bool(np.all(job.window == 1.0))
     gate = process_gate(limit)
     held = gate.acquire(job.bytes_needed(), job.cancel)
     name, merged = job.source.name, 0
