@@ -6,6 +6,7 @@ mid-image; resume; workers that do not see the run's folders."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import signal
 import threading
@@ -68,9 +69,10 @@ def big(tmp_path_factory):
 
 
 def _pair(folder, tmp_path, settings, executor, **kwargs):
-    """The same export here and on the cluster; their summaries."""
-    _, here = drain(run_export(folder, tmp_path / "here", settings, **kwargs))
-    _, there = drain(run_export(folder, tmp_path / "cluster", settings, executor=executor, **kwargs))
+    """The same export here and on the cluster, into folders of the same name (some layouts
+    write it down), ``tmp_path/here/set`` and ``tmp_path/cluster/set``; their summaries."""
+    _, here = drain(run_export(folder, tmp_path / "here" / "set", settings, **kwargs))
+    _, there = drain(run_export(folder, tmp_path / "cluster" / "set", settings, executor=executor, **kwargs))
     return here, there
 
 
@@ -85,10 +87,41 @@ def test_presets_with_masks_and_labels_on_a_cluster_equal_a_local_run(cluster, d
                         labels=dataset / "labels")
     assert here.exit_code == there.exit_code == 0 and there.tiles_written == here.tiles_written > 50
     assert not there.retried
-    assert_same_export(tmp_path / "here", tmp_path / "cluster")
-    m = manifest(tmp_path / "cluster")
+    assert_same_export(tmp_path / "here" / "set", tmp_path / "cluster" / "set")
+    m = manifest(tmp_path / "cluster" / "set")
     assert all(t["mask"] and t["label"] for t in m["tiles"])
     assert (bool(m["dropped"]), bool(m["split"])) == (preset == "unet", preset == "yolo")
+
+
+@pytest.fixture(scope="module")
+def objects(tmp_path_factory):
+    """Images with instance masks (ids) and the same objects as QuPath GeoJSON polygons."""
+    root = tmp_path_factory.mktemp("objects")
+    for kind in ("images", "masks", "geo"):
+        (root / kind).mkdir()
+    for i, shape in enumerate([(90, 120), (80, 100), (70, 70)]):
+        write_imagej(root / "images" / f"img{i}.tif", microscopy(shape, seed=i), 0.5)
+        mask, features = np.zeros(shape, np.uint16), []
+        for k, label in enumerate((3, 9, 300)):
+            y, x, h, w = 8 + 20 * k, 10 + 25 * k, 12, 18
+            mask[y : y + h, x : x + w] = label
+            ring = [[x, y], [x + w, y], [x + w, y + h], [x, y + h], [x, y]]
+            features.append({"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]},
+                             "properties": {"classification": {"name": ("cell", "nucleus")[k % 2]}}})
+        tifffile.imwrite(root / "masks" / f"img{i}.tif", mask)
+        (root / "geo" / f"img{i}.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    return root
+
+
+@pytest.mark.parametrize("layout, source", [("coco", "masks"), ("nnunet", "annotations"), ("ultralytics", "annotations")])
+def test_framework_layouts_on_a_cluster_equal_a_local_run(cluster, objects, tmp_path, layout, source):
+    # objects traced or drawn in the workers, gathered by this computer at the end
+    settings = Settings(tile_size=64, overlap=16, norm="global", bounds=(0, 255), dtype="uint8", format="png",
+                        layout=layout, val_fraction=0.34, seed=2, workers=2)
+    given = {"masks": objects / "masks"} if source == "masks" else {"annotations": objects / "geo"}
+    here, there = _pair(objects / "images", tmp_path, settings, cluster, **given)
+    assert here.exit_code == there.exit_code == 0 and there.tiles_written == here.tiles_written > 10
+    assert_same_export(tmp_path / "here" / "set", tmp_path / "cluster" / "set")
 
 
 def test_a_big_image_goes_to_the_cluster_in_bands_and_equals_a_local_run(cluster, big, tmp_path):

@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 
+import numpy as np
 import pytest
 import tifffile
 from exports import assert_lists_what_is_on_disk, assert_same_export, manifest, output_files
@@ -132,3 +133,25 @@ def test_resume_cuts_again_a_source_whose_files_are_not_all_there(images, tmp_pa
     assert_same_export(tmp_path / "whole", tmp_path / "out")
     assert tifffile.imread(tmp_path / "out" / lost["file"]).shape == (48, 48)
     assert json.loads((tmp_path / "out" / "manifest.json").read_text())["status"] == "complete"
+
+
+@pytest.mark.parametrize("layout", ["nnunet", "coco"])
+def test_resume_of_a_framework_layout_equals_a_complete_run(images, tmp_path, layout):
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    for path in sorted(images.iterdir()):
+        shape = tifffile.imread(path).shape
+        mask = np.zeros(shape, np.uint16)
+        mask[10:50, 20:80], mask[90:140, 100:160] = 7, 300  # two objects (instance ids)
+        tifffile.imwrite(masks / path.name, mask)
+    settings = Settings(tile_size=64, overlap=16, norm="global", bounds=(0, 255), dtype="uint8", format="png",
+                        layout=layout, val_fraction=0.25, seed=1, workers=1)
+    m = _cancelled(images, tmp_path / "out" / "set", settings, masks=masks)
+    _, summary = drain(run_export(images, tmp_path / "out" / "set", settings, masks=masks, resume=True))
+    drain(run_export(images, tmp_path / "whole" / "set", settings, masks=masks))
+    # COCO gathers each tile's objects into annotations.json at the end: sources with objects are cut again
+    kept = [s["file"] for s in m["sources"] if s["status"] == "ok"]
+    with_objects = {t["source"] for t in m["tiles"] if t.get("boxes")}
+    assert kept and summary.exit_code == 0
+    assert summary.resumed == (len(set(kept) - with_objects) if layout == "coco" else len(kept))
+    assert_same_export(tmp_path / "whole" / "set", tmp_path / "out" / "set")

@@ -4,7 +4,9 @@ An export interrupted by Ctrl-C, a killed job or a lost cluster leaves its manif
 from the start, then every few seconds and at the end) and tiles. Resuming it trusts only that
 manifest: a source it lists as complete (``ok``), described as the new run describes it (file,
 scene and planes, shape, calibration, grid, tile names, split, mask and labels) and whose files
-are all on disk is taken over as it is; every other source is cut again. Before anything is
+are all on disk is taken over as it is; every other source is cut again — and so is a source
+whose tiles' objects a layout gathered into one file at the end (COCO's ``annotations.json``,
+rebuilt from per-tile files that are gone once gathered). Before anything is
 cut, every file the earlier export wrote that is not a file of a source taken over — the tiles
 of an interrupted image, temporary files — is removed, so the new manifest again lists exactly
 the tiles on disk.
@@ -57,6 +59,8 @@ class Resumption:
         dropped = [t for t in self.manifest.dropped if t.source == record.name]
         folder = self.contents.folder
         if len(tiles) != earlier.tiles or not all((folder / f).is_file() for t in tiles for f in t.files()):
+            return None
+        if any(t.boxes and not t.label for t in tiles):  # its objects were gathered into one file (COCO)
             return None
         self.kept.append(record.name)
         return earlier, tiles, dropped
