@@ -233,8 +233,9 @@ class _Export:
                 self.jobs[number] = None
                 self._failed(self.records[number], ImageError(error), appended=True)
             self._check_tile_memory(created)
-            if isinstance(previous, Resumption):
-                self._take_over(previous)
+            if isinstance(previous, Resumption):  # the sources it completed are kept, its other files removed
+                previous.take_over(self.records, self.jobs, self.results)
+                self.summary.resumed = len(previous.kept)
             elif previous is not None:
                 clear_export(previous)  # the earlier export's files: none may stay beside the new ones
             self.manifest.files = self.sink.prepare() + self.training.prepare(self.out)
@@ -287,17 +288,6 @@ class _Export:
             record.describe(plan, mask, labels or objects_file)
             for warning in plan.warnings:
                 self.warn(record.name, f"{record.name}: {warning}")
-
-    def _take_over(self, previous: Resumption) -> None:
-        """Resume: keep the sources the earlier export completed, remove every other file it wrote."""
-        for number, job in enumerate(self.jobs):
-            done = previous.take_over(self.records[number]) if job is not None else None
-            if done is not None:
-                record, tiles, dropped = done
-                self.records[number], self.jobs[number] = record, None
-                self.results[number] = ImageResult(normalization=record.normalization, tiles=tiles, dropped=dropped)
-        previous.clear()
-        self.summary.resumed = len(previous.kept)
 
     def _failed(self, record: SourceRecord, exc: ImageError, appended: bool = False) -> None:
         record.status, record.error = "failed", str(exc)

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tilesapp.core.cut import ImageResult
 from tilesapp.core.errors import OutputError
 from tilesapp.core.folders import ExportContents, export_contents
 from tilesapp.core.geometry import index_width
@@ -49,7 +50,19 @@ class Resumption:
     contents: ExportContents
     kept: list[str] = field(default_factory=list)  # names of the sources taken over
 
-    def take_over(self, record: SourceRecord) -> tuple[SourceRecord, list[TileRecord], list[TileRecord]] | None:
+    def take_over(self, records: list[SourceRecord], jobs: list, results: list) -> None:
+        """Keep what the earlier export completed — a kept source's earlier record replaces the new
+        one in ``records``, its job in ``jobs`` becomes None (nothing to cut) and its result in
+        ``results`` holds its earlier tiles — then remove every other file the earlier export wrote."""
+        for number, job in enumerate(jobs):
+            done = self._completed(records[number]) if job is not None else None
+            if done is not None:
+                record, tiles, dropped = done
+                records[number], jobs[number] = record, None
+                results[number] = ImageResult(normalization=record.normalization, tiles=tiles, dropped=dropped)
+        self.clear()
+
+    def _completed(self, record: SourceRecord) -> tuple[SourceRecord, list[TileRecord], list[TileRecord]] | None:
         """The earlier record, tiles and dropped tiles of the source ``record`` describes (as
         planned now), when its cut completed and its files are on disk; None: cut it again."""
         earlier = next((s for s in self.manifest.sources if s.name == record.name), None)
