@@ -19,6 +19,7 @@ from exports import assert_lists_what_is_on_disk, assert_same_export, manifest, 
 from helpers import drain, microscopy, write_imagej
 
 distributed = pytest.importorskip("distributed")
+dask = pytest.importorskip("dask")
 
 from tilesapp.cli import main  # noqa: E402
 from tilesapp.core import executors_dask  # noqa: E402
@@ -202,6 +203,35 @@ def test_a_worker_killed_mid_image_is_retried_and_the_result_is_the_same(cluster
     _, here = drain(run_export(folder, tmp_path / "here", settings, layout="slow"))
     assert_same_export(tmp_path / "here", tmp_path / "cluster")
     cluster.client.wait_for_workers(2, timeout=30)  # the nanny started a new worker
+
+
+def test_an_image_whose_worker_is_lost_too_often_fails_alone_and_leaves_no_file(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for seed in range(2):
+        write_imagej(folder / f"field{seed}.tif", microscopy((400, 400), seed=seed), 0.65)
+    settings = Settings(tile_size=32, overlap=8, workers=2).with_preset("unet")
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):  # no second chance
+        executor = open_cluster("local:2", workers=2)
+    try:
+        pids = executor.client.run(os.getpid)
+        gen = run_export(folder, tmp_path / "out", settings, executor=executor, layout=slow_layout())
+        killed = []
+        for _ in gen:
+            if not killed and executor.in_flight() > 200:
+                busy = [w for w, keys in executor.client.processing().items() if keys]
+                if busy:
+                    killed.append(busy[0])
+                    os.kill(pids[busy[0]], signal.SIGKILL)
+    finally:
+        executor.close()
+    m = manifest(tmp_path / "out")
+    failed = {s["file"]: s["error"] for s in m["sources"] if s["status"] == "failed"}
+    assert killed and len(failed) == 1 and m["status"] == "complete"
+    assert "the worker cutting it was lost 1 time (it ended while it ran" in next(iter(failed.values()))
+    stem = next(iter(failed))[: -len(".tif")]
+    assert not list((tmp_path / "out").glob(f"{stem}_*")) and not list((tmp_path / "out").rglob("*.partial"))
+    assert_lists_what_is_on_disk(tmp_path / "out")
 
 
 # --- the command line -----------------------------------------------------------------------------------

@@ -49,7 +49,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-import dask
 import distributed
 
 from tilesapp import __version__
@@ -87,7 +86,7 @@ def open_cluster(spec: str, workers: int | None = None) -> DaskExecutor:
         if not 1 <= n <= 256:
             raise ClusterError(f"local:{n}: the number of worker processes must be between 1 and 256.")
         cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=max(1, cpu_count() // n), processes=True,
-                                           dashboard_address=None, silence_logs=logging.ERROR)
+                                           dashboard_address=":0", silence_logs=logging.ERROR)
         return DaskExecutor(distributed.Client(cluster, set_as_default=False), workers, cluster)
     if not re.match(r"^[a-z]+://", spec) and ":" not in spec:
         raise ClusterError(f"{spec!r} is not a scheduler address; give one such as tcp://host:8786, or local:N for "
@@ -165,11 +164,6 @@ class DaskExecutor:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-    @staticmethod
-    def retries_allowed() -> int:
-        """How often the scheduler runs a task again after the worker running it was lost."""
-        return int(dask.config.get("distributed.scheduler.allowed-failures", 3))
 
     # --- what a run shares with its tasks -------------------------------------------------------
     def shared_cancel(self) -> ClusterFlag:
@@ -323,6 +317,7 @@ class ClusterFuture(concurrent.futures.Future):
         concurrent.futures.Future.cancel(self)
 
     def _task_ended(self, task: distributed.Future) -> None:
+        self.retries = self.executor.ended(self.key)  # the scheduler told of lost workers before the end
         outcome: Any = None
         error: BaseException | None = None
         try:
@@ -331,13 +326,13 @@ class ClusterFuture(concurrent.futures.Future):
             else:
                 outcome = task.result()
         except distributed.KilledWorker:
-            error = TilesError(f"the workers cutting it were lost {self.executor.retries_allowed() + 1} times (each "
-                               f"ended while it ran: out of memory, or killed?); see the workers' logs")
+            lost = max(1, self.retries)
+            error = TilesError(f"the worker cutting it was lost {lost} time{'s' * (lost > 1)} (it ended while it ran: "
+                               f"out of memory, or killed?); see the workers' logs")
         except (concurrent.futures.CancelledError, distributed.client.FutureCancelledError):
             error = TilesError("the Dask cluster dropped it (the connection to the scheduler was lost?)")
         except BaseException as exc:  # noqa: BLE001 - the future carries it
             error = exc
-        self.retries = self.executor.ended(self.key)
         self.task = None
         try:
             if isinstance(error, concurrent.futures.CancelledError):
