@@ -231,6 +231,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="derive a box per object from instance masks (--masks)")
     f.add_argument("--whole-images", dest="whole_images", action="store_const", const=True,
                    help="write each image whole, recalibrated and normalized, not cut (nnunet, cellpose, stardist)")
+    cut.add_argument("--scheduler", metavar="ADDRESS|local:N",
+                     help="run on a Dask cluster: a running scheduler (tcp://host:8786) or local:N worker processes; "
+                          "every worker must see INPUT and OUTPUT at the same paths (needs tilesapp[dask])")
+    cut.add_argument("--resume", action="store_true",
+                     help="finish an interrupted cut into OUTPUT: images it completed with the same settings are kept, "
+                          "the others are cut again")
 
     merge = sub.add_parser("merge", parents=[quiet, memory], help="merge tiles (or a model's outputs) back into images",
                            description="Rebuild every source image from the tiles of TILES (a folder written by "
@@ -241,6 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="averaging in overlaps: flat, or gradient (weights fade across the overlap)")
     merge.add_argument("--restore-scale", action="store_true", help="resample back to the original pixel size")
     merge.add_argument("--overwrite", action="store_true", help="allow a non-empty OUTPUT")
+    merge.add_argument("--scheduler", metavar="ADDRESS|local:N",
+                       help="merge on a Dask cluster, one task per image (see 'tilesapp cut --help')")
 
     sample = sub.add_parser("sample", parents=[quiet], help="save a mosaic of up to 25 random images",
                             description="Save a mosaic of random images of INPUT, each at most 512 px, names drawn on them.")
@@ -299,7 +307,8 @@ def cmd_cut(args) -> int:
         _check_save_config(Path(args.save_config), args)
     cancel = threading.Event()
     gen = run_export(args.input, args.output, settings, overwrite=args.overwrite, cancel=cancel,
-                     masks=args.masks, labels=args.labels, annotations=args.annotations)
+                     masks=args.masks, labels=args.labels, annotations=args.annotations, executor=args.scheduler,
+                     resume=args.resume)
     try:
         summary = drive(gen, ProgressBar("tiles", enabled=not args.quiet))
     except KeyboardInterrupt:
@@ -355,7 +364,7 @@ def cmd_merge(args) -> int:
     from tilesapp.core.merge import run_merge
 
     gen = run_merge(args.tiles, args.output, blend=args.blend, restore_scale=args.restore_scale, overwrite=args.overwrite,
-                    memory_limit=args.memory_limit)
+                    memory_limit=args.memory_limit, executor=args.scheduler)
     try:
         summary = drive(gen, ProgressBar("tiles", enabled=not args.quiet))
     except KeyboardInterrupt:

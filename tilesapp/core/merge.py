@@ -12,6 +12,8 @@ result back to the source's pixel size, band by band from that file when it is b
 
 from __future__ import annotations
 
+import concurrent.futures
+import dataclasses
 import logging
 import math
 import queue
@@ -29,6 +31,7 @@ import tifffile
 
 from tilesapp.core.bands import MaskRows, ScaledRows
 from tilesapp.core.errors import ImageError, SettingsError, TilesError
+from tilesapp.core.executors import Executor, make_executor
 from tilesapp.core.folders import check_output_contents, check_output_place, prepare_output
 from tilesapp.core.manifest import Manifest, SourceRecord, TileRecord, read_manifest
 from tilesapp.core.memory import default_memory_limit, merge_bytes, process_gate
@@ -117,6 +120,7 @@ def run_merge(
     overwrite: bool = False,
     cancel: threading.Event | None = None,
     memory_limit: int | None = None,
+    executor: Executor | str | None = None,
 ) -> Generator[Progress, None, MergeSummary]:
     """Rebuild every source of a tile folder's manifest into ``output`` (one TIFF per source).
 
@@ -137,6 +141,8 @@ def run_merge(
     memory_limit : int, optional
         Bytes the merge may hold (default: :func:`tilesapp.core.memory.default_memory_limit`).
         A source whose canvas would need more is merged tile row by tile row into a tiled BigTIFF.
+    executor : Executor or str, optional
+        Merge each source as a task of it (a Dask scheduler's address or ``local:N``): :func:`_merge_on`.
     """
     if memory_limit is not None and memory_limit < MIN_MEMORY_LIMIT:
         raise SettingsError("memory_limit", f"{{name}} must be at least {MIN_MEMORY_LIMIT >> 20} MB "
@@ -152,6 +158,8 @@ def run_merge(
     _check_memory(tiles_folder, manifest, sources, limit)
     window = blend_window(manifest.tile_size, manifest.overlap, blend)
     check_output_contents(out, overwrite)
+    if executor is not None:
+        return (yield from _merge_on(executor, tiles_folder, manifest, sources, summary, blend, restore_scale, cancel, limit))
     prepare_output(out)
     sink = sink_class(manifest.layout).for_reading(tiles_folder, manifest)
     cancel = cancel or threading.Event()
@@ -188,6 +196,95 @@ def run_merge(
         done += len(tiles)
         yield Progress(done, total, number + 1, len(sources), source.name, "Merging tiles")
     return summary
+
+
+def _merge_on(executor: Executor | str, folder: Path, manifest: Manifest, sources: list[SourceRecord],
+              summary: MergeSummary, blend: str, restore_scale: bool, cancel: threading.Event | None,
+              limit: int) -> Generator[Progress, None, MergeSummary]:
+    """Each source's merge as one task of ``executor`` (a cluster: the worker that runs it
+    streams a big source band by band into its file, as here); progress per finished source.
+    On a cluster, every worker must see the tile folder and the output folder's place first."""
+    owned = isinstance(executor, str)
+    executor = make_executor(executor)
+    cancel = cancel or threading.Event()
+    pending: dict[int, Any] = {}
+    try:
+        check_shared = getattr(executor, "check_shared", None)
+        if check_shared is not None:
+            check_shared([folder], summary.output)
+        prepare_output(summary.output)
+        by_source = manifest.tiles_by_source()
+        holes = {tile.source for tile in manifest.dropped}  # tiles dropped by the empty-tile filter
+        flag = executor.shared_cancel() if hasattr(executor, "shared_cancel") else cancel
+        report = executor.tile_counter() if hasattr(executor, "tile_counter") else None
+        jobs = [_SourceMerge(sink_class(manifest.layout).for_reading(folder, _of_source(manifest, s, by_source)),
+                             manifest, s, by_source[s.name], None, summary.output, restore_scale, s.name in holes,
+                             flag, limit) for s in sources]  # the blend window is made where the task runs
+        pending = {n: executor.submit(merge_source, job, blend, limit, report) for n, job in enumerate(jobs)}
+        in_flight = getattr(executor, "in_flight", lambda: 0)
+        total, done, failed = sum(len(j.tiles) for j in jobs), 0, {}
+        while pending:
+            if cancel.is_set() and not summary.cancelled:  # tasks not started are dropped, the others stop
+                summary.cancelled = True
+                for future in pending.values():
+                    future.cancel()
+            ended, _ = concurrent.futures.wait(list(pending.values()), timeout=0.1,
+                                               return_when=concurrent.futures.FIRST_COMPLETED)
+            for number in [n for n, f in pending.items() if f in ended]:
+                future, job = pending.pop(number), jobs[number]
+                done += len(job.tiles)
+                try:
+                    error = future.result()
+                except BaseException as exc:  # the executor lost the work (a cancelled future, a dead worker)
+                    error = None if future.cancelled() else f"{job.source.name}: {exc or type(exc).__name__}."
+                if error is not None:
+                    failed[number] = error
+            yield Progress(min(total, done + in_flight()), total, len(jobs) - len(pending), len(jobs), "", "Merging tiles")
+        if not summary.cancelled:
+            summary.written += [j.final for n, j in enumerate(jobs) if n not in failed]
+        summary.failed += [(jobs[n].source.name, failed[n]) for n in sorted(failed)]
+        return summary
+    except BaseException:  # closed (Ctrl-C): the tasks stop at their next tile, before we leave
+        for future in pending.values():
+            future.cancel()
+        concurrent.futures.wait(list(pending.values()))
+        raise
+    finally:
+        if owned:
+            executor.close()
+
+
+def merge_source(job: _SourceMerge, blend: str, limit: int, report=None) -> str | None:
+    """Merge one source, wherever it runs: None when its image is written (or the merge was
+    cancelled), else why it failed. ``report(n)`` is told of the tiles merged."""
+    job.window = blend_window(job.tile_size, job.grid.overlap, blend)  # not shipped: made here
+    job.flat = bool(np.all(job.window == 1.0))
+    gate = process_gate(limit)
+    held = gate.acquire(job.bytes_needed(), job.cancel)
+    name, merged = job.source.name, 0
+    try:
+        for step in job.run():
+            if report is not None:
+                report(step - merged)
+            merged = step
+        return None
+    except ImageError as exc:
+        return str(exc)
+    except MemoryError:
+        return f"{name}: not enough memory to merge it."
+    except OSError as exc:
+        return f"{name}: writing failed ({exc.strerror or exc})."
+    except Exception as exc:
+        log.exception("unexpected error while merging %s", name)
+        return f"{name}: unexpected error ({exc}); see the log file."
+    finally:
+        gate.release(held)
+
+
+def _of_source(manifest: Manifest, source: SourceRecord, by_source: dict[str, list[TileRecord]]) -> Manifest:
+    """The manifest as far as one source's merge needs it (a task carries no other source's tiles)."""
+    return dataclasses.replace(manifest, sources=[source], tiles=by_source[source.name],
+                               dropped=[t for t in manifest.dropped if t.source == source.name])
 
 
 def _mergeable(manifest: Manifest, out: Path) -> tuple[list[SourceRecord], MergeSummary]:
