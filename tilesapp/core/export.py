@@ -172,6 +172,18 @@ def run_export(
         lock.release()
 
 
+class TileCounter:
+    """Tiles done, counted by the threads that write them (callable as ``CutRun.report``)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, n: int) -> None:
+        with self._lock:
+            self.count += n
+
+
 class _Export:
     def __init__(self, inputs: Inputs, out: Path, settings: Settings, cancel: threading.Event, executor: Executor,
                  folders: dict[str, Path | None], sink_type: type, training: TrainingRun):
@@ -320,10 +332,13 @@ class _Export:
         n_images = len(self.records)
         finished = sum(r.status != "pending" for r in self.records)  # failed when planned, or taken over
         done = 0
-        events: queue.SimpleQueue = queue.SimpleQueue()
+        events: queue.SimpleQueue = queue.SimpleQueue()  # images finished
         local = getattr(self.executor, "local", True)
+        # Tiles are counted, not queued: a queued event per tile woke this thread for every
+        # tile, and the GIL going back and forth slowed the threads writing them.
+        counter = TileCounter()
         run = CutRun(self.settings, self.sink, self.memory_limit, self.executor.workers, self.cancel,
-                     events.put if local else None)
+                     counter if local else None)
         if hasattr(self.executor, "shared_cancel"):  # a cluster: a cancel flag and a tile count that cross processes
             run = dataclasses.replace(run, cancel=self.executor.shared_cancel(), report=self.executor.tile_counter())
         in_flight = getattr(self.executor, "in_flight", lambda: 0)
@@ -333,7 +348,7 @@ class _Export:
         try:
             for job in jobs:
                 future = self.executor.submit(cut_image, job, run, self.executor)
-                future.add_done_callback(lambda _f, number=job.number: events.put(("done", number)))
+                future.add_done_callback(lambda _f, number=job.number: events.put(number))
                 pending[job.number] = future
             while pending:
                 if self.cancel.is_set() and not stopping:  # work not started is dropped; the rest stops at a tile
@@ -341,23 +356,21 @@ class _Export:
                     for future in list(pending.values()):
                         future.cancel()
                 try:
-                    event = events.get(timeout=0.1)
+                    number = events.get(timeout=throttle.interval)
                 except queue.Empty:
-                    event = 0
-                while True:
-                    if isinstance(event, tuple):
-                        number = event[1]
-                        self._finished(number, pending.pop(number))
-                        finished += 1
-                        current = self.records[number].name
-                        if not local:
-                            done += len(self.jobs[number].plan.grid)
-                    else:
-                        done += event
+                    number = None
+                while number is not None:
+                    self._finished(number, pending.pop(number))
+                    finished += 1
+                    current = self.records[number].name
+                    if not local:
+                        done += len(self.jobs[number].plan.grid)
                     try:
-                        event = events.get_nowait()
+                        number = events.get_nowait()
                     except queue.Empty:
-                        break
+                        number = None
+                if local:
+                    done = counter.count
                 if throttle.due(force=not pending):
                     yield Progress(min(total, done + in_flight()), total, finished, n_images, current, "Writing tiles")
                 if time.monotonic() - last_manifest >= _MANIFEST_INTERVAL:

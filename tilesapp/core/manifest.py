@@ -146,12 +146,15 @@ class SourceRecord:
         return TileGrid.for_shape(tuple(self.scaled_shape), tile_size, overlap)
 
     def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
+        data = {name: getattr(self, name) for name in _SOURCE_FIELDS}
         if not self.warnings:
             del data["warnings"]
         if self.name == self.file:
             del data["name"]  # a whole file: its name is the key, as in version 1 manifests
         return {k: v for k, v in data.items() if v is not None or k in self._ALWAYS}
+
+
+_SOURCE_FIELDS = tuple(f.name for f in dataclasses.fields(SourceRecord))
 
 
 @dataclass
@@ -227,9 +230,18 @@ def now() -> str:
 
 
 def manifest_json(manifest: Manifest) -> bytes:
-    """The manifest's file content: UTF-8 JSON; undecodable names kept as ``\\udcXX`` escapes."""
-    text = json.dumps(manifest.to_dict(), indent=1, ensure_ascii=False)
-    return text.encode("utf-8", "backslashreplace")
+    """The manifest's file content: UTF-8 JSON, one source or tile per line (json's C encoder
+    writes each; an indented dump goes through its much slower Python encoder); undecodable
+    names kept as ``\\udcXX`` escapes."""
+    parts = []
+    for key, value in manifest.to_dict().items():
+        if isinstance(value, list) and value and isinstance(value[0], dict):
+            items = ",\n  ".join(json.dumps(item, ensure_ascii=False) for item in value)
+            text = f"[\n  {items}\n ]"
+        else:
+            text = json.dumps(value, ensure_ascii=False)
+        parts.append(f" {json.dumps(key)}: {text}")
+    return ("{\n" + ",\n".join(parts) + "\n}\n").encode("utf-8", "backslashreplace")
 
 
 def undecodable_names(names: list[str]) -> list[str]:

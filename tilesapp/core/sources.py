@@ -43,6 +43,7 @@ class SourceRef:
     z: int | str | None = None  # a plane, "max" or "mean"; None: the scene has one plane
     t: int | None = None
     channels: tuple[int, ...] | None = None  # None: all, in the file's order
+    reader: str | None = None  # the reader that opened it when it was planned
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ def sources_of(path: Path, name: str, scenes: list[SceneInfo], settings: Setting
         info = scenes[s]
         channels = select_channels(info, settings.channels, name)
         for z, t in _planes(info, settings, name):
-            ref = SourceRef(path, s, z, t, channels)
+            ref = SourceRef(path, s, z, t, channels, info.reader or None)
             parts = ([f"s{s}"] if many else []) + ([f"z{z:0{len(str(info.n_z - 1))}d}"] if settings.z == "each" and info.n_z > 1 else []) \
                 + ([f"t{t:0{len(str(info.n_t - 1))}d}"] if settings.t == "each" and info.n_t > 1 else [])
             source_name = f"{name} [{' '.join(parts)}]" if parts else name
@@ -165,7 +166,7 @@ class SourcePixels:
     def _open(self):
         with self._lock:
             if self._scene is None:
-                self._file = open_image(self.ref.path)
+                self._file = open_image(self.ref.path, self.ref.reader)
                 try:
                     self._scene = self._file.scenes[self.ref.scene]
                 except IndexError:

@@ -26,13 +26,15 @@ _counter = itertools.count()
 class Staged:
     """A temporary file beside ``path``, created exclusively (``O_EXCL``: a file or link planted
     at its name makes another name be tried, never written through); :meth:`commit` renames it
-    to ``path``, :meth:`discard` removes it."""
+    to ``path``, :meth:`discard` removes it. Bytes go straight to the descriptor
+    (:meth:`write`); :attr:`file` opens a Python file object on it for writers that need one."""
 
     def __init__(self, path: str | Path):
-        self.path = Path(path)
+        self.path = os.fspath(path)
+        folder, name = os.path.split(self.path)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0)
         for _ in range(100):
-            self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}-{next(_counter)}{PARTIAL_SUFFIX}")
+            self.tmp = os.path.join(folder, f".{name}.{os.getpid()}-{next(_counter)}{PARTIAL_SUFFIX}")
             try:
                 self.fd = os.open(self.tmp, flags, 0o666)
                 break
@@ -40,16 +42,36 @@ class Staged:
                 continue
         else:  # pragma: no cover - a hundred planted names
             raise FileExistsError(f"no free temporary name beside {self.path}")
-        self.file = os.fdopen(self.fd, "wb")
-        self.file.raw.name = str(self.tmp)  # writers such as tifffile look at the file's name
+        self._file: BinaryIO | None = None
+
+    @property
+    def file(self) -> BinaryIO:
+        if self._file is None:
+            self._file = os.fdopen(self.fd, "wb")
+            self._file.raw.name = self.tmp  # writers such as tifffile look at the file's name
+        return self._file
+
+    def write(self, data) -> None:
+        if self._file is not None:
+            self._file.write(data)
+            return
+        view = memoryview(data).cast("B")
+        while view:
+            view = view[os.write(self.fd, view):]
+
+    def _close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+        else:
+            os.close(self.fd)
 
     def commit(self) -> None:
-        self.file.close()
+        self._close()
         os.replace(self.tmp, self.path)
 
     def discard(self) -> None:
         try:
-            self.file.close()
+            self._close()
         finally:
             try:
                 os.unlink(self.tmp)
@@ -58,16 +80,23 @@ class Staged:
 
 
 @contextmanager
-def atomic(path: str | Path) -> Iterator[BinaryIO]:
-    """Yield an open binary file to write ``path`` through: renamed to ``path`` when the block
-    ends, removed when it fails, so no half-written file ever stands under a final name."""
-    staged = Staged(path)
+def staged(path: str | Path) -> Iterator[Staged]:
+    """A :class:`Staged` file for ``path``: renamed to ``path`` when the block ends, removed when
+    it fails, so no half-written file ever stands under a final name."""
+    file = Staged(path)
     try:
-        yield staged.file
+        yield file
     except BaseException:
-        staged.discard()
+        file.discard()
         raise
-    staged.commit()
+    file.commit()
+
+
+@contextmanager
+def atomic(path: str | Path) -> Iterator[BinaryIO]:
+    """Like :func:`staged`, yielding an open binary file object."""
+    with staged(path) as file:
+        yield file.file
 
 
 def write_image(
@@ -82,12 +111,14 @@ def write_image(
     The format follows the suffix (.tif/.tiff, .png, .jpg/.jpeg). TIFFs carry the pixel size
     (ImageJ metadata in µm when ImageJ can read the layout, resolution tags in cm otherwise).
     """
-    suffix = Path(path).suffix.lower()
-    with atomic(path) as fh:
-        if suffix in (".tif", ".tiff"):
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix in (".tif", ".tiff"):
+        with atomic(path) as fh:
             _write_tiff(fh, array, axes, pixel_size_um, compression)
-        else:
-            fh.write(encode(array, axes, suffix))
+    else:
+        data = encode(array, axes, suffix)  # before the temporary file: a failed encode leaves none
+        with staged(path) as file:
+            file.write(data)
 
 
 def write_text(path: str | Path, text: str) -> None:
@@ -97,8 +128,8 @@ def write_text(path: str | Path, text: str) -> None:
 
 def write_bytes(path: str | Path, data: bytes) -> None:
     """Write a small file atomically (temporary name, then rename)."""
-    with atomic(path) as fh:
-        fh.write(data)
+    with staged(path) as file:
+        file.write(data)
 
 
 class TileWriter:
@@ -116,8 +147,8 @@ class TileWriter:
         self._frames: dict[tuple, tuple[bytes, bytes] | None] = {}
 
     def write(self, path: str | Path, array: np.ndarray, axes: str, pixel_size_um: tuple[float, float] | None = None) -> None:
-        path = Path(path)
-        if path.suffix.lower() not in (".tif", ".tiff"):
+        path = os.fspath(path)
+        if not path.lower().endswith((".tif", ".tiff")):
             write_image(path, array, axes, pixel_size_um)
             return
         key = (array.shape, array.dtype.str, axes, pixel_size_um)
@@ -128,10 +159,10 @@ class TileWriter:
             write_image(path, array, axes, pixel_size_um)
             return
         head, tail = frame
-        with atomic(path) as fh:
-            fh.write(head)
-            fh.write(memoryview(np.ascontiguousarray(array)).cast("B"))
-            fh.write(tail)
+        with staged(path) as file:
+            file.write(head)
+            file.write(np.ascontiguousarray(array))
+            file.write(tail)
 
 
 def _tiff_frame(shape, dtype, axes, pixel_size_um) -> tuple[bytes, bytes] | None:

@@ -103,11 +103,13 @@ def reader_for(path: str | Path) -> Reader:
     raise ImageError(f"{path.name}: not an image this program reads ({', '.join(image_suffixes())}).")
 
 
-def open_image(path: str | Path) -> ImageFile:
+def open_image(path: str | Path, reader: str | None = None) -> ImageFile:
     """Open an image file (or image folder); use as a context manager. :class:`ImageError`
-    with a readable sentence when it cannot be read."""
+    with a readable sentence when it cannot be read. ``reader``: the name of the reader that
+    opened it before (its bytes are not looked at again)."""
     path = Path(path)
-    reader = reader_for(path)
+    reader = next((r for r in readers() if r.name == reader), None) if reader else None
+    reader = reader or reader_for(path)
     try:
         return reader.open(path)
     except ImageError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,6 +110,7 @@ class Layout:
     def __init__(self, run: RunInfo | None, folder: Path | None = None, manifest: Manifest | None = None):
         self.run = run
         self.folder = Path(folder if folder is not None else run.folder)
+        self._root = os.fspath(self.folder)  # joined as text: pathlib costs more than a tile's write
         self.manifest = manifest
         self._writer = TileWriter()
 
@@ -125,7 +127,7 @@ class Layout:
         raise NotImplementedError
 
     def write(self, name: str, array: np.ndarray, axes: str, pixel_size_um: tuple[float, float] | None) -> None:
-        self._writer.write(self.folder / name, array, axes, pixel_size_um)
+        self._writer.write(os.path.join(self._root, name), array, axes, pixel_size_um)
 
     def write_text(self, name: str, text: str) -> None:
         write_text(self.folder / name, text)
