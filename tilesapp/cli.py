@@ -202,15 +202,30 @@ def build_parser() -> argparse.ArgumentParser:
     cut.add_argument("--masks", metavar="DIR", help="label masks named like the images (same stem), cut on the same grid")
     cut.add_argument("--labels", metavar="DIR", help="YOLO label files <stem>.txt (class cx cy w h), cut with the tiles")
 
+    # merge modes and windows as tilesapp.core.combine names them (not imported here: numpy would
+    # slow every start); the engine checks them again
+    combine_modes, blend_windows = ("blend", "vote", "instances", "max"), ("flat", "gradient", "hann")
     merge = sub.add_parser("merge", parents=[quiet, memory], help="merge tiles (or a model's outputs) back into images",
                            description="Rebuild every source image from the tiles of TILES (a folder written by "
-                           "'tilesapp cut', whose tiles may be replaced by model outputs of the same names).")
+                           "'tilesapp cut', whose tiles may be replaced by model outputs of the same names), or, with "
+                           "--boxes, merge a detector's per-tile boxes into one box file per source.")
     merge.add_argument("tiles", metavar="TILES", help="folder written by 'tilesapp cut'")
     merge.add_argument("output", metavar="OUTPUT", help="folder for the merged images (one .tif per source)")
-    merge.add_argument("--blend", choices=("flat", "gradient"), default="flat",
-                       help="averaging in overlaps: flat, or gradient (weights fade across the overlap)")
+    merge.add_argument("--combine", choices=combine_modes, default="blend",
+                       help="how overlapping tiles are combined: blend (intensities, probabilities), vote (class ids), "
+                            "instances (instance labels), max (binary masks: any detection wins)")
+    merge.add_argument("--blend", choices=blend_windows,
+                       help="weights in overlaps, for blend and vote: flat, gradient (linear fade across the overlap) "
+                            "or hann (cosine fade); default flat for blend, gradient for vote")
+    merge.add_argument("--iou", type=float, default=0.5, metavar="FRACTION",
+                       help="objects (instances, boxes) whose IoU where their tiles overlap reaches this are one (0.5)")
+    merge.add_argument("--boxes", metavar="PRED_DIR",
+                       help="merge per-tile YOLO prediction files (<tile stem>.txt: class cx cy w h [confidence]) "
+                            "into OUTPUT/<stem>.txt per source and OUTPUT/coco.json, instead of merging images")
+    merge.add_argument("--box-fusion", choices=("nms", "wbf"), default="nms",
+                       help="duplicates of one object: nms keeps the best box, wbf averages them (weighted box fusion)")
     merge.add_argument("--restore-scale", action="store_true", help="resample back to the original pixel size")
-    merge.add_argument("--overwrite", action="store_true", help="allow a non-empty OUTPUT")
+    merge.add_argument("--overwrite", action="store_true", help="allow a non-empty OUTPUT (files of the same names are replaced)")
 
     sample = sub.add_parser("sample", parents=[quiet], help="save a mosaic of up to 25 random images",
                             description="Save a mosaic of random images of INPUT, each at most 512 px, names drawn on them.")
@@ -321,23 +336,51 @@ def _check_save_config(path: Path, args) -> None:
                           f"input is never touched.")
 
 
+#: How merge and predict name their own settings in messages.
+MERGE_FLAGS = {"combine": "--combine", "iou": "--iou", "boxes": "--boxes", "box_fusion": "--box-fusion",
+               "model": "--model", "model_output": "--model-output", "batch_size": "--batch-size",
+               "input_scale": "--input-scale", "device": "--device", "min_confidence": "--min-confidence"}
+
+
 def cmd_merge(args) -> int:
     from tilesapp.core.merge import run_merge
 
-    gen = run_merge(args.tiles, args.output, blend=args.blend, restore_scale=args.restore_scale, overwrite=args.overwrite,
-                    memory_limit=args.memory_limit)
+    cancel = threading.Event()
+    gen = run_merge(args.tiles, args.output, combine=args.combine, blend=args.blend, iou=args.iou, boxes=args.boxes,
+                    box_fusion=args.box_fusion, restore_scale=args.restore_scale, overwrite=args.overwrite,
+                    cancel=cancel, memory_limit=args.memory_limit)
     try:
         summary = drive(gen, ProgressBar("tiles", enabled=not args.quiet))
     except KeyboardInterrupt:
+        cancel.set()
         gen.close()
         _warn("Interrupted.")
         return EXIT_INTERRUPTED
-    _say(args, f"Wrote {len(summary.written)} merged image{'s' * (len(summary.written) != 1)} to {summary.output}.")
+    except SettingsError as exc:
+        _warn(f"tilesapp: error: {exc.describe({**FLAGS, **MERGE_FLAGS})}")
+        return EXIT_USAGE
+    _report_merge(args, summary, "box file" if args.boxes else "merged image")
+    return summary.exit_code
+
+
+def _report_merge(args, summary, what: str) -> None:
+    """The lines a merge (or a prediction) ends with."""
+    n = len(summary.written)
+    _say(args, f"Wrote {n} {what}{'s' * (n != 1)} to {summary.output}"
+               + (" and coco.json." if what == "box file" and n else "."))
+    if "objects" in {k for c in summary.counts.values() for k in c}:
+        _say(args, f"Instances: {summary.total('objects')} objects; {summary.total('merged')} found in several tiles "
+                   f"were given one id" + (f"; {summary.total('split')} kept two ids (their parts met after they were "
+                                           f"written; raise --memory-limit to merge them whole)" if summary.total('split')
+                                           else "") + ".")
+    if "boxes" in {k for c in summary.counts.values() for k in c}:
+        _say(args, f"Boxes: {summary.total('boxes_in')} per-tile boxes merged into {summary.total('boxes')}.")
     for name, reason in summary.not_cut:
         _say(args, f"Not merged, its cut did not complete: {name} ({reason})")
     for _name, reason in summary.failed:
         _warn(f"Failed: {reason}")
-    return summary.exit_code
+    if summary.cancelled:
+        _warn("Stopped before the end: the images not listed above were not written.")
 
 
 def cmd_sample(args) -> int:
