@@ -3,6 +3,8 @@ is cut from a ground truth, made worse where a model sees least (near the tile's
 written over the tile file; the merge must give the ground truth back."""
 
 import json
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -290,3 +292,43 @@ def test_hann_window_ramps_sum_to_one_and_blend_it_smoothly(tmp_path):
     merged, _ = merge(tiles, tmp_path / "hann", blend="hann")
     assert merged[0, 0] == 0 and merged[0, -1] == 2000
     assert np.abs(np.diff(merged[0])).max() < 150  # no step: a smooth ramp between tiles
+
+
+# --- the command line ------------------------------------------------------------------------------
+def tilesapp(*args):
+    """The command as users run it: exit code, stdout, stderr."""
+    return subprocess.run([sys.executable, "-m", "tilesapp", *map(str, args)], capture_output=True, text=True, timeout=120)
+
+
+def test_cli_merge_modes_report_what_they_did(tmp_path):
+    shape = (150, 230)
+    tiles, manifest = cut(tmp_path, shape, 64, 16)
+    truth = discs(shape, 6)
+    predict(tiles, manifest, instance_model(truth, shape, 64))
+    run = tilesapp("merge", tiles, tmp_path / "inst", "--combine", "instances")
+    assert run.returncode == 0 and run.stderr == "", run.stderr
+    assert f"Instances: {truth.max()} objects; " in run.stdout and "given one id." in run.stdout
+    assert_same_objects(truth, tifffile.imread(tmp_path / "inst" / "a.tif"))
+    run = tilesapp("merge", tiles, tmp_path / "vote", "--combine", "vote", "--blend", "hann", "--quiet")
+    assert run.returncode == 0 and run.stdout == "" and (tmp_path / "vote" / "a.tif").exists()
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--combine", "median"], "invalid choice: 'median'"),
+    (["--iou", "0"], "--iou must be a share above 0 and at most 1"),
+    (["--boxes", "nowhere"], "--boxes nowhere is not a folder"),
+])
+def test_cli_merge_bad_options_exit_2_with_one_sentence(tmp_path, args, words):
+    tiles, _ = cut(tmp_path, (64, 112), 64, 16)
+    run = tilesapp("merge", tiles, tmp_path / "out", *args)
+    assert run.returncode == 2 and words in run.stderr.strip().splitlines()[-1]  # after argparse's usage, if any
+    assert "Traceback" not in run.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_merge_a_failing_source_exits_1_and_names_it(tmp_path):
+    tiles, manifest = cut(tmp_path, (64, 112), 64, 16)
+    predict(tiles, manifest, lambda t: np.full((64, 64), 0.5, np.float32))
+    run = tilesapp("merge", tiles, tmp_path / "out", "--combine", "vote")
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert run.stderr.startswith("Failed: a.tif: tile a_000.tif holds 0.5, not a whole number")

@@ -189,9 +189,9 @@ def _area(xyxy: np.ndarray) -> np.ndarray:
 
 
 def merge_boxes(boxes: PlacedBoxes, iou: float = 0.5, fusion: str = "nms") -> PlacedBoxes:
-    """One box per object: the groups of boxes of a class whose shared IoU (:func:`shared_iou`)
-    with the best-ranked one reaches ``iou``, fused (see the module docstring). Deterministic:
-    equal ranks are taken in the order the boxes came."""
+    """One box per object: the best-ranked box of a class, with every box whose shared IoU
+    (:func:`shared_iou`) with it — or with a box so found — reaches ``iou``, fused (see the
+    module docstring). Deterministic: equal ranks are taken in the order the boxes came."""
     if fusion not in FUSIONS:
         raise SettingsError("box_fusion", f"{{name}} must be one of {', '.join(FUSIONS)}; got {fusion!r}.")
     rank = boxes.conf * np.where(boxes.cut.any(axis=1), EDGE_WEIGHT, 1.0)
@@ -204,10 +204,18 @@ def merge_boxes(boxes: PlacedBoxes, iou: float = 0.5, fusion: str = "nms") -> Pl
             if not alive[a]:
                 continue
             alive[a] = False
-            rest = np.flatnonzero(alive)
-            same = rest[shared_iou(boxes, order[a], order[rest]) >= iou] if len(rest) else rest
-            alive[same] = False
-            box, conf = _fuse(boxes, order[a], order[same], fusion)
+            same, new = [], [a]
+            while new:  # an object cut by several tiles: its parts match one after the other
+                found = []
+                for member in new:
+                    rest = np.flatnonzero(alive)
+                    if len(rest):
+                        hit = rest[shared_iou(boxes, order[member], order[rest]) >= iou]
+                        alive[hit] = False
+                        found.extend(hit.tolist())
+                same += found
+                new = found
+            box, conf = _fuse(boxes, order[a], order[np.array(same, np.intp)], fusion)
             kept.append((int(cls), box, conf))
     if not kept:
         return PlacedBoxes.empty()

@@ -197,6 +197,8 @@ def run_merge(
     sources, summary = _mergeable(manifest, out)
     if predictions is None:
         _check_memory(tiles_folder, manifest, sources, limit, combine)
+    else:
+        predictions = _prediction_files(predictions, manifest, sources)
     if not overwrite:
         check_output_contents(out, False)
     prepare_output(out)
@@ -493,17 +495,23 @@ def _merged_file(final: Path) -> Path:
 
 
 # --- boxes ----------------------------------------------------------------------------------------
-def _merge_boxes(manifest: Manifest, folder: Path, sources: list[SourceRecord], predictions: Path, out: Path,
+def _prediction_files(folder: Path, manifest: Manifest, sources: list[SourceRecord]) -> tuple[Path, dict[str, Path]]:
+    """The prediction files of a folder by stem; a folder whose files name no tile is refused."""
+    files = box_merge.prediction_files(folder)
+    stems = {Path(t.file).stem for t in manifest.tiles if t.source in {s.file for s in sources}}
+    if files and not stems & set(files):
+        example = min(stems, default="tile")
+        raise SettingsError("boxes", f"no prediction file in {folder} is named like a tile (such as {example}.txt); "
+                                     f"give the folder of the model's per-tile .txt files.")
+    return folder, files
+
+
+def _merge_boxes(manifest: Manifest, folder: Path, sources: list[SourceRecord], predictions, out: Path,
                  summary: MergeSummary, restore: bool, iou: float, fusion: str, cancel: threading.Event) -> Generator[Progress, None, MergeSummary]:
     """Merge per-tile prediction files into one YOLO file per source and one COCO file."""
-    files = box_merge.prediction_files(predictions)
+    predictions, files = predictions
     by_source = manifest.tiles_by_source()
     tiles = {s.file: sorted(by_source[s.file], key=lambda t: t.index) for s in sources}
-    stems = {Path(t.file).stem for ts in tiles.values() for t in ts}
-    if files and not stems & set(files):
-        example = next(iter(sorted(stems)), "tile")
-        raise SettingsError("boxes", f"no prediction file in {predictions} is named like a tile of {manifest.tile_size} px "
-                                     f"(such as {example}.txt); give the folder of the model's per-tile .txt files.")
     coco = box_merge.CocoFile(box_merge.class_names(predictions, folder, manifest))
     total, done, throttle = sum(len(t) for t in tiles.values()), 0, Throttle()
     for number, source in enumerate(sources):
@@ -517,7 +525,11 @@ def _merge_boxes(manifest: Manifest, folder: Path, sources: list[SourceRecord], 
             for tile in tiles[source.file]:
                 path = files.get(Path(tile.file).stem)
                 if path is not None:  # a tile without a file has no detection (YOLO writes none)
-                    parts.append(box_merge.place_boxes(box_merge.read_predictions(path), tile, manifest.tile_size, shape))
+                    try:
+                        rows = box_merge.read_predictions(path)
+                    except ImageError as exc:
+                        raise ImageError(f"{source.file}: {exc}") from exc
+                    parts.append(box_merge.place_boxes(rows, tile, manifest.tile_size, shape))
             placed = box_merge.concat(parts)
             merged = box_merge.merge_boxes(placed, iou, fusion).scaled(shape, size)
             target = out / f"{source.tile_stem}.txt"
