@@ -227,6 +227,34 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("--restore-scale", action="store_true", help="resample back to the original pixel size")
     merge.add_argument("--overwrite", action="store_true", help="allow a non-empty OUTPUT (files of the same names are replaced)")
 
+    predict = sub.add_parser("predict", parents=[settings, quiet, memory], help="apply an ONNX model to every image",
+                             description="Cut every image of INPUT as 'cut' would (in memory), run the model on its "
+                             "tiles and merge the outputs into OUTPUT at the images' own pixel size: <stem>.tif (maps) "
+                             "or <stem>.txt and coco.json (boxes). Settings come from --config, else from the file "
+                             "saved beside the model (MODEL.tilesapp.json), then from the flags.")
+    predict.add_argument("input", metavar="INPUT", help="folder of images (or one image)")
+    predict.add_argument("output", metavar="OUTPUT", help="folder for the results (created if missing; must be empty)")
+    predict.add_argument("--model", required=True, metavar="MODEL.onnx", help="the trained model, in ONNX format")
+    predict.add_argument("--model-output", choices=("auto", "probabilities", "logits", "labels", "instances", "mask",
+                                                    "boxes"),
+                         help="what the model gives: probabilities (blended), logits (blended, then the class of the "
+                              "largest), labels (class ids: voted), instances (stitched), mask (max), boxes (merged as "
+                              "merge --boxes); auto (default): integer maps are labels, float maps probabilities")
+    predict.add_argument("--blend", choices=blend_windows, help="weights in overlaps (gradient)")
+    predict.add_argument("--iou", type=float, metavar="FRACTION", help="instances and boxes: IoU of one object (0.5)")
+    predict.add_argument("--box-fusion", choices=("nms", "wbf"), help="boxes: keep the best (nms) or average (wbf)")
+    predict.add_argument("--min-confidence", type=float, metavar="FRACTION",
+                         help="raw YOLO heads: boxes below this confidence are dropped (0.25)")
+    predict.add_argument("--batch-size", type=int, metavar="N", help="tiles per model run (4)")
+    predict.add_argument("--input-scale", type=_input_scale, metavar="FACTOR",
+                         help="multiply tile values by FACTOR before the model, e.g. 1/255 for models trained on "
+                              "8-bit images divided by 255 (1)")
+    predict.add_argument("--device", choices=("auto", "cpu"),
+                         help="auto: a GPU (CUDA, DirectML, CoreML) when onnxruntime has one; cpu: the CPU only")
+    predict.add_argument("--no-restore-scale", dest="restore_scale", action="store_const", const=False,
+                         help="keep results at the tiles' pixel size (default: the images' own)")
+    predict.add_argument("--overwrite", action="store_true", help="allow a non-empty OUTPUT (same names are replaced)")
+
     sample = sub.add_parser("sample", parents=[quiet], help="save a mosaic of up to 25 random images",
                             description="Save a mosaic of random images of INPUT, each at most 512 px, names drawn on them.")
     sample.add_argument("input", metavar="INPUT", help="folder of images")
@@ -383,6 +411,62 @@ def _report_merge(args, summary, what: str) -> None:
         _warn("Stopped before the end: the images not listed above were not written.")
 
 
+def _input_scale(text: str) -> float:
+    """A factor such as 0.5, 1/255 or 0.00392."""
+    try:
+        if "/" in text:
+            top, bottom = text.split("/", 1)
+            return float(top) / float(bottom)
+        return float(text)
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"expected a number or a fraction such as 1/255; got {text!r}") from None
+
+
+def cmd_predict(args) -> int:
+    from tilesapp.core.predict import PredictOptions, predict_options, run_predict, settings_beside
+
+    beside = settings_beside(Path(args.model).expanduser())
+    if not args.config and beside.is_file():
+        args.config = str(beside)
+    settings, unknown = build_settings(args)
+    unknown = [key for key in unknown if key != "predict"]
+    if unknown:
+        _warn(f"{args.config}: ignored unknown setting{'s' * (len(unknown) > 1)} {', '.join(unknown)}.")
+    cancel, gen = threading.Event(), None
+    try:
+        options, unknown = PredictOptions.from_dict(predict_options(args.config))
+        if unknown:
+            _warn(f"{args.config}: ignored unknown predict setting{'s' * (len(unknown) > 1)} {', '.join(unknown)}.")
+        flags = {k: getattr(args, k) for k in ("model_output", "blend", "iou", "box_fusion", "min_confidence",
+                                               "batch_size", "input_scale", "device", "restore_scale")
+                 if getattr(args, k) is not None}
+        options, _ = PredictOptions.from_dict(flags, options)
+        gen = run_predict(args.input, args.output, args.model, settings, options, overwrite=args.overwrite,
+                          cancel=cancel, settings_file=Path(args.config) if args.config else None)
+        summary = drive(gen, ProgressBar("tiles", enabled=not args.quiet))
+    except KeyboardInterrupt:
+        cancel.set()
+        if gen is not None:
+            gen.close()
+        _warn("Interrupted: results written so far are complete images.")
+        return EXIT_INTERRUPTED
+    except SettingsError as exc:
+        _warn(f"tilesapp: error: {exc.describe({**FLAGS, **MERGE_FLAGS})}")
+        return EXIT_USAGE
+    source = f"settings from {args.config}" if args.config else "default settings (no settings file beside the model)"
+    _say(args, f"{Path(args.model).name} ({summary.kind}, {', '.join(summary.providers)}), {source}.")
+    _report_merge(args, summary, "box file" if summary.kind == "boxes" else "result")
+    for _name, message in summary.warnings:
+        _warn(f"Warning: {message}")
+    hinted = set()
+    for name, _reason in summary.failed:
+        for setting, hint in HINTS.items():
+            if setting in summary.settings_failures.get(name, ()) and setting not in hinted:
+                hinted.add(setting)
+                _warn(f"    {hint}")
+    return summary.exit_code
+
+
 def cmd_sample(args) -> int:
     from tilesapp.core.folders import collect_inputs, is_inside
     from tilesapp.core.mosaic import make_mosaic
@@ -486,7 +570,8 @@ def cmd_gui(args) -> int:
     return run_app(folder, demo=getattr(args, "demo", False), quit_after=getattr(args, "quit_after", None))
 
 
-COMMANDS = {"cut": cmd_cut, "merge": cmd_merge, "sample": cmd_sample, "info": cmd_info, "gui": cmd_gui}
+COMMANDS = {"cut": cmd_cut, "merge": cmd_merge, "predict": cmd_predict, "sample": cmd_sample, "info": cmd_info,
+            "gui": cmd_gui}
 
 
 def _warn(message: str) -> None:

@@ -195,7 +195,7 @@ def merge_boxes(boxes: PlacedBoxes, iou: float = 0.5, fusion: str = "nms") -> Pl
     if fusion not in FUSIONS:
         raise SettingsError("box_fusion", f"{{name}} must be one of {', '.join(FUSIONS)}; got {fusion!r}.")
     rank = boxes.conf * np.where(boxes.cut.any(axis=1), EDGE_WEIGHT, 1.0)
-    kept: list[tuple[int, np.ndarray, float]] = []
+    kept: list[tuple[int, np.ndarray, float, int]] = []
     for cls in np.unique(boxes.classes):
         index = np.flatnonzero(boxes.classes == cls)
         order = index[np.lexsort((index, -rank[index]))]
@@ -216,13 +216,13 @@ def merge_boxes(boxes: PlacedBoxes, iou: float = 0.5, fusion: str = "nms") -> Pl
                 same += found
                 new = found
             box, conf = _fuse(boxes, order[a], order[np.array(same, np.intp)], fusion)
-            kept.append((int(cls), box, conf))
+            kept.append((int(cls), box, conf, int(order[a])))
     if not kept:
         return PlacedBoxes.empty()
     kept.sort(key=lambda k: (k[1][1], k[1][0], k[0]))  # top to bottom, left to right
-    xyxy = np.array([k[1] for k in kept])
-    return PlacedBoxes(np.array([k[0] for k in kept], np.int64), xyxy, np.array([k[2] for k in kept]),
-                       xyxy.copy(), np.zeros((len(kept), 4), bool))
+    keepers = np.array([k[3] for k in kept], np.intp)  # each box keeps its best-ranked box's tile
+    return PlacedBoxes(np.array([k[0] for k in kept], np.int64), np.array([k[1] for k in kept]),
+                       np.array([k[2] for k in kept]), boxes.tiles[keepers], boxes.cut[keepers])
 
 
 def _fuse(boxes: PlacedBoxes, keeper: int, others: np.ndarray, fusion: str) -> tuple[np.ndarray, float]:
