@@ -245,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--box-fusion", choices=("nms", "wbf"), help="boxes: keep the best (nms) or average (wbf)")
     predict.add_argument("--min-confidence", type=float, metavar="FRACTION",
                          help="raw YOLO heads: boxes below this confidence are dropped (0.25)")
-    predict.add_argument("--batch-size", type=int, metavar="N", help="tiles per model run (4)")
+    predict.add_argument("--batch-size", type=int, metavar="N", help="tiles per model run (default: 1 on the CPU, 4 on a GPU)")
     predict.add_argument("--input-scale", type=_input_scale, metavar="FACTOR",
                          help="multiply tile values by FACTOR before the model, e.g. 1/255 for models trained on "
                               "8-bit images divided by 255 (1)")

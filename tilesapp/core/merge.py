@@ -190,6 +190,9 @@ def run_merge(
     tiles_folder = Path(tiles_folder).expanduser()
     blend = check_combine(combine, blend, iou)  # checked before anything is read
     predictions = None if boxes is None else box_merge.check_predictions(boxes, box_fusion)
+    if predictions is not None and combine != "blend":
+        raise SettingsError("combine", f"{{name}} {combine} merges images; boxes are merged on their own (give one or "
+                                       f"the other).")
     manifest = read_manifest(tiles_folder)
     out = Path(output).expanduser().absolute()
     cut_from = [Path(manifest.input)] if manifest.input and Path(manifest.input).is_dir() else []
