@@ -3,7 +3,8 @@
 
 Workload (the defaults): one 12 000 × 12 000 uint16 tiled BigTIFF (256 px tiles, zlib) at
 0.65 µm, written band by band by this script, cut at 0.325 µm (24 000 × 24 000 after
-recalibration) into 512 px tiles with 128 px overlap, global min-max to uint8 TIFF:
+recalibration) into 512 px tiles with 128 px overlap, global min-max to 0–255 uint8 TIFF
+(``--bounds 0 255``; the default bounds 0–1 would give tiles of only 0 and 1):
 63 × 63 = **3969 tiles**; then those tiles merged back into one BigTIFF.
 
 Each step runs the installed ``tilesapp`` command in its own process under
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"slide: {args.size} × {args.size} uint16, {(slide / 'slide.tif').stat().st_size / 1e6:.0f} MB on disk "
               f"(written in {time.perf_counter() - t:.0f} s)")
         cut = ["cut", str(slide), None, "--target-pixel-size", "0.325", "--patch-size", "512", "--overlap", "128",
-               "--norm", "global", "--dtype", "uint8", "--format", "tif", "-q"]
+               "--norm", "global", "--dtype", "uint8", "--bounds", "0", "255", "--format", "tif", "-q"]
         steps = {}
         for name, extra in (("cut", []), ("cut-whole", ["--memory-limit", "16GB"])):
             if name == "cut-whole" and args.skip_whole:

@@ -37,8 +37,9 @@ if [ -x "$venv/bin/python" ]; then vpy=$venv/bin/python; else vpy=$venv/Scripts/
 step "installing tilesapp and PyInstaller into $venv"
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
 "$vpy" -m pip install -q --upgrade pip
-# A regular (not editable) install: the bundle must contain the package as users get it.
-"$vpy" -m pip install -q . "$pyinstaller_spec"
+# A regular (not editable) install: the bundle must contain the package as users get it,
+# with the vendor readers ([formats]: CZI, ND2, LIF, DeltaVision, Andor SIF).
+"$vpy" -m pip install -q ".[formats]" "$pyinstaller_spec"
 
 version=$("$vpy" -c 'import tilesapp; print(tilesapp.__version__)')
 step "building Tiles Creator $version with $("$vpy" -m PyInstaller --version | head -n1 | sed 's/^/PyInstaller /')"
@@ -59,6 +60,26 @@ step "smoke test: $exe --version"
 got=$("$exe" --version | tr -d '\r')  # Windows ends lines with CR LF
 [ "$got" = "tilesapp $version" ] || fail "expected 'tilesapp $version', got '$got'"
 echo "$got"
+
+# pylibCZIrw is LGPL-3: shipping it obliges us to ship its licence texts (the spec copies its
+# dist-info); a one-file bundle is read with PyInstaller's own archive reader.
+step "licence texts of pylibCZIrw in the bundle"
+"$vpy" - "$built" <<'PY' || fail "pylibCZIrw's licence texts are missing from $built (see copy_metadata in the spec)"
+import sys
+from pathlib import Path
+
+built = Path(sys.argv[1])
+if built.is_file():
+    from PyInstaller.archive.readers import CArchiveReader
+    names = list(CArchiveReader(str(built)).toc)
+else:
+    names = [p.relative_to(built).as_posix() for p in built.rglob("*")]
+texts = {Path(n).name for n in names
+         if any(d.lower().startswith("pylibczirw-") and d.endswith(".dist-info") for d in Path(n).parts[:-1])}
+missing = {"COPYING", "COPYING.LESSER"} - texts
+print(", ".join(sorted(texts & {"COPYING", "COPYING.LESSER", "NOTICE.txt"})))
+sys.exit(1 if missing else 0)
+PY
 
 size=$(du -sh "$built" | cut -f1)
 step "built $built ($size) in ${seconds}s"

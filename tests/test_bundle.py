@@ -280,3 +280,118 @@ def test_big_tiled_bigtiff_is_cut_and_merged_in_bands(sandbox, tmp_path):
     with tifffile.TiffFile(merged / "slide.tif") as tif:
         assert tif.is_bigtiff and tif.pages[0].is_tiled
         np.testing.assert_array_equal(tif.asarray(), image)
+
+
+# Real files of the vendor formats (../shared/realdata beside the repository; origins, licences and
+# the values below in its SOURCES.md): their libraries are imported by name only when a file is
+# opened, so only opening one inside the bundle shows that the bundle carries them.
+_REALDATA_CANDIDATES = (ROOT.parent / "shared" / "realdata", Path("/work/shared/realdata"))
+REALDATA = next((p for p in _REALDATA_CANDIDATES if (p / "SOURCES.md").is_file()), None)
+# one file of each format: scenes, (rows, cols), channels, Z and T planes, (y = x) pixel size in µm
+VENDOR = {
+    "czi_2scenes_z2_neubias_xyz__multiple_images.czi": dict(scenes=2, yx=(251, 251), channels=1, z=2, t=1, px=0.19564),
+    "nd2_2d_4ch_arcadia_example-multichannel.nd2": dict(scenes=1, yx=(256, 256), channels=4, z=1, t=1, px=0.32339),
+    # one TileScan element of 4 tiles: a scene per tile
+    "lif_tmzc_PR2729_frameOrderCombinedScanTypes.lif": dict(scenes=4, yx=(64, 64), channels=2, z=3, t=2, px=3.968),
+    "dv_c2z17_toxo.dv": dict(scenes=1, yx=(128, 128), channels=2, z=17, t=1, px=0.13262),
+    "sif_andor_ixon_image.sif": dict(scenes=1, yx=(512, 512), channels=1, z=1, t=1, px=None),
+    "omezarr_v04_bf2raw_fake-series-2.zarr": dict(scenes=2, yx=(512, 512), channels=1, z=1, t=1, px=None),
+}
+ND2_4CH = "nd2_2d_4ch_arcadia_example-multichannel.nd2"
+
+
+@pytest.fixture(scope="module")
+def vendor_folder(tmp_path_factory) -> Path:
+    """A copy of one real file of each vendor format (CZI, ND2, LIF, DeltaVision, Andor SIF, OME-Zarr)."""
+    import shutil
+
+    if REALDATA is None:
+        pytest.skip("../shared/realdata is not there")
+    folder = tmp_path_factory.mktemp("vendor")
+    for name in VENDOR:
+        source = REALDATA / name
+        if not source.exists():
+            pytest.skip(f"{name} is not in {REALDATA}")
+        (shutil.copytree if source.is_dir() else shutil.copy2)(source, folder / name)
+    return folder
+
+
+def test_info_opens_each_vendor_format(sandbox, vendor_folder):
+    result = run(sandbox, "info", vendor_folder, "--json")
+    assert result.returncode == 0, result.stderr
+    found = {entry["file"]: entry for entry in json.loads(result.stdout)["images"]}
+    assert set(found) == set(VENDOR)
+    for name, expected in VENDOR.items():
+        entry = found[name]
+        assert "shape" in entry, entry["error"]  # the file could not be opened
+        shape = [*expected["yx"]] if expected["channels"] == 1 else [expected["channels"], *expected["yx"]]
+        assert entry["shape"] == shape, name
+        if expected["px"] is None:  # uncalibrated: opened, and the missing pixel size is said
+            assert entry["pixel_size_um"] is None and "no pixel size" in entry["error"], name
+        else:
+            assert "error" not in entry, entry["error"]
+            assert entry["pixel_size_um"] == pytest.approx([expected["px"]] * 2, rel=1e-4), name
+
+
+def test_cut_reads_every_scene_of_each_vendor_format(sandbox, vendor_folder, tmp_path):
+    """Pixels of every scene (Z max projection, first T frame) come out of the bundle's readers."""
+    import numpy as np
+    import tifffile
+    import zarr
+
+    planes = tmp_path / "planes.json"
+    planes.write_text('{"z": "max", "t": 0}', "utf-8")
+    out = tmp_path / "tiles"
+    result = run(sandbox, "cut", vendor_folder, out, "--config", planes, "--no-calibration", "--norm", "none",
+                 "--dtype", "float32", "--patch-size", TILE, "--overlap", OVERLAP, "--quiet")
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((out / "manifest.json").read_text("utf-8"))
+    assert manifest["status"] == "complete"
+    for name, expected in VENDOR.items():
+        sources = [s for s in manifest["sources"] if s["file"] == name]
+        assert len(sources) == expected["scenes"], name
+        for source in sources:
+            assert source["status"] == "ok", source["error"]
+            assert source["tiles"] == n_tiles(expected["yx"][0]) * n_tiles(expected["yx"][1]), name
+            if expected["px"] is not None:
+                assert source["pixel_size_um"] == pytest.approx([expected["px"]] * 2, rel=1e-4), name
+    # the OME-Zarr tiles are its full-resolution pixels (zarr is read here too)
+    name = "omezarr_v04_bf2raw_fake-series-2.zarr"
+    series = zarr.open_group(str(vendor_folder / name), mode="r")
+    for scene in (0, 1):
+        level0 = np.asarray(series[f"{scene}/0"])[0, 0, 0]  # TCZYX
+        tiles = [t for t in manifest["tiles"] if t["source"] == f"{name} [s{scene}]"]
+        assert len(tiles) == n_tiles(512) ** 2
+        for t in tiles:
+            tile = tifffile.imread(out / t["file"])
+            np.testing.assert_array_equal(tile, level0[t["y0"]:t["y1"], t["x0"]:t["x1"]])
+
+
+def test_cut_four_channel_nd2_for_unet(sandbox, vendor_folder, tmp_path):
+    import numpy as np
+    import tifffile
+
+    folder = tmp_path / "nd2"
+    folder.mkdir()
+    (folder / ND2_4CH).write_bytes((vendor_folder / ND2_4CH).read_bytes())
+    out = tmp_path / "unet"
+    result = run(sandbox, "cut", folder, out, "--preset", "unet", "--patch-size", TILE, "--overlap", OVERLAP, "--quiet")
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((out / "manifest.json").read_text("utf-8"))
+    (source,) = manifest["sources"]
+    px, side = VENDOR[ND2_4CH]["px"], VENDOR[ND2_4CH]["yx"][0]
+    assert source["pixel_size_um"] == pytest.approx([px, px], rel=1e-4)
+    assert source["calibration"] == "ND2"
+    assert source["channel_names"] == ["Mono", "DAPI", "FITC BP", "TRITC BP"]  # from SOURCES.md
+    assert source["scale_factor"] == pytest.approx([px / 0.325] * 2, rel=1e-4)
+    scaled = round(side * px / 0.325)
+    assert source["scaled_shape"] == [scaled, scaled]
+    assert len(manifest["tiles"]) == n_tiles(scaled) ** 2
+    stack = np.stack([tifffile.imread(out / t["file"]) for t in manifest["tiles"]])
+    assert stack.dtype == np.float32 and stack.shape[1:] == (4, TILE, TILE)
+    # the tiles cover the image: each fluorescence channel is stretched to 0–1 on its own
+    assert stack.min(axis=(0, 2, 3)).tolist() == [0.0] * 4
+    assert stack.max(axis=(0, 2, 3)).tolist() == [1.0] * 4
+    with tifffile.TiffFile(out / manifest["tiles"][0]["file"]) as tif:
+        num, den = tif.pages[0].tags["XResolution"].value
+        assert den / num == pytest.approx(0.325, rel=1e-4)

@@ -8,7 +8,6 @@ to the log file.
 from __future__ import annotations
 
 import argparse
-import re
 import dataclasses
 import json
 import logging
@@ -24,8 +23,10 @@ from tilesapp import APP_NAME, __version__
 from tilesapp.core.calibration import UNITS, format_pixel_size
 from tilesapp.core.errors import ImageError, OutputError, SettingsError, TilesError
 from tilesapp.core.settings import (
+    ANNOTATION_MASKS,
     DTYPES,
     FORMATS,
+    LAYOUTS,
     NORMS,
     PAD_MODES,
     PIXEL_SIZE_SCOPES,
@@ -49,10 +50,18 @@ FLAGS = {
     "min_foreground": "--min-foreground", "keep_empty": "--keep-empty", "min_box_visibility": "--min-box-visibility",
     "val_fraction": "--split", "seed": "--seed", "memory_limit": "--memory-limit", "workers": "--workers",
     "blend": "--blend", "layout": "--layout", "config": "--config", "save_config": "--save-config",
-    "file_pixel_sizes": "file_pixel_sizes (in the settings file)",
+    "file_pixel_sizes": "file_pixel_sizes (in the settings file)", "scenes": "--scenes", "z": "--z", "t": "--t",
+    "channels": "--channels", "channel_stretch": "--channel-stretch",
 }
+FLAGS.update({"boxes_from_masks": "--boxes-from-masks", "whole_images": "--whole-images",
+              "annotation_masks": "--annotation-masks", "annotations": "--annotations"})
 #: What to do about an image that failed because of a setting, in the command line's words.
-HINTS = {"pixel_size": "(--pixel-size VALUE --unit UNIT, or --no-calibration)"}
+HINTS = {
+    "pixel_size": "(--pixel-size VALUE --unit UNIT, or --no-calibration)",
+    "z": "(--z max|mean|each|N: a projection, every plane, or plane N from 0)",
+    "t": "(--t each|N: every frame, or frame N from 0)",
+    "channels": "(--channels 0,2 or names from 'tilesapp info'; or --format tif)",
+}
 
 
 # --- progress bar ----------------------------------------------------------------------------
@@ -163,6 +172,15 @@ def _settings_parent() -> argparse.ArgumentParser:
     g.add_argument("--format", choices=FORMATS, help="output format (tif)")
     g.add_argument("--pad-mode", choices=PAD_MODES, help="padding of images smaller than a tile (zero)")
     g.add_argument("--recursive", action="store_const", const=True, help="also take images from sub-folders")
+    m = p.add_argument_group("scenes, planes and channels of microscope files")
+    m.add_argument("--scenes", metavar="all|0,2", help="scenes (series, positions) to cut, 0-based (all)")
+    m.add_argument("--z", metavar="max|mean|each|N",
+                   help="of a Z stack: maximum or mean projection, every plane as its own image, or plane N (from 0)")
+    m.add_argument("--t", metavar="each|N", help="of a time series: every frame as its own image, or frame N (from 0)")
+    m.add_argument("--channels", metavar="0,2|NAMES", help="channels to keep, in order: 0-based numbers or names (all)")
+    m.add_argument("--channel-stretch", choices=("auto", "joint", "each"),
+                   help="normalize channels each on its own or jointly; auto: jointly for RGB colour (stain "
+                        "colours keep their balance), each for fluorescence channels")
     t = p.add_argument_group("training sets")
     t.add_argument("--min-foreground", type=float, metavar="FRACTION",
                    help="drop tiles whose foreground share is below FRACTION (mask > 0, boxes, or pixels "
@@ -201,6 +219,18 @@ def build_parser() -> argparse.ArgumentParser:
     cut.add_argument("--save-config", metavar="SETTINGS.json", help="also save the effective settings to this file")
     cut.add_argument("--masks", metavar="DIR", help="label masks named like the images (same stem), cut on the same grid")
     cut.add_argument("--labels", metavar="DIR", help="YOLO label files <stem>.txt (class cx cy w h), cut with the tiles")
+    f = cut.add_argument_group("training a model (README: Training a model)")
+    f.add_argument("--layout", choices=LAYOUTS,
+                   help="where tiles go: plain folders (default), or the layout a framework reads as it is")
+    f.add_argument("--annotations", metavar="PATH",
+                   help="QuPath GeoJSON, ImageJ ROIs (.roi, RoiSet.zip) or COCO JSON: a file, or a folder of files "
+                        "named like the images; drawn into masks and boxes (instead of --masks/--labels)")
+    f.add_argument("--annotation-masks", dest="annotation_masks", choices=ANNOTATION_MASKS,
+                   help="draw annotations as class ids or one id per object (auto: what the layout needs)")
+    f.add_argument("--boxes-from-masks", dest="boxes_from_masks", action="store_const", const=True,
+                   help="derive a box per object from instance masks (--masks)")
+    f.add_argument("--whole-images", dest="whole_images", action="store_const", const=True,
+                   help="write each image whole, recalibrated and normalized, not cut (nnunet, cellpose, stardist)")
 
     # merge modes and windows as tilesapp.core.combine names them (not imported here: numpy would
     # slow every start); the engine checks them again
@@ -312,7 +342,7 @@ def cmd_cut(args) -> int:
         _check_save_config(Path(args.save_config), args)
     cancel = threading.Event()
     gen = run_export(args.input, args.output, settings, overwrite=args.overwrite, cancel=cancel,
-                     masks=args.masks, labels=args.labels)
+                     masks=args.masks, labels=args.labels, annotations=args.annotations)
     try:
         summary = drive(gen, ProgressBar("tiles", enabled=not args.quiet))
     except KeyboardInterrupt:
@@ -497,30 +527,11 @@ def cmd_sample(args) -> int:
 
 def cmd_info(args) -> int:
     from tilesapp.core.folders import collect_inputs
-    from tilesapp.core.plan import plan_image
-    from tilesapp.core.readers import open_image
 
     settings, unknown = build_settings(args)
     inputs = collect_inputs(args.input, settings.recursive)
-    rows, total = [], 0
-    for path in inputs.images:
-        name = inputs.name(path)
-        row: dict[str, Any] = {"file": name}
-        try:
-            with open_image(path) as image:
-                scene = image.scenes[0]
-                info = scene.info
-                row.update(shape=list(info.shape), axes=info.axes, dtype=info.dtype,
-                           pixel_size_um=list(info.pixel_size_um) if info.pixel_size_um else None,
-                           calibration=info.calibration)
-                plan = plan_image(info, settings, name, not getattr(scene, "whole_only", False))
-            row.update(scaled_shape=list(plan.scaled_shape), tiles=len(plan.grid))
-            if plan.warnings:
-                row["warnings"] = list(plan.warnings)
-            total += len(plan.grid)
-        except ImageError as exc:
-            row["error"] = str(exc)
-        rows.append(row)
+    rows = [row for path in inputs.images for row in _info_rows(path, inputs.name(path), settings)]
+    total = sum(r.get("tiles", 0) for r in rows)
     skipped = [inputs.name(p) for p in inputs.skipped]
     if args.json:
         print(json.dumps({"input": str(inputs.root), "settings": settings.to_dict(), "images": rows,
@@ -532,19 +543,60 @@ def cmd_info(args) -> int:
     return EXIT_OK
 
 
+def _info_rows(path: Path, name: str, settings: Settings) -> list[dict[str, Any]]:
+    """One row per scene of a file: what its metadata says, and the tiles it gives under ``settings``."""
+    from tilesapp.core.plan import plan_image
+    from tilesapp.core.readers import open_image
+    from tilesapp.core.sources import sources_of
+
+    try:
+        with open_image(path) as image:
+            scenes = [(scene.info, not getattr(scene, "whole_only", False)) for scene in image.scenes]
+    except ImageError as exc:
+        return [{"file": name, "error": str(exc)}]
+    rows = []
+    for number, (info, regions) in enumerate(scenes):
+        row: dict[str, Any] = {
+            "file": name, "scene": number, "scene_name": info.scene_name, "reader": info.reader,
+            "shape": list(info.shape), "axes": info.axes, "dtype": info.dtype, "z": info.n_z, "t": info.n_t,
+            "channels": info.channels, "channel_names": list(info.channel_names),
+            "pixel_size_um": list(info.pixel_size_um) if info.pixel_size_um else None, "calibration": info.calibration,
+        }
+        if info.warnings:
+            row["warnings"] = list(info.warnings)
+        try:
+            one = dataclasses.replace(settings, scenes=(number,))
+            sources, _ = sources_of(path, name, [i for i, _ in scenes], one)
+            plans = [plan_image(source.info, settings, source.name, regions) for source in sources]
+            row.update(sources=len(sources), scaled_shape=list(plans[0].scaled_shape),
+                       tiles=sum(len(p.grid) for p in plans))
+            row["warnings"] = row.get("warnings", []) + [w for p in plans for w in p.warnings if w not in info.warnings]
+            if not row["warnings"]:
+                del row["warnings"]
+        except ImageError as exc:
+            row["error"] = str(exc) + (f" {HINTS[exc.setting]}" if getattr(exc, "setting", None) in HINTS else "")
+        rows.append(row)
+    return rows
+
+
 def _print_info_table(root: Path, rows: list[dict], skipped: list[str], total: int, settings: Settings) -> None:
-    headers = ("file", "shape", "axes", "dtype", "pixel size", "from", "after rescale", "tiles")
+    headers = ("file", "scene", "shape", "axes", "Z×T", "dtype", "channels", "pixel size", "from", "after rescale", "tiles")
     table = []
     for r in rows:
         if "shape" not in r:
-            table.append((r["file"], "", "", "", "", "", "", "error"))
+            table.append((r["file"], "", "", "", "", "", "", "", "", "", "error"))
             continue
-        shape = " × ".join(map(str, r["shape"]))
         size = format_pixel_size(tuple(r["pixel_size_um"])) if r["pixel_size_um"] else "none"
         scaled = " × ".join(map(str, r["scaled_shape"])) if "scaled_shape" in r else "—"
-        table.append((r["file"], shape, r["axes"], r["dtype"], size, r["calibration"] or "", scaled, str(r.get("tiles", "—"))))
+        scene = str(r["scene"]) + (f" {r['scene_name']}" if r.get("scene_name") else "")
+        planes = f"{r['z']}×{r['t']}" if r["z"] * r["t"] > 1 else ""
+        channels = ", ".join(r["channel_names"]) or str(r["channels"])
+        table.append((r["file"], scene, " × ".join(map(str, r["shape"])), r["axes"], planes, r["dtype"], channels, size,
+                      r["calibration"] or "", scaled, str(r.get("tiles", "—"))))
     widths = [max(len(h), *(len(t[i]) for t in table)) if table else len(h) for i, h in enumerate(headers)]
-    print(f"{root}: {len(rows)} image{'s' * (len(rows) != 1)}, {len(skipped)} other file{'s' * (len(skipped) != 1)}")
+    files = len({r["file"] for r in rows})
+    print(f"{root}: {files} image file{'s' * (files != 1)} ({len(rows)} scene{'s' * (len(rows) != 1)}), "
+          f"{len(skipped)} other file{'s' * (len(skipped) != 1)}")
     print("  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip())
     for t in table:
         print("  ".join(c.ljust(w) for c, w in zip(t, widths)).rstrip())
@@ -572,6 +624,21 @@ def cmd_gui(args) -> int:
 
 COMMANDS = {"cut": cmd_cut, "merge": cmd_merge, "predict": cmd_predict, "sample": cmd_sample, "info": cmd_info,
             "gui": cmd_gui}
+#: The engine modules each command imports (numpy, OpenCV, …: a second or more to load).
+_MODULES = {"cut": ("tilesapp.core.export",), "merge": ("tilesapp.core.merge",), "predict": ("tilesapp.core.predict",),
+            "sample": ("tilesapp.core.mosaic",), "info": ("tilesapp.core.plan", "tilesapp.core.sources")}
+
+
+def _import_engine(command: str) -> None:
+    """Import what a command needs before it starts: an interrupt now quits at once, rather
+    than surfacing from inside a C extension's import as an ImportError."""
+    import importlib
+
+    from tilesapp._entry import quitting_on_interrupt
+
+    with quitting_on_interrupt():
+        for module in _MODULES.get(command, ()):
+            importlib.import_module(module)
 
 
 def _warn(message: str) -> None:
@@ -587,6 +654,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)  # exits 2 with a usage message on bad arguments
         log_file = setup_logging()
         command = COMMANDS.get(args.command or "gui")
+        _import_engine(args.command or "gui")
         return command(args)
     except SettingsError as exc:
         _warn(f"tilesapp: error: {exc.describe(FLAGS)}")

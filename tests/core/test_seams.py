@@ -186,19 +186,20 @@ def test_the_export_runs_on_the_executor_it_is_given(folder, tmp_path):
 
 def test_what_an_image_task_is_given_can_travel_to_another_process(folder, tmp_path):
     """An executor of other processes ships each image's job and the run's sink: both pickle."""
-    from tilesapp.core.cut import ImageJob, LazyPixels
+    from tilesapp.core.cut import ImageJob
     from tilesapp.core.plan import plan_image
+    from tilesapp.core.sources import SourcePixels, SourceRef
     from tilesapp.core.readers import inspect_image
     from tilesapp.core.sinks.base import RunInfo
     from tilesapp.core.sinks.folder import FolderSink
 
     path = write_imagej(folder / "d.tif", microscopy((64, 64)), 0.5)
     plan = plan_image(inspect_image(path), Settings(), "d.tif")
-    job = ImageJob(0, path, "d.tif", "d", plan)
+    job = ImageJob(0, SourceRef(path), "d.tif", "d", plan)
     sink = FolderSink(RunInfo(tmp_path, Settings()))
     assert pickle.loads(pickle.dumps(job)) == job
     assert pickle.loads(pickle.dumps(sink)).folder == tmp_path
-    pixels = LazyPixels(path)
+    pixels = SourcePixels(SourceRef(path))
     assert pixels.info.shape_yx == (64, 64)  # opened here ...
     copy = pickle.loads(pickle.dumps(pixels))  # ... and reopened wherever it is read
     np.testing.assert_array_equal(copy.read(0, 8, 0, 8), pixels.read(0, 8, 0, 8))

@@ -6,7 +6,7 @@ from helpers import microscopy, write_imagej, write_ome
 
 from tilesapp.core.calibration import canonical_unit, scale_factors, scaled_shape, to_um
 from tilesapp.core.errors import ImageError
-from tilesapp.core.readers import inspect_image, read_image, scan_folder
+from tilesapp.core.readers import inspect_image, open_image, read_image, scan_folder
 
 
 def test_scan_orders_tiffs_first_and_lists_other_files(tmp_path):
@@ -81,10 +81,20 @@ def test_singleton_axes_are_dropped(tmp_path):
     assert info.axes == "YX" and array.shape == (30, 40, 1)
 
 
-def test_z_stack_is_a_clear_per_file_error(tmp_path):
+def test_a_z_stack_is_read_plane_by_plane(tmp_path):
     path = tmp_path / "stack.tif"
-    tifffile.imwrite(path, np.zeros((5, 30, 40), np.uint16), imagej=True, metadata={"axes": "ZYX"})
-    with pytest.raises(ImageError, match=r"stack.tif: axes ZYX .*not supported"):
+    stack = np.arange(5 * 30 * 40, dtype=np.uint16).reshape(5, 30, 40)
+    tifffile.imwrite(path, stack, imagej=True, metadata={"axes": "ZYX"})
+    info = inspect_image(path)
+    assert (info.axes, info.shape, info.n_z, info.n_t) == ("YX", (30, 40), 5, 1)
+    with open_image(path) as image:
+        np.testing.assert_array_equal(image.scenes[0].read(3, 9, 4, 20, z=2)[..., 0], stack[2, 3:9, 4:20])
+
+
+def test_unknown_axes_are_a_clear_per_file_error(tmp_path):
+    path = tmp_path / "mosaic.ome.tif"
+    tifffile.imwrite(path, np.zeros((2, 3, 4, 30, 40), np.uint16), metadata={"axes": "RZTYX"}, photometric="minisblack")
+    with pytest.raises(ImageError, match=r"mosaic.ome.tif: axes .* are not supported"):
         inspect_image(path)
 
 

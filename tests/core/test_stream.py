@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import tracemalloc
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -426,3 +427,30 @@ def test_cancelling_a_streamed_merge_leaves_no_file(big, tmp_path):
         summary = stop.value
     assert summary.cancelled and not summary.written and 300 < progress[-1] < 44 * 37
     assert list((tmp_path / "merged").iterdir()) == []  # neither the image nor a partial file
+
+
+@pytest.mark.parametrize("kind, kwargs, colour", [
+    ("tiled-zlib", dict(tile=(128, 128), compression="zlib"), False),
+    ("strips-lzw", dict(compression="lzw", rowsperstrip=37), False),
+    ("strips-predictor", dict(compression="zlib", predictor=True, rowsperstrip=16), False),
+    ("tiled-jpeg-rgb", dict(tile=(128, 128), compression="jpeg", photometric="rgb"), True),
+])
+def test_regions_of_chunked_pages_are_decoded_by_the_reading_thread(tmp_path, kind, kwargs, colour):
+    """Regions of one chunked page do not go through zarr (whose one event-loop thread decodes
+    every chunk in line): the reading thread decodes just the chunks its region touches."""
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 255, (500, 430, 3)).astype(np.uint8) if colour else \
+        rng.integers(0, 60000, (500, 430)).astype(np.uint16)
+    path = tmp_path / f"{kind}.tif"
+    tifffile.imwrite(path, image, **kwargs)
+    reference = tifffile.imread(path)
+    reference = reference if reference.ndim == 3 else reference[..., np.newaxis]
+    with first_scene(path) as scene:
+        assert scene._segments is not None and scene.chunk_rows() in (37, 16, 128)
+        regions = [(0, 500, 0, 430), (17, 300, 5, 6), (499, 500, 100, 430), (128, 256, 128, 256), (3, 497, 1, 429)]
+        for y0, y1, x0, x1 in regions:
+            np.testing.assert_array_equal(scene.read(y0, y1, x0, x1), reference[y0:y1, x0:x1])
+        with ThreadPoolExecutor(4) as pool:  # threads at once: each its own chunks, the same pixels
+            parts = list(pool.map(lambda r: scene.read(*r), regions * 4))
+        for (y0, y1, x0, x1), part in zip(regions * 4, parts):
+            np.testing.assert_array_equal(part, reference[y0:y1, x0:x1])

@@ -7,8 +7,11 @@ import os
 # Before Qt is imported anywhere: no display needed.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+import sys  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))  # person.py: what a person does to the window
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -28,7 +31,9 @@ class Dialogs:
 
     shown: list[tuple[str, str, str]] = field(default_factory=list)  # (kind, title, text)
     asked: list[tuple[str, str]] = field(default_factory=list)  # (title, text)
+    opened: list[Path] = field(default_factory=list)  # folders shown in the file manager
     answer: bool = True
+    answers: list[bool] = field(default_factory=list)  # given in turn before ``answer``
     folder: Path | None = None
     file: Path | None = None
 
@@ -47,12 +52,17 @@ def dialogs(monkeypatch) -> Dialogs:
     def inform(parent, title, text, details="", kind="information"):
         record.shown.append((kind, title, text + (f"\n{details}" if details else "")))
 
-    def ask(parent, title, text, confirm="OK", details=""):
+    def ask(parent, title, text, confirm="OK", details="", cancel="Cancel"):
         record.asked.append((title, text))
-        return record.answer
+        return record.answers.pop(0) if record.answers else record.answer
+
+    def about(parent, title, html, pixmap):
+        record.shown.append(("about", title, html))
 
     monkeypatch.setattr(module, "inform", inform)
     monkeypatch.setattr(module, "ask", ask)
+    monkeypatch.setattr(module, "about", about)
+    monkeypatch.setattr(module, "open_folder", record.opened.append)
     monkeypatch.setattr(module, "choose_folder", lambda *args: record.folder)
     monkeypatch.setattr(module, "choose_open_file", lambda *args: record.file)
     monkeypatch.setattr(module, "choose_save_file", lambda *args: record.file)

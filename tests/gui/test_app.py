@@ -61,3 +61,31 @@ def test_void_qt_calls_cannot_exhaust_references_to_none(qapp):
     for _ in range(50_000):
         pen.setCosmetic(True)
     assert sys.getrefcount(None) > 1_000_000 or sys.getrefcount(None) >= before - 10
+
+
+def test_a_closed_window_is_freed_without_the_garbage_collector(qapp, make_folder):
+    """No reference cycle holds the window: Python's garbage collector may run in a worker thread,
+    and a Qt widget tree collected there deadlocks the application (seen in an export's thread)."""
+    import gc
+    import weakref
+
+    from PySide6.QtCore import QCoreApplication, QEvent
+
+    from tilesapp.gui import MainWindow
+
+    gc.collect()
+    gc.disable()
+    try:
+        window = MainWindow()
+        window.show()
+        window.loader.open_folder(make_folder("freed", [((64, 64), 0.325)]))
+        while window.jobs.busy("scan") or window.jobs.busy("view"):
+            qapp.processEvents()
+        ref = weakref.ref(window)
+        window.close()
+        window.deleteLater()
+        QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+        del window
+        assert ref() is None
+    finally:
+        gc.enable()

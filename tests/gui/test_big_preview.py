@@ -164,8 +164,8 @@ def test_masks_boxes_and_dropped_tiles_land_on_the_reduced_view(window, big, sli
     tifffile.imwrite(masks / "slide.tif", mask)
     (labels / "slide.txt").write_text("0 0.25 0.25 0.1 0.1\n1 0.75 0.5 0.2 0.3\n")
     load(window, slide.parent)
-    window.select_masks_folder(masks)
-    window.select_labels_folder(labels)
+    window.exporter.select_annotations("masks", masks)
+    window.exporter.select_annotations("labels", labels)
     find(window, "minForegroundSpin").setValue(5.0)
     preview, _ = show(window, qtbot, load, slide)
     assert big["overview_annotated"] == 1
@@ -208,7 +208,7 @@ def test_small_image_preview_is_unchanged(window, make_folder, load, qtbot, monk
     details = []
     window.tileDetailShown.connect(details.append)
     with qtbot.waitSignal(window.previewShown, timeout=10_000) as blocker:
-        window.preview_tiles()
+        window.previews.preview_chosen()
     preview = blocker.args[0]
     assert not preview.reduced
     assert preview.values.shape == preview.plan.scaled_shape == preview.display.extent == (400, 600)
@@ -236,10 +236,10 @@ def test_big_image_exports_through_the_engine_with_progress_and_cancel(window, b
     monkeypatch.setattr(cut_module, "plan_bands", spy)
     show(window, qtbot, load, slide)
     out = tmp_path / "tiles"
-    assert window.select_export_folder(out)
+    assert window.exporter.select_folder(out)
     seen = []
     with qtbot.waitSignal(window.exportEnded, timeout=60_000) as blocker:
-        window.export()
+        window.exporter.export()
         window.jobs.job("export").signals.progressed.connect(seen.append)
     summary = blocker.args[0]
     n = len(TileGrid.for_shape(SCALED, TILE, OVERLAP))
@@ -253,11 +253,11 @@ def test_big_image_exports_through_the_engine_with_progress_and_cancel(window, b
     find(window, "patchSizeSpin").setValue(16)
     qtbot.wait(500)  # the preview's refresh, if any, settles
     seen.clear()
-    window.export()
+    window.exporter.export()
     window.jobs.job("export").signals.progressed.connect(seen.append)
     qtbot.waitUntil(lambda: any(p.done > 0 for p in seen), timeout=30_000)
     with qtbot.waitSignal(window.exportEnded, timeout=30_000) as blocker:
-        window.cancel_export()
+        window.exporter.cancel()
     summary = blocker.args[0]
     assert len(streamed) == 1 and streamed[0] > 1
     assert summary.cancelled and 0 < summary.tiles_written < len(TileGrid.for_shape(SCALED, 16, 0))

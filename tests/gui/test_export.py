@@ -14,6 +14,7 @@ from PySide6.QtCore import Qt, QTimer
 
 from tilesapp.core.geometry import TileGrid
 from helpers import find
+from person import click
 
 PARTIAL = ".partial"
 
@@ -35,7 +36,7 @@ def test_export_writes_the_tiles_of_every_image(window, make_folder, load, tmp_p
     find(window, "patchSizeSpin").setValue(64)
     find(window, "overlapSpin").setValue(16)
     out = tmp_path / "tiles"
-    assert window.select_export_folder(out)
+    assert window.exporter.select_folder(out)
     assert find(window, "exportButton").isEnabled()
     total = len(TileGrid.for_shape((200, 240), 64, 16)) + len(TileGrid.for_shape((180, 180), 64, 16))
     assert find(window, "exportHintLabel").text() == f"Ready: {total} tiles from 2 images."
@@ -65,9 +66,9 @@ def test_float32_tif_tiles_for_unet(window, make_folder, load, tmp_path, qtbot):
     find(window, "patchSizeSpin").setValue(32)
     find(window, "overlapSpin").setValue(0)
     out = tmp_path / "out"
-    window.select_export_folder(out)
+    window.exporter.select_folder(out)
     with qtbot.waitSignal(window.exportEnded, timeout=20_000):
-        window.export()
+        window.exporter.export()
     tiles = sorted(out.glob("cell_01_*.tif"))
     assert len(tiles) == 4
     data = tifffile.imread(tiles[0])
@@ -78,8 +79,8 @@ def test_float32_tif_tiles_for_unet(window, make_folder, load, tmp_path, qtbot):
 def test_export_folder_inside_the_input_is_refused(window, make_folder, load, dialogs):
     folder = make_folder("in", [((64, 64), 0.325)])
     load(window, folder)
-    assert not window.select_export_folder(folder)
-    assert not window.select_export_folder(folder / "tiles")
+    assert not window.exporter.select_folder(folder)
+    assert not window.exporter.select_folder(folder / "tiles")
     assert window.export_folder is None
     assert len(dialogs.shown) == 2 and "input folder" in dialogs.texts[0]
     assert not find(window, "exportButton").isEnabled()
@@ -91,36 +92,43 @@ def test_non_empty_export_folder_asks_first(window, make_folder, load, tmp_path,
     out = tmp_path / "busy"
     out.mkdir()
     (out / "old.txt").write_text("keep me")
-    window.select_export_folder(out)
+    window.exporter.select_folder(out)
+    # A file no export wrote is never mixed with tiles: said before anything starts.
+    click(qtbot, window, "exportButton")
+    assert not dialogs.asked and "no earlier export wrote" in dialogs.texts[-1]
+    assert not window.jobs.busy("export") and sorted(p.name for p in out.iterdir()) == ["old.txt"]
+    # An earlier export is replaced, after asking.
+    (out / "old.txt").unlink()
+    with qtbot.waitSignal(window.exportEnded, timeout=20_000):
+        click(qtbot, window, "exportButton")
+    before = sorted(p.name for p in out.iterdir())
     dialogs.answer = False
-    window.export()
-    assert dialogs.asked and "already holds 1 file" in dialogs.asked[-1][1]
+    click(qtbot, window, "exportButton")
+    assert "already holds 2 files of an earlier export" in dialogs.asked[-1][1]
     assert not window.jobs.busy("export")
-    assert sorted(p.name for p in out.iterdir()) == ["old.txt"]
-    # Overwriting replaces an earlier export only: a file no export wrote is never mixed with tiles.
     dialogs.answer = True
-    window.export()
-    qtbot.waitUntil(lambda: not window.jobs.busy("export"), timeout=20_000)
-    assert any("no earlier export wrote" in text for text in dialogs.texts)
-    assert sorted(p.name for p in out.iterdir()) == ["old.txt"]
+    with qtbot.waitSignal(window.exportEnded, timeout=20_000) as blocker:
+        click(qtbot, window, "exportButton")
+    assert blocker.args[0].tiles_written == 1 and sorted(p.name for p in out.iterdir()) == before
 
 
-def test_empty_export_folder_deletes_files_only_after_confirmation(window, tmp_path, qtbot, dialogs):
+def test_empty_export_folder_asks_separately_about_files_no_export_wrote(window, tmp_path, qtbot, dialogs):
     out = tmp_path / "out"
     (out / "keep").mkdir(parents=True)
     for name in ("a.tif", "b.tif", "manifest.json"):
         (out / name).write_text("x")
     (out / "keep" / "inner.tif").write_text("x")
-    window.select_export_folder(out)
+    window.exporter.select_folder(out)
     dialogs.answer = False
-    qtbot.mouseClick(find(window, "emptyFolderButton"), Qt.MouseButton.LeftButton)
-    assert "Delete the 3 files" in dialogs.asked[-1][1]
-    assert len(list(out.iterdir())) == 4
+    click(qtbot, window, "emptyFolderButton")
+    # "manifest.json" is no manifest: nothing here was written by an export.
+    assert len(dialogs.asked) == 1 and "holds 4 files that no export wrote" in dialogs.asked[-1][1]
+    assert len(list(out.rglob("*"))) == 5
     dialogs.answer = True
-    window.empty_export_folder()
+    click(qtbot, window, "emptyFolderButton")
     qtbot.waitUntil(lambda: not window.jobs.busy("empty"), timeout=10_000)
-    assert [p.name for p in out.iterdir()] == ["keep"]
-    assert (out / "keep" / "inner.tif").exists()
+    assert [p.name for p in out.iterdir()] == ["keep"]  # files only: a folder no export made stays
+    assert "Deleted 4 files" in window.statusBar().currentMessage()
 
 
 N_LONG, SIDE_LONG = 12, 1024
@@ -139,9 +147,9 @@ def start_long_export(window, tmp_path, load, qtbot):
     find(window, "patchSizeSpin").setValue(16)
     find(window, "overlapSpin").setValue(0)
     out = tmp_path / "out"
-    window.select_export_folder(out)
+    window.exporter.select_folder(out)
     seen = []
-    window.export()
+    window.exporter.export()
     job = window.jobs.job("export")
     job.signals.progressed.connect(lambda p: seen.append(p))
     qtbot.waitUntil(lambda: any(p.done > 0 for p in seen), timeout=20_000)
@@ -191,9 +199,9 @@ def test_images_that_fail_are_listed(window, make_folder, load, tmp_path, qtbot,
     load(window, folder)
     assert "1 of 2 images will fail" in find(window, "exportWarningLabel").text()
     out = tmp_path / "out"
-    window.select_export_folder(out)
+    window.exporter.select_folder(out)
     with qtbot.waitSignal(window.exportEnded, timeout=20_000) as blocker:
-        window.export()
+        window.exporter.export()
     summary = blocker.args[0]
     assert summary.images_ok == 1 and [name for name, _ in summary.failed] == ["cell_02.tif"]
     assert dialogs.shown and "could not be exported" in dialogs.texts[-1] and "cell_02.tif" in dialogs.texts[-1]
@@ -204,7 +212,7 @@ def test_images_that_fail_are_listed(window, make_folder, load, tmp_path, qtbot,
 def test_loading_a_folder_that_holds_the_export_folder_clears_it(window, make_folder, load, tmp_path, drop_input):
     folder = make_folder("data", [((64, 64), 0.325)])
     out = folder / "tiles" if drop_input else tmp_path / "elsewhere"
-    window.select_export_folder(out)
+    window.exporter.select_folder(out)
     load(window, folder)
     assert (window.export_folder is None) == drop_input
 
@@ -215,9 +223,9 @@ def test_merge_dialog_rebuilds_the_exported_images(window, make_folder, load, tm
     find(window, "normNone").setChecked(True)
     find(window, "patchSizeSpin").setValue(64)
     find(window, "overlapSpin").setValue(16)
-    window.select_export_folder(tmp_path / "tiles")
+    window.exporter.select_folder(tmp_path / "tiles")
     with qtbot.waitSignal(window.exportEnded, timeout=20_000):
-        window.export()
+        window.exporter.export()
     dialog = window.show_merge_dialog()
     assert dialog.tilesEdit.text() == str(tmp_path / "tiles")
     dialog.blendCombo.setCurrentIndex(dialog.blendCombo.findData("gradient"))

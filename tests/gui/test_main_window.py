@@ -13,6 +13,7 @@ from tilesapp.core.geometry import TileGrid
 from tilesapp.core.settings import Settings, load_settings
 from tilesapp.gui import MainWindow
 from helpers import find
+from person import click, pick, table_rows, type_in
 
 OBJECT_NAMES = {
     "sourcesLabel": QLabel,
@@ -65,10 +66,10 @@ def test_load_folder_shows_sources_shape_and_pixel_size(window, make_folder, loa
     assert find(window, "sourcesLabel").text().startswith("3 images")
     assert "1 other file skipped" in find(window, "sourcesLabel").text()
     assert find(window, "shapeLabel").text().startswith("200 × 300")
-    # The images agree: the pixel size is filled from their metadata.
-    assert float(find(window, "pixelSizeEdit").text()) == pytest.approx(0.65)
-    assert find(window, "unitCombo").currentData() == "um"
-    assert window.settings.pixel_size == pytest.approx((0.65, 0.65))
+    # Each image's pixel size is its metadata's, shown in the table; the field is for images without one.
+    assert [row[3:5] for row in table_rows(window)] == [["0.65 µm", "ImageJ"]] * 3
+    assert find(window, "pixelSizeEdit").text() == "" and window.settings.pixel_size is None
+    assert "3 of 3 images calibrated (0.65 µm, ImageJ)" in window.calibration.metadataLabel.text()
     # Loading shows the sample mosaic by itself.
     qtbot.waitUntil(lambda: window.viewer.has_image, timeout=10_000)
     assert window.store.recent_folders() == [folder]
@@ -80,7 +81,8 @@ def test_different_images_give_auto_pixel_size_and_different_shapes(window, make
     assert find(window, "shapeLabel").text() == "different shapes"
     assert find(window, "pixelSizeEdit").text() == ""
     assert window.settings.pixel_size is None
-    assert "differ" in window.calibration.metadataLabel.text()
+    assert "2 of 2 images calibrated (0.5–0.65 µm, ImageJ)" in window.calibration.metadataLabel.text()
+    assert [row[5] for row in table_rows(window)] == ["×2", "×1.538"]
 
 
 def drop(window, paths):
@@ -126,8 +128,8 @@ def test_dropping_image_files_loads_those_files(window, make_folder, qtbot):
 def test_preview_draws_the_tile_grid_of_the_recalibrated_image(window, make_folder, load, qtbot):
     folder = make_folder("preview", [((200, 300), 0.65)])
     load(window, folder)
-    find(window, "patchSizeSpin").setValue(128)
-    find(window, "overlapSpin").setValue(32)
+    type_in(qtbot, window, "patchSizeSpin", "128")
+    type_in(qtbot, window, "overlapSpin", "32")
     with qtbot.waitSignal(window.previewShown, timeout=10_000) as blocker:
         qtbot.mouseClick(find(window, "previewButton"), Qt.MouseButton.LeftButton)
     preview = blocker.args[0]
@@ -157,9 +159,9 @@ def test_tile_settings_redraw_the_grid_without_reading_again(window, make_folder
     folder = make_folder("regrid", [((256, 256), 0.325)])
     load(window, folder)
     with qtbot.waitSignal(window.previewShown, timeout=10_000):
-        window.preview_tiles()
-    find(window, "patchSizeSpin").setValue(64)
-    find(window, "overlapSpin").setValue(0)
+        window.previews.preview_chosen()
+    type_in(qtbot, window, "patchSizeSpin", "64")
+    type_in(qtbot, window, "overlapSpin", "0")
     assert len(window.preview.plan.grid) == len(TileGrid.for_shape((256, 256), 64, 0)) == 16
     assert find(window, "tileCountLabel").text().startswith("16 tiles")
     assert find(window, "tileSlider").maximum() == 15
@@ -169,7 +171,7 @@ def test_calibration_change_recomputes_the_preview(window, make_folder, load, qt
     folder = make_folder("recal", [((100, 100), 0.65)])
     load(window, folder)
     with qtbot.waitSignal(window.previewShown, timeout=10_000):
-        window.preview_tiles()
+        window.previews.preview_chosen()
     assert window.preview.plan.scaled_shape == (200, 200)
     with qtbot.waitSignal(window.previewShown, timeout=10_000):
         qtbot.mouseClick(find(window, "calibrationCheck"), Qt.MouseButton.LeftButton)
@@ -181,7 +183,7 @@ def test_another_image_previews_a_different_one(window, make_folder, load, qtbot
     folder = make_folder("two", [((100, 100), 0.65), ((120, 80), 0.65)])
     load(window, folder)
     with qtbot.waitSignal(window.previewShown, timeout=10_000):
-        window.preview_tiles()
+        window.previews.preview_chosen()
     first = window.preview.path
     with qtbot.waitSignal(window.previewShown, timeout=10_000):
         qtbot.mouseClick(window.tiles.anotherButton, Qt.MouseButton.LeftButton)
@@ -199,23 +201,22 @@ def test_show_sample_puts_the_mosaic_in_the_view(window, make_folder, load, qtbo
     assert not window.viewer.scale_bar.isVisible()
 
 
-def test_invalid_dtype_for_format_disables_export_with_the_reason(window, make_folder, load, tmp_path):
+def test_invalid_dtype_for_format_disables_export_with_the_reason(window, make_folder, load, tmp_path, qtbot):
     folder = make_folder("valid", [((64, 64), 0.325)])
     load(window, folder)
-    assert window.select_export_folder(tmp_path / "out")
+    assert window.exporter.select_folder(tmp_path / "out")
     export = find(window, "exportButton")
     assert export.isEnabled()
     dtype, fmt = find(window, "dtypeCombo"), find(window, "formatCombo")
-    dtype.setCurrentIndex(dtype.findText("float32"))
-    fmt.setCurrentIndex(fmt.findData("jpg"))
+    pick(qtbot, window, "dtypeCombo", "float32")
+    pick(qtbot, window, "formatCombo", ".jpg")
     assert not export.isEnabled()
     label = window.normalization.findChild(QLabel, "outputError")
     assert label.isVisible() and ".jpg" in label.text() and "float32" in label.text()
     assert window.settings_errors and window.settings_errors[0].field == "format"
     # The YOLO preset sets all four fields and the choice is valid again.
     preset = find(window, "presetCombo")
-    preset.setCurrentIndex(preset.findText("YOLO"))
-    preset.activated.emit(preset.currentIndex())
+    pick(qtbot, window, "presetCombo", "YOLO")
     assert (window.settings.norm, window.settings.bounds, window.settings.dtype, window.settings.format) == (
         "global", (0.0, 255.0), "uint8", "png",
     )
@@ -226,69 +227,54 @@ def test_invalid_dtype_for_format_disables_export_with_the_reason(window, make_f
 
 
 def test_bounds_outside_the_type_are_shown_next_to_the_bounds(window, qtbot):
-    dtype, upper = find(window, "dtypeCombo"), find(window, "upperBoundEdit")
-    find(window, "formatCombo").setCurrentIndex(find(window, "formatCombo").findData("tif"))
-    dtype.setCurrentIndex(dtype.findText("uint8"))
+    upper = find(window, "upperBoundEdit")
+    pick(qtbot, window, "formatCombo", ".tif")
+    type_in(qtbot, window, "upperBoundEdit", "1")  # typed: the bounds no longer follow the type
+    pick(qtbot, window, "dtypeCombo", "uint8")
     bounds_error = window.normalization.findChild(QLabel, "boundsError")
     # 0–1 in uint8 would give near-black tiles of 0 and 1: refused
     assert bounds_error.isVisible() and "float32" in bounds_error.text()
-    upper.clear()
-    qtbot.keyClicks(upper, "300")
+    assert not find(window, "exportButton").isEnabled()
+    type_in(qtbot, window, "upperBoundEdit", "300")
     assert bounds_error.isVisible() and "0–255" in bounds_error.text()
     assert not find(window, "exportButton").isEnabled()
     # With "none" the bounds play no part: the same text is no longer an error.
-    find(window, "normNone").setChecked(True)
+    click(qtbot, window, "normNone")
     assert not bounds_error.isVisible()
     assert not upper.isEnabled()
 
 
 def test_unet_preset_and_a_broken_bound(window, qtbot):
     preset = find(window, "presetCombo")
-    preset.setCurrentIndex(preset.findText("UNet"))
-    preset.activated.emit(preset.currentIndex())
-    assert window.settings.with_preset("unet") == window.settings
-    upper = find(window, "upperBoundEdit")
-    upper.clear()
-    qtbot.keyClicks(upper, "abc")
+    pick(qtbot, window, "presetCombo", "UNet")
+    assert window.settings.preset == "unet"
+    type_in(qtbot, window, "upperBoundEdit", "abc")
     label = window.normalization.findChild(QLabel, "boundsError")
-    assert label.isVisible() and "number" in label.text()
+    assert label.isVisible() and "Bounds must be a number" in label.text()  # named as on screen
     assert preset.currentText() == "Custom"  # the fields no longer show the preset
     # Other panels keep working while the bound is broken.
-    find(window, "patchSizeSpin").setValue(256)
+    type_in(qtbot, window, "patchSizeSpin", "256")
     assert window.settings.tile_size == 256
-    upper.clear()
-    qtbot.keyClicks(upper, "1")
+    type_in(qtbot, window, "upperBoundEdit", "1")
     assert not label.isVisible()
     assert not window.settings_errors
-
-
-def test_overlap_range_follows_the_tile_size(window):
-    size, overlap = find(window, "patchSizeSpin"), find(window, "overlapSpin")
-    size.setValue(64)
-    assert overlap.maximum() == 63
-    assert window.settings.overlap <= 63
-    overlap.setValue(63)
-    assert window.settings.overlap == 63
 
 
 def test_bad_pixel_size_is_shown_and_blocks_preview(window, make_folder, load, qtbot):
     folder = make_folder("pix", [((64, 64), 0.65)])
     load(window, folder)
-    edit = find(window, "pixelSizeEdit")
-    edit.clear()
-    qtbot.keyClicks(edit, "-3")
+    type_in(qtbot, window, "pixelSizeEdit", "-3")
     label = window.calibration.findChild(QLabel, "pixelSizeError")
-    assert label.isVisible() and "greater than 0" in label.text()
+    assert label.isVisible() and "Pixel size must be greater than 0" in label.text()
     assert not find(window, "previewButton").isEnabled()
-    edit.clear()
-    qtbot.keyClicks(edit, "0,5")  # a decimal comma is fine
+    type_in(qtbot, window, "pixelSizeEdit", "0,5")  # a decimal comma is fine
     assert window.settings.pixel_size == (0.5, 0.5)
     assert find(window, "previewButton").isEnabled()
 
 
 def test_settings_are_remembered_between_runs(qtbot, window):
-    find(window, "patchSizeSpin").setValue(256)
-    find(window, "normLocal").setChecked(True)
+    type_in(qtbot, window, "patchSizeSpin", "256")
+    click(qtbot, window, "normLocal")
     window.close()
     second = MainWindow()
     qtbot.addWidget(second)
@@ -312,20 +298,20 @@ def test_bad_stored_values_are_ignored(qtbot, tmp_path):
     assert win.store.recent_folders() == []
 
 
-def test_save_and_load_settings_file(window, tmp_path, dialogs):
-    find(window, "patchSizeSpin").setValue(384)
+def test_save_and_load_settings_file(window, tmp_path, dialogs, qtbot):
+    type_in(qtbot, window, "patchSizeSpin", "384")
     path = tmp_path / "my-settings.json"
-    assert window.save_settings_file(path)
+    assert window.files.save(path)
     saved, unknown = load_settings(path)
     assert saved == window.settings and unknown == []
     data = json.loads(path.read_text())
     data.update(tile_size=128, overlap=16, colour="blue")
     path.write_text(json.dumps(data))
-    assert window.load_settings_file(path)
+    assert window.files.load(path)
     assert find(window, "patchSizeSpin").value() == 128 and find(window, "overlapSpin").value() == 16
     assert "colour" in window.statusBar().currentMessage()
     path.write_text("{broken")
-    assert not window.load_settings_file(path)
+    assert not window.files.load(path)
     assert dialogs.shown and "not valid JSON" in dialogs.texts[-1]
 
 
@@ -333,22 +319,21 @@ def test_worker_errors_reach_the_user(window, make_folder, load, qtbot, dialogs,
     folder = make_folder("errors", [((64, 64), None)])
     load(window, folder)
     # An error the user can fix: one sentence from the engine, no traceback.
-    window.calibration.set_pixel_size(None)
+    (window.sources.paths[0]).write_bytes(b"II*\x00 gone")
     qtbot.waitUntil(lambda: not window.jobs.busy("view"), timeout=10_000)
     dialogs.shown.clear()
-    window.preview_tiles()
+    window.previews.preview_chosen()
     qtbot.waitUntil(lambda: bool(dialogs.shown), timeout=10_000)
     kind, title, text = dialogs.shown[-1]
-    assert "cell_01.tif carries no pixel size" in text
-    assert "Traceback" not in text
+    assert "cell_01.tif" in text and "Traceback" not in text
     # A bug in a worker: a readable message too, and the window goes on.
-    import tilesapp.gui.main_window as main_window
+    import tilesapp.gui.previews as previews
 
     def broken(*args, **kwargs):
         raise RuntimeError("disk on fire")
         yield
 
-    monkeypatch.setattr(main_window, "make_mosaic", broken)
+    monkeypatch.setattr(previews, "make_sample", broken)
     dialogs.shown.clear()
     qtbot.mouseClick(find(window, "sampleButton"), Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: bool(dialogs.shown), timeout=10_000)
@@ -374,14 +359,13 @@ def test_folder_without_images_is_a_message(window, tmp_path, dialogs, qtbot):
 
 def test_metadata_pixel_size_is_not_remembered_nor_carried_over(window, make_folder, load, qtbot):
     load(window, make_folder("calibrated", [((64, 64), 0.65)]))
-    assert window.settings.pixel_size == pytest.approx((0.65, 0.65))
-    assert window.store.load_settings().pixel_size is None  # remembered as auto
+    assert window.settings.pixel_size is None  # metadata never fills the typed value
+    assert window.store.load_settings().pixel_size is None
     load(window, make_folder("bare", [((64, 64), None)]))
     assert window.settings.pixel_size is None
-    assert "No pixel size" in window.calibration.metadataLabel.text()
+    assert "1 without calibration need a pixel size" in window.calibration.metadataLabel.text()
     # A value the user typed stays for images without metadata.
-    edit = find(window, "pixelSizeEdit")
-    qtbot.keyClicks(edit, "0.4")
+    type_in(qtbot, window, "pixelSizeEdit", "0.4")
     load(window, make_folder("bare2", [((64, 64), None)]))
     assert window.settings.pixel_size == (0.4, 0.4)
     assert window.store.load_settings().pixel_size == (0.4, 0.4)
@@ -401,7 +385,7 @@ def test_colour_and_multichannel_images_preview_in_colour(window, tmp_path, load
     tifffile.imwrite(folder / "stack.tif", channels, imagej=True, resolution=(1 / 0.325, 1 / 0.325),
                      metadata={"unit": "um", "axes": "CYX"})
     load(window, folder)
-    find(window, "calibrationCheck").setChecked(False)
+    click(qtbot, window, "calibrationCheck")
     for name, note in (("photo.png", ""), ("stack.tif", "magenta")):
         with qtbot.waitSignal(window.previewShown, timeout=10_000) as blocker:
             window.preview_image(folder / name)

@@ -101,15 +101,15 @@ def test_masks_and_labels_folders_are_chosen_and_cleared(window, project, tmp_pa
     assert not dialogs.shown
     # A cancelled dialog changes nothing.
     dialogs.folder = None
-    assert not window.select_masks_folder()
+    assert not window.exporter.select_annotations("masks")
 
 
 def test_export_folder_inside_the_masks_folder_is_refused(window, project, load, dialogs):
     images, masks = project()
     load(window, images)
-    assert window.select_masks_folder(masks)
-    assert not window.select_export_folder(masks / "tiles")
-    assert not window.select_export_folder(masks)
+    assert window.exporter.select_annotations("masks", masks)
+    assert not window.exporter.select_folder(masks / "tiles")
+    assert not window.exporter.select_folder(masks)
     assert window.export_folder is None
     assert "inside the masks folder" in dialogs.texts[0] and "is the masks folder" in dialogs.texts[1]
 
@@ -120,9 +120,9 @@ def test_masks_folder_inside_the_export_folder_is_refused(window, project, load,
     out = tmp_path / "out"
     inner = out / "old-masks"
     inner.mkdir(parents=True)
-    assert window.select_export_folder(out)
-    assert not window.select_labels_folder(inner)
-    assert not window.select_masks_folder(out)
+    assert window.exporter.select_folder(out)
+    assert not window.exporter.select_annotations("labels", inner)
+    assert not window.exporter.select_annotations("masks", out)
     assert window.masks_folder is None and window.labels_folder is None
     assert "inside the export folder" in dialogs.texts[0]
     assert all("Choose another export folder" in text or "outside it" in text for text in dialogs.texts)
@@ -131,17 +131,17 @@ def test_masks_folder_inside_the_export_folder_is_refused(window, project, load,
 def test_masks_folder_that_is_missing_or_the_input_folder_is_refused(window, project, load, tmp_path, dialogs):
     images, _ = project()
     load(window, images)
-    assert not window.select_masks_folder(tmp_path / "nowhere")
-    assert not window.select_masks_folder(images)
+    assert not window.exporter.select_annotations("masks", tmp_path / "nowhere")
+    assert not window.exporter.select_annotations("masks", images)
     assert "does not exist" in dialogs.texts[0]
-    assert "every image would be taken as its own mask" in dialogs.texts[1]
+    assert "every image would be its own mask" in dialogs.texts[1]
 
 
 def test_preview_draws_the_mask_and_the_tiles_the_filter_drops(window, project, load, qtbot):
     images, masks = project()
     load(window, images)
     small_tiles(window)
-    window.select_masks_folder(masks)
+    window.exporter.select_annotations("masks", masks)
     find(window, "minForegroundSpin").setValue(5.0)
     shown = preview(window, qtbot, images / "cell_01.tif")
     mask = label_mask()
@@ -174,7 +174,7 @@ def test_filter_settings_recompute_the_kept_tiles(window, project, load, qtbot):
     images, masks = project()
     load(window, images)
     small_tiles(window)
-    window.select_masks_folder(masks)
+    window.exporter.select_annotations("masks", masks)
     preview(window, qtbot, images / "cell_01.tif")
     assert window.preview.keep is None  # filter off: every tile is kept
     assert find(window, "tileCountLabel").text().startswith("6 tiles (2 × 3) in this image")
@@ -193,7 +193,7 @@ def test_boxes_are_one_item_with_a_rectangle_each(window, make_folder, load, tmp
     labels.mkdir()
     (labels / "cell_01.txt").write_text("0 0.25 0.25 0.1 0.1\n1 0.5 0.5 0.2 0.2\n2 0.9 0.9 0.05 0.05\n")
     load(window, images)
-    window.select_labels_folder(labels)
+    window.exporter.select_annotations("labels", labels)
     shown = preview(window, qtbot, images / "cell_01.tif")
     assert len(shown.boxes) == 3
     items = [item for item in window.viewer.view.childGroup.childItems() if type(item).__name__ == "BoxesItem"]
@@ -212,16 +212,16 @@ def test_preview_errors_of_masks_and_labels_are_sentences(window, project, load,
     load(window, images)
     preview(window, qtbot, images / "cell_02.tif")
     dialogs.shown.clear()
-    window.select_masks_folder(masks)  # the preview follows, and says what is missing
+    window.exporter.select_annotations("masks", masks)  # the preview follows, and says what is missing
     qtbot.waitUntil(lambda: bool(dialogs.shown), timeout=10_000)
     assert "cell_02.tif has no mask in" in dialogs.texts[-1] and "Traceback" not in dialogs.texts[-1]
-    window.set_annotation_folder("masks", None)
+    window.exporter.set_annotations("masks", None)
     qtbot.waitUntil(lambda: not window.jobs.busy("view"), timeout=10_000)
     labels = tmp_path / "labels"
     labels.mkdir()
     (labels / "cell_01.txt").write_text("0 0.5 0.5 0.1 0.1\n0 0.5 0.5 0.1\n")
     dialogs.shown.clear()
-    window.select_labels_folder(labels)
+    window.exporter.select_annotations("labels", labels)
     window.preview_image(images / "cell_01.tif")
     qtbot.waitUntil(lambda: bool(dialogs.shown), timeout=10_000)
     assert "cell_01.txt: line 2: expected 5 values" in dialogs.texts[-1]
@@ -231,13 +231,13 @@ def test_export_with_masks_writes_images_and_masks_and_lists_dropped_tiles(windo
     images, masks = project(2)
     load(window, images)
     small_tiles(window)
-    window.select_masks_folder(masks)
+    window.exporter.select_annotations("masks", masks)
     find(window, "minForegroundSpin").setValue(5.0)
     out = tmp_path / "set"
-    window.select_export_folder(out)
+    window.exporter.select_folder(out)
     assert "up to 12 tiles" in find(window, "exportHintLabel").text()
     with qtbot.waitSignal(window.exportEnded, timeout=20_000) as blocker:
-        window.export()
+        window.exporter.export()
     summary = blocker.args[0]
     assert not summary.failed and summary.tiles_written == 2 and summary.tiles_dropped == 10
     tiles = sorted(p.stem for p in (out / "images").iterdir())
@@ -258,7 +258,7 @@ def test_split_settings_write_train_and_val(window, project, load, tmp_path, qtb
     images, masks = project(5)
     load(window, images)
     small_tiles(window)
-    window.select_masks_folder(masks)
+    window.exporter.select_annotations("masks", masks)
     find(window, "valFractionSpin").setValue(40.0)
     find(window, "seedSpin").setValue(3)
     names = [f"cell_{i:02d}.tif" for i in range(1, 6)]
@@ -268,9 +268,9 @@ def test_split_settings_write_train_and_val(window, project, load, tmp_path, qtb
     shown = preview(window, qtbot, images / val[0])
     assert "goes to <i>val/</i>" in window.viewer.title.text and shown.path.name == val[0]
     out = tmp_path / "split"
-    window.select_export_folder(out)
+    window.exporter.select_folder(out)
     with qtbot.waitSignal(window.exportEnded, timeout=20_000) as blocker:
-        window.export()
+        window.exporter.export()
     assert blocker.args[0].split == {"train": 3, "val": 2}
     for side in ("train", "val"):
         stems = {p.name.rsplit("_", 1)[0] + ".tif" for p in (out / side / "images").iterdir()}
@@ -286,10 +286,10 @@ def test_a_missing_mask_fails_that_image_alone_by_name(window, project, load, tm
     (masks / "cell_02.png").unlink()
     load(window, images)
     small_tiles(window)
-    window.select_masks_folder(masks)
-    window.select_export_folder(tmp_path / "out")
+    window.exporter.select_annotations("masks", masks)
+    window.exporter.select_folder(tmp_path / "out")
     with qtbot.waitSignal(window.exportEnded, timeout=20_000) as blocker:
-        window.export()
+        window.exporter.export()
     summary = blocker.args[0]
     assert summary.images_ok == 1 and [name for name, _ in summary.failed] == ["cell_02.tif"]
     assert "cell_02.tif" in dialogs.texts[-1] and "has no mask" in dialogs.texts[-1]
@@ -305,13 +305,13 @@ def test_training_settings_are_saved_loaded_and_remembered(window, tmp_path, qtb
     s = window.settings
     assert (s.min_foreground, s.keep_empty, s.min_box_visibility, s.val_fraction, s.seed) == (0.125, 0.1, 0.3, 0.2, 42)
     path = tmp_path / "training.json"
-    assert window.save_settings_file(path)
+    assert window.files.save(path)
     saved, _ = load_settings(path)
     assert saved == window.settings
     data = json.loads(path.read_text())
     data.update(min_foreground=0.05, val_fraction=0.3, seed=7)
     path.write_text(json.dumps(data))
-    assert window.load_settings_file(path)
+    assert window.files.load(path)
     assert find(window, "minForegroundSpin").value() == 5.0
     assert find(window, "valFractionSpin").value() == 30.0 and find(window, "seedSpin").value() == 7
     assert window.settings.keep_empty == 0.1
@@ -347,10 +347,10 @@ def test_a_masks_folder_removed_before_export_is_a_message(window, project, load
 
     images, masks = project()
     load(window, images)
-    window.select_masks_folder(masks)
-    window.select_export_folder(tmp_path / "out")
+    window.exporter.select_annotations("masks", masks)
+    window.exporter.select_folder(tmp_path / "out")
     shutil.rmtree(masks)
     with qtbot.waitSignal(window.exportEnded, timeout=20_000) as blocker:
-        window.export()
+        window.exporter.export()
     assert blocker.args[0] is None
     assert "masks folder" in dialogs.texts[-1] and "does not exist" in dialogs.texts[-1]

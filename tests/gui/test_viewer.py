@@ -70,7 +70,7 @@ def test_all_tiles_are_one_item_and_the_current_one_is_highlighted(viewer):
     tile = grid.tile(4)
     box = viewer.highlight.rect()
     assert (box.x(), box.y(), box.width()) == (tile.x0, tile.y0, 128)
-    assert "tile 4" in viewer.highlight_label.toPlainText()
+    assert "tile 5 · row 1, col 5" in viewer.highlight_label.toPlainText()  # counted from 1 on screen
     viewer.set_show_all(True)
     assert viewer.grid_item.isVisible()
 

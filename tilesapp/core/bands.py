@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Protocol
 
 import cv2
@@ -26,7 +27,7 @@ import numpy as np
 
 from tilesapp.core.annotations import nearest_index
 from tilesapp.core.geometry import TileGrid
-from tilesapp.core.normalize import channel_range
+from tilesapp.core.normalize import channel_range, joint_range
 from tilesapp.core.readers import SceneInfo
 from tilesapp.core.resample import axis_weights, resample, resample_band, source_rows
 
@@ -89,7 +90,17 @@ def tile_rows_per_band(grid: TileGrid, budget: int, bytes_for_rows, workers: int
 
 
 class ScaledRows:
-    """The recalibrated rows of one image, computed from its pixels on demand."""
+    """The recalibrated rows of one image, computed from its pixels on demand.
+
+    The whole image is resampled by one ``cv2.resize``. A band is resampled by ``cv2.resize`` too
+    when the rows' scale is a fraction whose denominator is a power of two (×2, ×4, ½, ⅔ …):
+    OpenCV's positions and weights are then exact binary numbers, so a window that starts on a
+    whole period, with a margin, gives bit for bit the rows of the whole image. Other scales go
+    through :func:`~tilesapp.core.resample.resample_band`, equal within float rounding.
+    """
+
+    #: Source rows of margin around a band resampled by OpenCV (its cubic kernel reaches 2).
+    MARGIN = 4
 
     def __init__(self, pixels: Pixels, scaled_shape: tuple[int, int]):
         self.pixels = pixels
@@ -98,20 +109,36 @@ class ScaledRows:
         self.source_shape = (rows, cols)
         self.dtype = np.dtype(pixels.info.dtype)
         self.rescaled = self.shape != (rows, cols)
-        self.weights = axis_weights(rows, self.shape[0]) if self.rescaled and self.shape[0] != rows else None
+        ratio = Fraction(rows, self.shape[0])  # source rows per output row
+        exact = ratio.denominator & (ratio.denominator - 1) == 0 and ratio.denominator <= 64
+        self.period = (ratio.numerator, ratio.denominator) if exact else None
+        self.weights = axis_weights(rows, self.shape[0]) if self.rescaled and self.shape[0] != rows \
+            and self.period is None else None
 
     def rows(self, y0: int, y1: int) -> np.ndarray:
         """Recalibrated rows ``[y0, y1)``, full width: float (the source's dtype when the image
-        is not rescaled). The whole image is resampled in one pass, exactly as ``resample``."""
+        is not rescaled), as the whole-image recalibration gives them."""
         rows_in, cols = self.source_shape
         if not self.rescaled:
             return self.pixels.read(y0, y1, 0, cols)
-        if self.weights is None:  # rows kept, columns resampled: source rows are result rows
-            return resample(self.pixels.read(y0, y1, 0, cols), (y1 - y0, self.shape[1]))
         if (y0, y1) == (0, self.shape[0]):
             return resample(self.pixels.read(0, rows_in, 0, cols), self.shape)
+        if self.weights is None:
+            return self._window(y0, y1)
         s0, s1 = source_rows(self.weights, y0, y1)
         return resample_band(self.pixels.read(s0, s1, 0, cols), s0, self.weights, y0, y1, self.shape[1], self.dtype)
+
+    def _window(self, y0: int, y1: int) -> np.ndarray:
+        """Rows of a band through OpenCV on a window of whole periods with a margin."""
+        rows_in, cols = self.source_shape
+        a, b = self.period  # b output rows come from a source rows
+        periods = -(-self.MARGIN // a)  # whole periods of margin
+        start = max(0, y0 // b - periods)
+        stop = min(-(-y1 // b) + periods, -(-self.shape[0] // b))
+        ys, ye = start * b, min(self.shape[0], stop * b)
+        ss, se = start * a, min(rows_in, stop * a)
+        band = resample(self.pixels.read(ss, se, 0, cols), (ye - ys, self.shape[1]), self.dtype)
+        return band[y0 - ys : y1 - ys]
 
 
 class MaskRows:
@@ -212,39 +239,54 @@ class ChannelStats:
         high = np.where(np.isfinite(self.high), self.high, 0.0)
         return low, high
 
-    def percentiles(self, low_p: float, high_p: float) -> tuple[np.ndarray, np.ndarray]:
+    def percentiles(self, low_p: float, high_p: float, joint: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Per-channel percentiles as ``numpy.percentile`` (linear) gives them — exactly for a
-        single band, within one histogram bin otherwise; (0, 100) gives the exact min and max."""
+        single band, within one histogram bin otherwise; (0, 100) gives the exact min and max.
+        ``joint``: over all channels at once, repeated for each."""
+        channels = len(self.low)
         if self.exact and self._whole is not None:
-            return channel_range(self._whole, (low_p, high_p))
+            return (joint_range if joint else channel_range)(self._whole, (low_p, high_p))
         vmin, vmax = self.value_range_of()
+        if joint:
+            finite = np.isfinite(self.low)
+            lo_all = float(self.low[finite].min()) if finite.any() else 0.0
+            hi_all = float(self.high[finite].max()) if finite.any() else 0.0
+            if (low_p, high_p) == (0.0, 100.0) or self.hist is None:
+                return np.full(channels, lo_all), np.full(channels, hi_all)
+            hist, count = self.hist.sum(axis=0), int(self.count.sum())
+            low = _percentile(hist, count, lo_all, hi_all, self.range, low_p)
+            high = _percentile(hist, count, lo_all, hi_all, self.range, high_p)
+            return np.full(channels, min(max(low, lo_all), hi_all)), np.full(channels, min(max(high, lo_all), hi_all))
         if (low_p, high_p) == (0.0, 100.0) or self.hist is None:
             return vmin, vmax
-        low = np.array([self._percentile(c, low_p) for c in range(len(vmin))])
-        high = np.array([self._percentile(c, high_p) for c in range(len(vmin))])
+        low = np.array([_percentile(self.hist[c], int(self.count[c]), self.low[c], self.high[c], self.range, low_p)
+                        for c in range(channels)])
+        high = np.array([_percentile(self.hist[c], int(self.count[c]), self.low[c], self.high[c], self.range, high_p)
+                         for c in range(channels)])
         return np.clip(low, vmin, vmax), np.clip(high, vmin, vmax)
-
-    def _percentile(self, c: int, p: float) -> float:
-        n = int(self.count[c])
-        if n == 0:
-            return 0.0
-        if p <= 0:
-            return float(self.low[c])
-        if p >= 100:
-            return float(self.high[c])
-        lo, hi = self.range
-        width = (hi - lo) / HISTOGRAM_BINS
-        rank = p / 100.0 * (n - 1)  # 0-based position among the sorted values
-        cumulative = np.cumsum(self.hist[c])
-        b = int(np.searchsorted(cumulative, rank, side="right"))
-        before = int(cumulative[b - 1]) if b > 0 else 0
-        inside = int(self.hist[c, b])
-        # values spread evenly inside their bin
-        return lo + width * (b + (rank - before + 0.5) / max(inside, 1))
 
     def sample(self) -> np.ndarray:
         """The kept rows and columns, (rows, cols, channels): the image's threshold subsample."""
         return np.concatenate(self._samples, axis=0)
+
+
+def _percentile(hist: np.ndarray, n: int, vmin: float, vmax: float, value_range: tuple[float, float], p: float) -> float:
+    """The ``p``-th percentile of ``n`` values counted in ``hist`` over ``value_range``."""
+    if n == 0:
+        return 0.0
+    if p <= 0:
+        return float(vmin)
+    if p >= 100:
+        return float(vmax)
+    lo, hi = value_range
+    width = (hi - lo) / HISTOGRAM_BINS
+    rank = p / 100.0 * (n - 1)  # 0-based position among the sorted values
+    cumulative = np.cumsum(hist)
+    b = int(np.searchsorted(cumulative, rank, side="right"))
+    before = int(cumulative[b - 1]) if b > 0 else 0
+    inside = int(hist[b])
+    # values spread evenly inside their bin
+    return lo + width * (b + (rank - before + 0.5) / max(inside, 1))
 
 
 def _histogram(values: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from tilesapp.core.annotations import Boxes, box_coverage, boxes_in_tile, check_mask_shape, format_yolo, read_yolo, scale_boxes
+from tilesapp.core.annotations import Boxes, box_coverage, check_mask_shape, read_yolo, scale_boxes
 from tilesapp.core.bands import (
     Band,
     ChannelStats,
@@ -43,12 +43,14 @@ from tilesapp.core.executors import Executor
 from tilesapp.core.geometry import index_width
 from tilesapp.core.manifest import TileRecord
 from tilesapp.core.memory import band_bytes, process_gate, whole_image_bytes
-from tilesapp.core.normalize import NoNormalization, normalization
+from tilesapp.core.normalize import NoNormalization, joint_stretch, normalization
 from tilesapp.core.plan import ImagePlan
-from tilesapp.core.readers import SceneInfo, from_yxc, open_image
+from tilesapp.core.readers import from_yxc
+from tilesapp.core.sources import SourcePixels, SourceRef, view_info
 from tilesapp.core.selection import auto_threshold, foreground_map, keep_tiles, sample_step, tile_fractions
 from tilesapp.core.settings import Settings
 from tilesapp.core.sinks import TileSink
+from tilesapp.core.training import write_labels
 
 log = logging.getLogger(__name__)
 
@@ -65,72 +67,24 @@ class Cancelled(Exception):
     """The run was cancelled while this image was being cut."""
 
 
-# --- pixels, opened where they are read ----------------------------------------------------------
-class LazyPixels:
-    """One scene of a file, opened on first use by whatever thread or process reads it; pickles
-    as its path, so band work can be shipped to another process."""
-
-    def __init__(self, path: Path, scene: int = 0, info: SceneInfo | None = None):
-        self.path, self.scene = Path(path), scene
-        self._info = info
-        self._file = self._scene = None
-        self._lock = threading.Lock()
-
-    def _open(self):
-        with self._lock:
-            if self._scene is None:
-                self._file = open_image(self.path)
-                try:
-                    self._scene = self._file.scenes[self.scene]
-                except IndexError:
-                    self._file.close()
-                    self._file = None
-                    raise ImageError(f"{self.path.name}: scene {self.scene} is not in the file any more.") from None
-            return self._scene
-
-    @property
-    def info(self) -> SceneInfo:
-        if self._info is None:
-            self._info = self._open().info
-        return self._info
-
-    @property
-    def whole_only(self) -> bool:
-        return bool(getattr(self._open(), "whole_only", False))
-
-    def read(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
-        return self._open().read(y0, y1, x0, x1)
-
-    def chunk_rows(self) -> int:
-        return self._open().chunk_rows()
-
-    def close(self) -> None:
-        with self._lock:
-            if self._file is not None:
-                self._file.close()
-            self._file = self._scene = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"path": self.path, "scene": self.scene, "info": self._info}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["path"], state["scene"], state["info"])
-
-
 # --- what an image's cut is given and gives back ---------------------------------------------------
 @dataclass(frozen=True)
 class ImageJob:
-    """One image of a run, planned (picklable)."""
+    """One source image of a run, planned (picklable)."""
 
     number: int
-    path: Path
+    ref: SourceRef  # the file, and which scene, plane and channels of it
     name: str  # as the manifest records it
     stem: str  # its tiles' names start with it
     plan: ImagePlan
     split: str = "train"
     mask: Path | None = None
     labels: Path | None = None
-    scene: int = 0
+    objects: Any = None  # tilesapp.core.training.ObjectPlan: objects imported, or taken from instance masks
+
+    @property
+    def path(self) -> Path:
+        return self.ref.path
 
 
 @dataclass
@@ -176,7 +130,7 @@ def cut_image(job: ImageJob, run: CutRun, executor: Executor) -> ImageResult:
     if run.cancelled():
         result.status = "cancelled"
         return result
-    pixels = LazyPixels(job.path, job.scene)
+    pixels = SourcePixels(job.ref, job.plan.info)
     try:
         _cut(job, run, executor, pixels, result)
     except Cancelled:
@@ -233,10 +187,11 @@ class _Image:
         return self.rows.rows(band.y0, band.y1)
 
 
-def _cut(job: ImageJob, run: CutRun, executor: Executor, pixels: LazyPixels, result: ImageResult) -> None:
+def _cut(job: ImageJob, run: CutRun, executor: Executor, pixels: SourcePixels, result: ImageResult) -> None:
     settings, plan = run.settings, job.plan
     info, grid = plan.info, plan.grid
-    if pixels.info.shape_yx != info.shape_yx or pixels.info.channels != info.channels:
+    opened = view_info(pixels.scene_info(), job.ref)
+    if opened.shape_yx != info.shape_yx or opened.channels != info.channels:
         raise ImageError(f"{job.name} changed on disk while it was being processed; try again.")
     source_itemsize = np.dtype(info.dtype).itemsize
     out_itemsize = np.dtype(settings.dtype).itemsize
@@ -265,7 +220,7 @@ def _cut(job: ImageJob, run: CutRun, executor: Executor, pixels: LazyPixels, res
     stack = contextlib.ExitStack()
     try:
         if job.mask is not None:
-            mask_pixels = LazyPixels(job.mask)
+            mask_pixels = SourcePixels(SourceRef(job.mask))
             try:
                 mask_info = mask_pixels.info
             except ImageError as exc:
@@ -275,8 +230,10 @@ def _cut(job: ImageJob, run: CutRun, executor: Executor, pixels: LazyPixels, res
             mask_rows = MaskRows(_MaskPixels(mask_pixels, job.name), plan.scaled_shape)
         if job.labels is not None:
             boxes = scale_boxes(*read_yolo(job.labels), plan.scaled_shape)
-        image = _Image(job, run, ScaledRows(pixels, plan.scaled_shape), mask_rows, boxes, normalization(settings),
-                       info.dtype.startswith("float"), band_nbytes)
+        if job.objects is not None:
+            mask_rows, boxes = job.objects.prepare(job.name, plan, mask_rows, boxes, result.warnings)
+        image = _Image(job, run, ScaledRows(pixels, plan.scaled_shape), mask_rows, boxes,
+                       normalization(settings, joint_stretch(settings, info)), info.dtype.startswith("float"), band_nbytes)
         if mask_rows is not None:
             image.mask_format = _mask_format(settings.format, mask_rows.info.dtype, mask_rows.info.channels)
         image.single = len(bands) == 1
@@ -309,7 +266,7 @@ def _cut(job: ImageJob, run: CutRun, executor: Executor, pixels: LazyPixels, res
 class _MaskPixels:
     """A mask's pixels, whose read errors name the mask, not the image."""
 
-    def __init__(self, pixels: LazyPixels, image_name: str):
+    def __init__(self, pixels: SourcePixels, image_name: str):
         self._pixels, self._image = pixels, image_name
         self.info = pixels.info
 
@@ -378,7 +335,7 @@ def _statistics(image: _Image, bands: list[Band], executor: Executor) -> None:
         stats.merge(part)
     if image.norm.needs_stats:
         image.nonfinite = stats.nonfinite
-        image.norm = image.norm.with_stats(*stats.percentiles(*settings.percentiles))
+        image.norm = image.norm.with_stats(*stats.percentiles(*settings.percentiles, joint=image.norm.joint))
     if need_otsu:
         image.thresholds = auto_threshold(stats.sample(), step=1)
 
@@ -452,7 +409,7 @@ def _write_tiles(image: _Image, tiles: range, values: np.ndarray, mask: np.ndarr
     axes = plan.info.axes
     mask_axes = image.mask_rows.axes if image.mask_rows is not None else None
     width = index_width(len(plan.grid))
-    pad_y, pad_x = plan.grid.padding
+    pad_y, pad_x = plan.grid.padding if not settings.whole_images else (0, 0)  # a whole image: unpadded
     split = job.split if settings.val_fraction > 0 else None
     written, dropped = result.written, result.dropped
     for index in tiles:
@@ -483,9 +440,7 @@ def _write_tiles(image: _Image, tiles: range, values: np.ndarray, mask: np.ndarr
                     part = pad(part, pad_y, pad_x, settings.pad_mode)
                 sink.write(files.mask, from_yxc(part, mask_axes), mask_axes, plan.output_pixel_size_um)
             if image.boxes is not None:
-                lines = boxes_in_tile(image.boxes, tile, settings.tile_size, settings.min_box_visibility)
-                sink.write_text(files.label, format_yolo(lines))
-                record.boxes = len(lines)
+                record.boxes = write_labels(sink, files.label, image.boxes, tile, settings)
         except OSError as exc:
             if exc.errno in FATAL_ERRNOS:
                 raise Stop(stop_message(exc, sink.folder, files.file)) from exc

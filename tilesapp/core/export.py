@@ -37,14 +37,16 @@ from tilesapp.core.folders import (
     prepare_output,
 )
 from tilesapp.core.manifest import MANIFEST_NAME, Manifest, SourceRecord, manifest_json, now, undecodable_names
-from tilesapp.core.memory import default_memory_limit, tile_bytes
+from tilesapp.core.memory import default_memory_limit, largest_tile, tile_bytes
 from tilesapp.core.annotations import AnnotationFolders
 from tilesapp.core.plan import plan_image
 from tilesapp.core.progress import Progress, Throttle
 from tilesapp.core.readers import open_image
+from tilesapp.core.sources import sources_of
 from tilesapp.core.selection import split_sources
 from tilesapp.core.settings import Settings
-from tilesapp.core.sinks import RunInfo, sink_class, tile_stems
+from tilesapp.core.sinks import StemNames, sink_class
+from tilesapp.core.training import TrainingRun
 from tilesapp.core.writers import write_bytes
 
 log = logging.getLogger(__name__)
@@ -88,7 +90,8 @@ def run_export(
     masks: str | Path | None = None,
     labels: str | Path | None = None,
     executor: Executor | None = None,
-    layout: str = "plain",
+    layout: str | None = None,
+    annotations: str | Path | None = None,
 ) -> Generator[Progress, None, ExportSummary]:
     """Cut every image of ``sources`` into tiles in ``output``; a generator of progress.
 
@@ -110,8 +113,13 @@ def run_export(
         cut on the image's grid into ``masks/``, boxes into ``labels/``; tiles go to ``images/``.
     executor : Executor, optional
         Where images and bands run (default: threads of this process, ``settings.workers``).
-    layout : str
-        The sink the tiles go to (default "plain": files in folders).
+    layout : str, optional
+        The sink the tiles go to (default ``settings.layout``: "plain", files in folders, or a
+        framework's layout).
+    annotations : path, optional
+        QuPath GeoJSON, ImageJ ROI or COCO files (a file, or a folder of them) matched to the
+        images by name; drawn into masks and boxes as the layout needs (instead of masks and
+        labels).
 
     Returns
     -------
@@ -122,7 +130,8 @@ def run_export(
     out = Path(output).expanduser().absolute()
     folders = check_annotation_folders({"masks": masks, "labels": labels}, inputs, out)
     check_output_place(out, inputs.folders + [f for f in folders.values() if f is not None])
-    sink_type = sink_class(layout)
+    sink_type = sink_class(layout or settings.layout)
+    training = TrainingRun.check(settings, sink_type.layout, masks, labels, annotations, inputs.folders, out)
     created = not out.exists()
     prepare_output(out)
     lock = ExportLock(out)
@@ -137,7 +146,7 @@ def run_export(
     owned = executor is None
     executor = executor or ThreadExecutor(settings.workers)
     try:
-        export = _Export(inputs, out, settings, cancel or threading.Event(), executor, folders, sink_type)
+        export = _Export(inputs, out, settings, cancel or threading.Event(), executor, folders, sink_type, training)
         return (yield from export.run(previous, created))
     finally:
         if owned:
@@ -147,27 +156,29 @@ def run_export(
 
 class _Export:
     def __init__(self, inputs: Inputs, out: Path, settings: Settings, cancel: threading.Event, executor: Executor,
-                 folders: dict[str, Path | None], sink_type: type):
+                 folders: dict[str, Path | None], sink_type: type, training: TrainingRun):
         self.inputs, self.out, self.settings, self.cancel, self.executor = inputs, out, settings, cancel, executor
         self.masks, self.labels = folders["masks"], folders["labels"]
         self.memory_limit = settings.memory_limit or default_memory_limit()
         self.stop_reason: str | None = None
         self.refused = False  # settings refused before anything was written: no manifest
         names = [inputs.name(p) for p in inputs.images]
-        stems = tile_stems([p.name for p in inputs.images])
+        # the split is by file: scenes and planes of one file never end up on both sides
         self.splits = split_sources(names, settings.val_fraction, settings.seed)
-        self.paths = list(inputs.images)
-        self.records = [SourceRecord(n, s, split=self.splits[n] if settings.val_fraction > 0 else None)
-                        for n, s in zip(names, stems)]
-        self.results: list[ImageResult | None] = [None] * len(names)
-        self.jobs: list[ImageJob | None] = [None] * len(names)
+        self.files = list(zip(inputs.images, names))
+        self.records: list[SourceRecord] = []  # one per source, filled while planning
+        self.jobs: list[ImageJob | None] = []
+        self.results: list[ImageResult | None] = []
+        self.stems = StemNames()
         classes = self.labels / "classes.txt" if self.labels is not None else None
-        self.sink = sink_type(RunInfo(out, settings, self.masks is not None, self.labels is not None, classes,
-                                      tuple(sorted(set(self.splits.values())))))
+        self.training = training
+        training.class_names(classes, self.files)
+        self.sink = sink_type(training.run_info(out, classes, tuple(sorted(set(self.splits.values())))))
         self.manifest = Manifest(
             settings=settings.to_dict(), tile_size=settings.tile_size, overlap=settings.overlap, dtype=settings.dtype,
             format=settings.format, input=str(inputs.root), layout=sink_type.layout, created=now(),
-            masks=None if self.masks is None else str(self.masks), labels=None if self.labels is None else str(self.labels),
+            masks=None if self.masks is None else str(self.masks),
+            labels=str(training.index.path) if training.index is not None else None if self.labels is None else str(self.labels),
             split=None if settings.val_fraction <= 0 else {
                 "val_fraction": settings.val_fraction, "seed": settings.seed,
                 "train": sorted(n for n, side in self.splits.items() if side == "train"),
@@ -175,8 +186,7 @@ class _Export:
             },
             sources=self.records, skipped=[inputs.name(p) for p in inputs.skipped],
         )
-        self.summary = ExportSummary(out, out / MANIFEST_NAME, skipped=[p.name for p in inputs.skipped],
-                                     images_total=len(names))
+        self.summary = ExportSummary(out, out / MANIFEST_NAME, skipped=[p.name for p in inputs.skipped])
         odd = undecodable_names(names + self.manifest.skipped)
         for name in odd:
             self.warn("", f"the name {name.encode('utf-8', 'backslashreplace').decode()} is not valid UTF-8; "
@@ -187,24 +197,27 @@ class _Export:
         (self.manifest.warnings if not name else self._record(name).warnings).append(message)
 
     def _record(self, name: str) -> SourceRecord:
-        return next(r for r in self.records if r.file == name)
+        return next(r for r in self.records if r.name == name)
 
     # --- the run ------------------------------------------------------------------------------
     def run(self, previous, created: bool) -> Generator[Progress, None, ExportSummary]:
-        total_images = len(self.records)
         try:
             throttle = Throttle()
             annotations = AnnotationFolders(self.masks, self.labels)
-            for number, (path, record) in enumerate(zip(self.paths, self.records)):
+            for number, (path, name) in enumerate(self.files):
                 if self.cancel.is_set():
                     break
-                self._plan(number, path, record, annotations)
+                self._plan(path, name, annotations)
                 if throttle.due():
-                    yield Progress(0, 0, number, total_images, record.file, "Reading image metadata")
+                    yield Progress(0, 0, number, len(self.files), name, "Reading image metadata")
+            self.summary.images_total = len(self.records)
+            for number, error in self.training.whole_grids(self.jobs, self.records, self.manifest):
+                self.jobs[number] = None
+                self._failed(self.records[number], ImageError(error), appended=True)
             self._check_tile_memory(created)
             if previous is not None:
                 clear_export(previous)  # the earlier export's files: none may stay beside the new ones
-            self.manifest.files = self.sink.prepare()
+            self.manifest.files = self.sink.prepare() + self.training.prepare(self.out)
             self._write_manifest()  # from the start, a manifest describes the folder (status "running")
             yield from self._cut()
         except SettingsError:
@@ -219,46 +232,61 @@ class _Export:
                 self._finish()  # the manifest describes exactly what is on disk
         return self.summary
 
-    def _plan(self, number: int, path: Path, record: SourceRecord, annotations: AnnotationFolders) -> None:
+    def _plan(self, path: Path, name: str, annotations: AnnotationFolders) -> None:
+        """The sources of one file, planned: a record each, and a job for each that can be cut."""
+        split = self.splits[name] if self.settings.val_fraction > 0 else None
         try:
             with open_image(path) as image:
-                if not image.scenes:
-                    raise ImageError(f"{record.file}: the file holds no image.")
-                scene = image.scenes[0]
-                plan = plan_image(scene.info, self.settings, record.file, not getattr(scene, "whole_only", False))
-            mask, labels = annotations.find(path, record.file)
+                scenes = [(scene.info, not getattr(scene, "whole_only", False)) for scene in image.scenes]
+            sources, warnings = sources_of(path, name, [info for info, _ in scenes], self.settings)
+            mask, labels = annotations.find(path, name)
+            objects, objects_file = self.training.objects_for(path, name)
         except ImageError as exc:
-            record.status, record.error = "failed", str(exc)
-            if getattr(exc, "setting", None):
-                self.summary.settings_failures[record.file] = (exc.setting,)
+            self._failed(SourceRecord(name, self.stems.take(name), split=split), exc)
             return
-        self.jobs[number] = ImageJob(number, path, record.file, record.tile_stem, plan,
-                                     self.splits[record.file], mask, labels)
-        info = plan.info
-        record.mask = None if mask is None else mask.name
-        record.labels = None if labels is None else labels.name
-        record.shape, record.axes, record.dtype = list(info.shape), info.axes, info.dtype
-        record.pixel_size_um = _pair(plan.input_pixel_size_um)
-        record.calibration = plan.calibration
-        record.scale_factor = list(plan.factors)
-        record.scaled_shape = list(plan.scaled_shape)
-        record.output_pixel_size_um = _pair(plan.output_pixel_size_um)
-        record.grid = [plan.grid.n_rows, plan.grid.n_cols]
-        record.padding = list(plan.grid.padding)
-        for warning in plan.warnings:
-            self.warn(record.file, f"{record.file}: {warning}")
+        for number, source in enumerate(sources):
+            record = SourceRecord(name, self.stems.take(name, source.stem_suffix), name=source.name, split=split,
+                                  scene=source.ref.scene if len(scenes) > 1 else None,
+                                  scene_name=source.info.scene_name, z=source.ref.z, t=source.ref.t,
+                                  channel_names=list(source.info.channel_names) or
+                                  (list(source.ref.channels) if source.ref.channels is not None else None),
+                                  reader=source.info.reader)
+            self.records.append(record)
+            self.jobs.append(None)
+            self.results.append(None)
+            for warning in warnings if number == 0 else ():
+                self.warn(record.name, warning)
+            try:
+                plan = plan_image(source.info, self.settings, source.name, scenes[source.ref.scene][1])
+                self.training.check_plan(plan, record.name)
+            except ImageError as exc:
+                self._failed(record, exc, appended=True)
+                continue
+            self.jobs[-1] = ImageJob(len(self.records) - 1, source.ref, source.name, record.tile_stem, plan,
+                                     self.splits[name], mask, labels, objects)
+            record.describe(plan, mask, labels or objects_file)
+            for warning in plan.warnings:
+                self.warn(record.name, f"{record.name}: {warning}")
+
+    def _failed(self, record: SourceRecord, exc: ImageError, appended: bool = False) -> None:
+        record.status, record.error = "failed", str(exc)
+        if not appended:
+            self.records.append(record)
+            self.jobs.append(None)
+            self.results.append(None)
+        if getattr(exc, "setting", None):
+            self.summary.settings_failures[record.name] = (exc.setting,)
 
     def _check_tile_memory(self, created: bool) -> None:
         """Refuse a tile size whose tiles alone would not fit the memory limit (nothing is written)."""
         channels = max((j.plan.info.channels for j in self.jobs if j is not None), default=1)
-        per_tile = tile_bytes(self.settings.tile_size, channels, np.dtype(self.settings.dtype).itemsize)
-        if per_tile * 2 > self.memory_limit:
-            fits = self.settings.tile_size
-            while fits > 16 and tile_bytes(fits, channels, np.dtype(self.settings.dtype).itemsize) * 2 > self.memory_limit:
-                fits //= 2
+        itemsize = np.dtype(self.settings.dtype).itemsize
+        fits = largest_tile(self.settings.tile_size, channels, itemsize, self.memory_limit)
+        if fits is not None:
             self.refused = True
             if created:
                 shutil.rmtree(self.out, ignore_errors=True)
+            per_tile = tile_bytes(self.settings.tile_size, channels, itemsize)
             raise SettingsError(
                 "tile_size", f"{{name}} {self.settings.tile_size} needs {per_tile >> 20} MB for each tile of "
                              f"{channels} channel{'s' * (channels > 1)}, more than the memory limit "
@@ -293,7 +321,7 @@ class _Export:
                         number = event[1]
                         self._finished(number, pending.pop(number))
                         finished += 1
-                        current = self.records[number].file
+                        current = self.records[number].name
                         if not local:
                             done += len(self.jobs[number].plan.grid)
                     else:
@@ -324,14 +352,14 @@ class _Export:
             result: ImageResult = future.result()
         except BaseException as exc:  # the executor lost the work (a cancelled future, a dead worker)
             result = ImageResult(status="cancelled" if self.cancel.is_set() else "failed",
-                                 error=None if self.cancel.is_set() else f"{record.file}: {exc or type(exc).__name__}.")
+                                 error=None if self.cancel.is_set() else f"{record.name}: {exc or type(exc).__name__}.")
         self.results[number] = result
         record.status = result.status
         record.error = result.error
         record.normalization = result.normalization
         record.tiles, record.tiles_dropped = len(result.tiles), len(result.dropped)
         for warning in result.warnings:
-            self.warn(record.file, f"{record.file}: {warning}")
+            self.warn(record.name, f"{record.name}: {warning}")
         if result.status == "stopped":
             self.stop_reason = self.stop_reason or result.error
             self.cancel.set()
@@ -351,7 +379,7 @@ class _Export:
         if self.settings.val_fraction > 0:
             summary.split = {side: sum(r.status == "ok" and r.split == side for r in self.records) for side in ("train", "val")}
         summary.images_ok = sum(r.status == "ok" for r in self.records)
-        summary.failed = [(r.file, r.error or "") for r in self.records if r.status == "failed"]
+        summary.failed = [(r.name, r.error or "") for r in self.records if r.status == "failed"]
         summary.cancelled = cancelled and any(r.status == "cancelled" for r in self.records)
         summary.stopped_by = self.stop_reason
         manifest.stopped_by = self.stop_reason
@@ -377,7 +405,3 @@ class _Export:
 
     def _write_manifest(self) -> None:
         write_bytes(self.out / MANIFEST_NAME, manifest_json(self._manifest_now()))
-
-
-def _pair(value) -> list[float] | None:
-    return None if value is None else [float(value[0]), float(value[1])]

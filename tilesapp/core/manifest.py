@@ -68,7 +68,11 @@ class TileRecord:
         return [f for f in (self.file, self.mask, self.label) if f]
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        # not dataclasses.asdict: it deep-copies, and a manifest lists tens of thousands of tiles
+        return {name: value for name in _TILE_FIELDS if (value := getattr(self, name)) is not None}
+
+
+_TILE_FIELDS = tuple(f.name for f in dataclasses.fields(TileRecord))
 
 
 @dataclass
@@ -96,9 +100,33 @@ class SourceRecord:
     tiles_dropped: int = 0
     split: str | None = None
     warnings: list[str] = field(default_factory=list)
+    name: str = ""  # the source's key (tiles name it): the file, or "file [s1 z03]" for a part of it
+    scene: int | None = None  # 0-based, in a file of several scenes
+    scene_name: str | None = None
+    z: int | str | None = None  # a plane, or the projection ("max", "mean") of a Z stack
+    t: int | None = None
+    channel_names: list | None = None  # the channels kept (names, or indices), in order
+    reader: str | None = None
 
     #: Keys written even when None (readers of version 1 manifests expect them).
     _ALWAYS = ("file", "tile_stem", "status", "error")
+
+    def __post_init__(self) -> None:
+        self.name = self.name or self.file
+
+    def describe(self, plan, mask: Path | None = None, labels: Path | None = None) -> None:
+        """Fill in what a plan says of the source (before its cut)."""
+        info = plan.info
+        self.mask = None if mask is None else mask.name
+        self.labels = None if labels is None else labels.name
+        self.shape, self.axes, self.dtype = list(info.shape), info.axes, info.dtype
+        self.pixel_size_um = _pair(plan.input_pixel_size_um)
+        self.calibration = plan.calibration
+        self.scale_factor = list(plan.factors)
+        self.scaled_shape = list(plan.scaled_shape)
+        self.output_pixel_size_um = _pair(plan.output_pixel_size_um)
+        self.grid = [plan.grid.n_rows, plan.grid.n_cols]
+        self.padding = list(plan.grid.padding)
 
     @property
     def shape_yx(self) -> tuple[int, int]:
@@ -121,6 +149,8 @@ class SourceRecord:
         data = dataclasses.asdict(self)
         if not self.warnings:
             del data["warnings"]
+        if self.name == self.file:
+            del data["name"]  # a whole file: its name is the key, as in version 1 manifests
         return {k: v for k, v in data.items() if v is not None or k in self._ALWAYS}
 
 
@@ -181,10 +211,14 @@ class Manifest:
         return [f for t in self.tiles for f in t.files()] + list(self.files)
 
     def tiles_by_source(self) -> dict[str, list[TileRecord]]:
-        out: dict[str, list[TileRecord]] = {s.file: [] for s in self.sources}
+        out: dict[str, list[TileRecord]] = {s.name: [] for s in self.sources}
         for tile in self.tiles:
             out.setdefault(tile.source, []).append(tile)
         return out
+
+
+def _pair(value) -> list[float] | None:
+    return None if value is None else [float(value[0]), float(value[1])]
 
 
 def now() -> str:
@@ -243,9 +277,9 @@ def parse_manifest(data: Any, folder: Path) -> Manifest:
         if key in stems:
             raise ManifestError(where, f"sources[{i}].tile_stem", f"{source.tile_stem!r} repeats sources[{stems[key]}]'s")
         stems[key] = i
-    by_name = {s.file: s for s in sources}
+    by_name = {s.name: s for s in sources}
     if len(by_name) != len(sources):
-        raise ManifestError(where, "sources", "lists a source file twice")
+        raise ManifestError(where, "sources", "lists a source twice")
     tiles = [check.tile(f"tiles[{i}]", t, by_name, tile_size) for i, t in enumerate(check.items("tiles", data["tiles"]))]
     dropped = [check.tile(f"dropped[{i}]", t, by_name, tile_size, files=False)
                for i, t in enumerate(check.items("dropped", data.get("dropped", [])))]
@@ -320,7 +354,7 @@ class _Reader:
         return resolved == self.root or self.root in resolved.parents
 
     def _grid(self, source: SourceRecord, tile_size: int) -> TileGrid:
-        key = source.file
+        key = source.name
         if key not in self._grids:
             self._grids[key] = source.grid_of(tile_size, self.overlap)
         return self._grids[key]
@@ -362,7 +396,7 @@ class _Reader:
             if not record.index < len(grid) or grid.tile(record.index) != Tile(
                     record.index, record.row, record.col, record.y0, record.x0, record.y1, record.x1,
                     record.pad_y, record.pad_x):
-                self.fail(name, f"does not lie where tile {record.index} of {source.file}'s grid lies "
+                self.fail(name, f"does not lie where tile {record.index} of {source.name}'s grid lies "
                                 f"({source.scaled_shape[0]} × {source.scaled_shape[1]} px, tile_size {tile_size}, "
                                 f"overlap {self.overlap})")
         if files:

@@ -118,11 +118,11 @@ def whole_image_bytes(shape_yx, scaled_shape, channels: int, source_itemsize: in
 
 
 def band_bytes(rows_out: int, shape_yx, scaled_shape, channels: int, source_itemsize: int, out_itemsize: int) -> int:
-    """Peak bytes of one band of ``rows_out`` recalibrated rows (source rows, two float
-    passes, a scratch copy, the cast)."""
-    rows_in = math.ceil(rows_out * shape_yx[0] / scaled_shape[0]) + 4
-    source = rows_in * shape_yx[1] * channels * (source_itemsize + 8)
-    return source + rows_out * scaled_shape[1] * channels * (12 + out_itemsize)
+    """Peak bytes of one band of ``rows_out`` recalibrated rows: the source rows and their float
+    copy, the resampled rows with one float scratch pass, the cast."""
+    rows_in = math.ceil(rows_out * shape_yx[0] / scaled_shape[0]) + 8
+    source = rows_in * shape_yx[1] * channels * (source_itemsize + 4)
+    return source + rows_out * scaled_shape[1] * channels * (8 + out_itemsize)
 
 
 def tile_bytes(tile_size: int, channels: int, itemsize: int) -> int:
@@ -134,3 +134,14 @@ def merge_bytes(rows: int, cols: int, channels: int) -> int:
     """Bytes of a merge canvas held whole: float64 sums and weights, plus the final cast
     (rounding and the output copy are done in place, band by band)."""
     return rows * cols * (channels * (8 + 8) + 8)
+
+
+def largest_tile(tile_size: int, channels: int, itemsize: int, limit: int) -> int | None:
+    """None when two tiles of ``tile_size`` (and their working copies) fit ``limit``; else the
+    largest power-of-two fraction of ``tile_size`` that does (the size to suggest)."""
+    if tile_bytes(tile_size, channels, itemsize) * 2 <= limit:
+        return None
+    fits = tile_size
+    while fits > 16 and tile_bytes(fits, channels, itemsize) * 2 > limit:
+        fits //= 2
+    return fits

@@ -222,34 +222,34 @@ def _merge_images(manifest: Manifest, folder: Path, sources: list[SourceRecord],
     by_source = manifest.tiles_by_source()
     # Tiles dropped by the empty-tile filter leave holes, filled with zeros.
     with_holes = {tile.source for tile in manifest.dropped}
-    total = sum(len(by_source[s.file]) for s in sources)
+    total = sum(len(by_source[s.name]) for s in sources)
     done, throttle = 0, Throttle()
     gate = process_gate(limit)
     for number, source in enumerate(sources):
-        tiles = sorted(by_source[source.file], key=lambda t: t.index)  # row-major: the order tiles are added in
-        combiner = make_combiner(combine, window, source.file in with_holes, source.file, iou)
+        tiles = sorted(by_source[source.name], key=lambda t: t.index)  # row-major: the order tiles are added in
+        combiner = make_combiner(combine, window, source.name in with_holes, source.name, iou)
         job = ImageMerge(source.grid_of(manifest.tile_size, manifest.overlap), combiner,
                          MergeTarget.of(source, summary.output, restore), limit, max(1, source.channels), cancel)
         held = gate.acquire(job.bytes_needed(), cancel)
         try:
             for step in _merge_tiles(job, sink, source, tiles, manifest.tile_size):
                 if throttle.due():
-                    yield Progress(done + step, total, number, len(sources), source.file, "Merging tiles")
+                    yield Progress(done + step, total, number, len(sources), source.name, "Merging tiles")
             if cancel.is_set():
                 summary.cancelled = True
                 return summary
             summary.written.append(job.target.path)
             if combiner.counts():
-                summary.counts[source.file] = combiner.counts()
+                summary.counts[source.name] = combiner.counts()
         except (ImageError, MemoryError, OSError) as exc:
-            summary.failed.append((source.file, _failure(source.file, exc)))
+            summary.failed.append((source.name, _failure(source.name, exc)))
         except Exception as exc:
-            log.exception("unexpected error while merging %s", source.file)
-            summary.failed.append((source.file, f"{source.file}: unexpected error ({exc}); see the log file."))
+            log.exception("unexpected error while merging %s", source.name)
+            summary.failed.append((source.name, f"{source.name}: unexpected error ({exc}); see the log file."))
         finally:
             gate.release(held)
         done += len(tiles)
-        yield Progress(done, total, number + 1, len(sources), source.file, "Merging tiles")
+        yield Progress(done, total, number + 1, len(sources), source.name, "Merging tiles")
     return summary
 
 
@@ -271,9 +271,9 @@ def _merge_tiles(job: ImageMerge, sink, source: SourceRecord, tiles: list[TileRe
         try:
             array = sink.read(tile.file)
         except FileNotFoundError:
-            raise ImageError(f"{source.file}: tile {tile.file} is missing from {sink.folder}.") from None
+            raise ImageError(f"{source.name}: tile {tile.file} is missing from {sink.folder}.") from None
         except ImageError as exc:
-            raise ImageError(f"{source.file}: tile {exc}") from exc
+            raise ImageError(f"{source.name}: tile {exc}") from exc
         return as_tile(array, tile_size, tile.file, nearest)
 
     reads = _read_ahead(read, tiles)
@@ -295,11 +295,11 @@ def _mergeable(manifest: Manifest, out: Path) -> tuple[list[SourceRecord], Merge
     by_source = manifest.tiles_by_source()
     sources = []
     for source in manifest.sources:
-        if source.status == "ok" and by_source.get(source.file):
+        if source.status == "ok" and by_source.get(source.name):
             sources.append(source)
         else:
             reason = source.error or f"its cut ended as '{source.status}'"
-            summary.not_cut.append((source.file, reason))
+            summary.not_cut.append((source.name, reason))
     return sources, summary
 
 
@@ -316,7 +316,7 @@ def _check_memory(folder: Path, manifest: Manifest, sources: list[SourceRecord],
         if need > limit:
             raise TilesError(
                 f"{folder / 'manifest.json'}: tile_size {manifest.tile_size} means merging one row of "
-                f"{source.file}'s tiles ({cols} px wide) needs {need >> 20} MB, more than the memory limit "
+                f"{source.name}'s tiles ({cols} px wide) needs {need >> 20} MB, more than the memory limit "
                 f"({limit >> 20} MB); if the manifest is right, raise the memory limit.")
 
 
@@ -501,7 +501,7 @@ def _merged_file(final: Path) -> Path:
 def _prediction_files(folder: Path, manifest: Manifest, sources: list[SourceRecord]) -> tuple[Path, dict[str, Path]]:
     """The prediction files of a folder by stem; a folder whose files name no tile is refused."""
     files = box_merge.prediction_files(folder)
-    stems = {Path(t.file).stem for t in manifest.tiles if t.source in {s.file for s in sources}}
+    stems = {Path(t.file).stem for t in manifest.tiles if t.source in {s.name for s in sources}}
     if files and not stems & set(files):
         example = min(stems, default="tile")
         raise SettingsError("boxes", f"no prediction file in {folder} is named like a tile (such as {example}.txt); "
@@ -514,7 +514,7 @@ def _merge_boxes(manifest: Manifest, folder: Path, sources: list[SourceRecord], 
     """Merge per-tile prediction files into one YOLO file per source and one COCO file."""
     predictions, files = predictions
     by_source = manifest.tiles_by_source()
-    tiles = {s.file: sorted(by_source[s.file], key=lambda t: t.index) for s in sources}
+    tiles = {s.name: sorted(by_source[s.name], key=lambda t: t.index) for s in sources}
     coco = box_merge.CocoFile(box_merge.class_names(predictions, folder, manifest))
     total, done, throttle = sum(len(t) for t in tiles.values()), 0, Throttle()
     for number, source in enumerate(sources):
@@ -525,26 +525,26 @@ def _merge_boxes(manifest: Manifest, folder: Path, sources: list[SourceRecord], 
         size = tuple(source.shape_yx) if restore else shape
         try:
             parts = []
-            for tile in tiles[source.file]:
+            for tile in tiles[source.name]:
                 path = files.get(Path(tile.file).stem)
                 if path is not None:  # a tile without a file has no detection (YOLO writes none)
                     try:
                         rows = box_merge.read_predictions(path)
                     except ImageError as exc:
-                        raise ImageError(f"{source.file}: {exc}") from exc
+                        raise ImageError(f"{source.name}: {exc}") from exc
                     parts.append(box_merge.place_boxes(rows, tile, manifest.tile_size, shape))
             placed = box_merge.concat(parts)
             merged = box_merge.merge_boxes(placed, iou, fusion).scaled(shape, size)
             target = out / f"{source.tile_stem}.txt"
             write_text(target, box_merge.yolo_text(merged, size))
-            coco.add_image(source.file, size, merged)
+            coco.add_image(source.name, size, merged)
             summary.written.append(target)
-            summary.counts[source.file] = {"boxes_in": len(placed), "boxes": len(merged)}
+            summary.counts[source.name] = {"boxes_in": len(placed), "boxes": len(merged)}
         except (ImageError, OSError) as exc:
-            summary.failed.append((source.file, _failure(source.file, exc)))
-        done += len(tiles[source.file])
+            summary.failed.append((source.name, _failure(source.name, exc)))
+        done += len(tiles[source.name])
         if throttle.due(force=True):
-            yield Progress(done, total, number + 1, len(sources), source.file, "Merging boxes")
+            yield Progress(done, total, number + 1, len(sources), source.name, "Merging boxes")
     if coco.images:
         write_bytes(out / COCO_NAME, json.dumps(coco.document(), indent=1).encode("utf-8"))
         if coco.names_file is not None:

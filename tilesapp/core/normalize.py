@@ -100,34 +100,58 @@ def check_fits(image: np.ndarray, dtype: str, name: str) -> None:
         )
 
 
-def cast(image: np.ndarray, dtype: str) -> np.ndarray:
-    """Convert to the output type, rounding to the nearest integer for integer types."""
+def cast(image: np.ndarray, dtype: str, *, in_range: bool = False) -> np.ndarray:
+    """Convert to the output type, rounding to the nearest integer for integer types.
+
+    ``in_range``: the values are known to lie within the type's range (stretched to its bounds,
+    or checked by :func:`check_fits`), and ``image`` is the caller's scratch: it is rounded in
+    place and not clipped — the same bytes, one pass and one buffer less.
+    """
     target = np.dtype(dtype)
     if image.dtype == target:
         return image
     if target.kind in "iu" and image.dtype.kind == "f":
+        if in_range:
+            return np.rint(image, out=image).astype(target)
         lo, hi = DTYPE_RANGES[dtype]
         return np.clip(np.rint(image), lo, hi).astype(target)
     return image.astype(target)
 
 
 # --- modes ---------------------------------------------------------------------------------------
+def joint_range(image: np.ndarray, percentiles: tuple[float, float] = (0.0, 100.0)) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`channel_range` over all channels at once, repeated for each channel (a joint stretch
+    keeps the balance of colours)."""
+    low, high = channel_range(image.reshape(image.shape[0], -1, 1), percentiles)
+    channels = image.shape[-1]
+    return np.repeat(low, channels), np.repeat(high, channels)
+
+
+def joint_stretch(settings: Settings, info) -> bool:
+    """Whether an image's channels are stretched jointly: RGB(A) colour under "auto"."""
+    if settings.channel_stretch != "auto":
+        return settings.channel_stretch == "joint"
+    return info.axes == "YXS"
+
+
 class NoNormalization:
     """"none": values are kept; an image whose values the output type cannot hold fails."""
 
     name = "none"
     needs_stats = False
 
-    def __init__(self, settings: Settings, low: np.ndarray | None = None, high: np.ndarray | None = None):
-        self.settings, self.low, self.high = settings, low, high
+    def __init__(self, settings: Settings, low: np.ndarray | None = None, high: np.ndarray | None = None,
+                 joint: bool = False):
+        self.settings, self.low, self.high, self.joint = settings, low, high, joint
 
     def with_stats(self, low: np.ndarray, high: np.ndarray):
-        return type(self)(self.settings, np.asarray(low, np.float64), np.asarray(high, np.float64))
+        """The mode with the image's statistics (per channel, or already joint)."""
+        return type(self)(self.settings, np.asarray(low, np.float64), np.asarray(high, np.float64), self.joint)
 
     def apply_band(self, values: np.ndarray, *, may_have_nan: bool, name: str) -> np.ndarray:
         """Values of a band of the recalibrated image as written (``values`` may be reused)."""
         check_fits(values, self.settings.dtype, name)
-        return cast(values, self.settings.dtype)
+        return cast(values, self.settings.dtype, in_range=values.dtype.kind == "f")
 
     def apply_tile(self, piece: np.ndarray, *, may_have_nan: bool) -> tuple[np.ndarray, dict[str, Any]]:
         """A tile of values given by :meth:`apply_band`, as written, and what its record adds."""
@@ -146,10 +170,12 @@ class GlobalNormalization(NoNormalization):
     def apply_band(self, values: np.ndarray, *, may_have_nan: bool, name: str) -> np.ndarray:
         s = self.settings
         # in place: a band is its thread's own copy (freshly read or resampled)
-        return cast(stretch(values, self.low, self.high, s.output_bounds, in_place=True, may_have_nan=may_have_nan), s.dtype)
+        stretched = stretch(values, self.low, self.high, s.output_bounds, in_place=True, may_have_nan=may_have_nan)
+        return cast(stretched, s.dtype, in_range=True)
 
     def record(self) -> dict[str, Any]:
-        return {"mode": self.name, "low": self.low.tolist(), "high": self.high.tolist()}
+        record = {"mode": self.name, "low": self.low.tolist(), "high": self.high.tolist()}
+        return record | ({"joint": True} if self.joint else {})
 
 
 class LocalNormalization(NoNormalization):
@@ -162,8 +188,8 @@ class LocalNormalization(NoNormalization):
 
     def apply_tile(self, piece: np.ndarray, *, may_have_nan: bool) -> tuple[np.ndarray, dict[str, Any]]:
         s = self.settings
-        low, high = channel_range(piece, s.percentiles)
-        out = cast(stretch(piece, low, high, s.output_bounds, may_have_nan=may_have_nan), s.dtype)
+        low, high = (joint_range if self.joint else channel_range)(piece, s.percentiles)
+        out = cast(stretch(piece, low, high, s.output_bounds, may_have_nan=may_have_nan), s.dtype, in_range=True)
         return out, {"low": low.tolist(), "high": high.tolist()}
 
 
@@ -172,6 +198,7 @@ NORMALIZATIONS = {mode.name: mode for mode in (NoNormalization, LocalNormalizati
 assert set(NORMALIZATIONS) == set(NORMS)
 
 
-def normalization(settings: Settings) -> NoNormalization:
-    """The normalization mode of ``settings``, before any statistics."""
-    return NORMALIZATIONS[settings.norm](settings)
+def normalization(settings: Settings, joint: bool = False) -> NoNormalization:
+    """The normalization mode of ``settings``, before any statistics (``joint``: one low/high
+    over all channels)."""
+    return NORMALIZATIONS[settings.norm](settings, joint=joint)

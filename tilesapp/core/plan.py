@@ -26,6 +26,12 @@ LARGE_ENLARGEMENT, LARGE_REDUCTION = 8.0, 1 / 64
 TYPED_ALL, TYPED_FILE, TYPED_MISSING = "manual", "manual (this image)", "manual (no metadata)"
 
 
+class ChannelsUnfit(ImageError):
+    """The output format cannot store an image's channels; ``setting`` names what to change."""
+
+    setting = "channels"
+
+
 class CalibrationMissing(ImageError):
     """An image has no pixel size: none in its file, none typed. ``setting`` names what to give."""
 
@@ -75,9 +81,16 @@ def plan_image(info: SceneInfo, settings: Settings, name: str | None = None, reg
     name = name or info.name
     allowed = FORMAT_CHANNELS[settings.format]
     if allowed is not None and info.channels not in allowed:
-        raise ImageError(
+        raise ChannelsUnfit(
             f"{name}: .{settings.format} files cannot store {info.channels} channels "
-            f"({'/'.join(map(str, allowed))} only); choose .tif."
+            f"({'/'.join(map(str, allowed))} only); choose .tif, or keep fewer channels."
+        )
+    if settings.format == "png" and info.axes == "CYX" and info.channels in (2, 4):
+        # PNG would store them as grey + alpha or RGBA: a channel lost or hidden as transparency
+        raise ChannelsUnfit(
+            f"{name}: its {info.channels} fluorescence channels would be written as "
+            f"{'grey + alpha' if info.channels == 2 else 'RGBA'} in a PNG, hiding a channel as transparency; "
+            f"choose .tif, or keep 1 or 3 channels."
         )
     warnings = list(info.warnings)
     if not settings.calibrate:
@@ -95,8 +108,9 @@ def plan_image(info: SceneInfo, settings: Settings, name: str | None = None, reg
     shape = scaled_shape(info.shape_yx, factors)
     source = f"{format_pixel_size(size_in)}{f' read from {origin}' if origin and not origin.startswith('manual') else ''}"
     if max(factors) > LARGE_ENLARGEMENT:
-        warnings.append(f"enlarged ×{max(factors):.3g} (from {source}): check the pixel size — a print resolution "
-                        f"is sometimes stored where a pixel size should be.")
+        why = (" — a print resolution (dpi) is often stored where a pixel size should be" if origin and "dpi" in origin
+               else "; enlarging this much adds no detail")
+        warnings.append(f"enlarged ×{max(factors):.3g} (from {source}): check the pixel size and the target{why}.")
     if min(factors) < LARGE_REDUCTION:
         warnings.append(f"shrunk to {shape[1]} × {shape[0]} px (×{min(factors):.3g} from {source}): check the pixel size.")
     if any(n < settings.tile_size and f < 1 for n, f in zip(shape, factors)):

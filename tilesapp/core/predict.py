@@ -51,7 +51,8 @@ from tilesapp.core.plan import ImagePlan, plan_image
 from tilesapp.core.progress import Progress, Throttle
 from tilesapp.core.readers import open_image, to_yxc
 from tilesapp.core.settings import Settings
-from tilesapp.core.sinks import TileFiles, tile_stems
+from tilesapp.core.sinks import StemNames, TileFiles
+from tilesapp.core.sources import sources_of
 from tilesapp.core.writers import write_bytes, write_text
 
 log = logging.getLogger(__name__)
@@ -290,35 +291,20 @@ def run_predict(
     if not isinstance(model, Model):
         model = Model(model, options.device, settings.workers)
     model.check_tile_size(settings.tile_size, settings_file)
-    kind = output_kind(model, settings.tile_size, _first_channels(found), options.model_output)
-    if not overwrite:
-        check_output_contents(out, False)
-    prepare_output(out)
-    run = _Prediction(found, out, model, settings, options, kind, cancel or threading.Event())
-    return (yield from run.run())
-
-
-def _first_channels(inputs: Inputs) -> int:
-    """Channels of the first image that can be read (1 when none): what the model is tried on."""
-    for path in inputs.images[:8]:
-        try:
-            with open_image(path) as image:
-                if image.scenes:
-                    return image.scenes[0].info.channels
-        except ImageError:
-            continue
-    return 1
+    run = _Prediction(found, out, model, settings, options, cancel or threading.Event())
+    return (yield from run.run(overwrite))
 
 
 class _Prediction:
-    """One prediction run: each image planned, cut into the model and merged, in turn."""
+    """One prediction run: each source planned, then cut into the model and merged, in turn."""
 
     def __init__(self, inputs: Inputs, out: Path, model: Model, settings: Settings, options: PredictOptions,
-                 kind: OutputKind, cancel: threading.Event):
+                 cancel: threading.Event):
         self.inputs, self.out, self.model, self.settings, self.options = inputs, out, model, settings, options
-        self.kind, self.cancel = kind, cancel
+        self.kind = OutputKind("", 1)
+        self.cancel = cancel
         self.limit = settings.memory_limit or default_memory_limit()
-        self.summary = PredictSummary(out, providers=list(model.providers), kind=kind.kind,
+        self.summary = PredictSummary(out, providers=list(model.providers),
                                       skipped=[inputs.name(p) for p in inputs.skipped])
         self.coco = box_merge.CocoFile()
         self.events: queue.SimpleQueue = queue.SimpleQueue()
@@ -327,18 +313,34 @@ class _Prediction:
         # half of the limit for the cut (its process gate), half for the merge: a gate of its own,
         # never the cut's (the merge holds its bytes while the cut asks for its own)
         self.merge_gate = MemoryGate(self.limit - self.limit // 2)
+        self.stems = StemNames()
 
-    def run(self) -> Generator[Progress, None, PredictSummary]:
-        names = [self.inputs.name(p) for p in self.inputs.images]
-        stems = tile_stems([p.name for p in self.inputs.images])
-        jobs = [self._plan(n, path, name, stem) for n, (path, name, stem) in enumerate(zip(self.inputs.images, names, stems))]
-        total = sum(len(j.plan.grid) for j in jobs if j is not None)
+    def run(self, overwrite: bool) -> Generator[Progress, None, PredictSummary]:
+        jobs: list[ImageJob] = []
+        throttle = Throttle()
+        for number, path in enumerate(self.inputs.images):
+            jobs += self._plan(path, self.inputs.name(path), len(jobs))
+            if throttle.due():
+                yield Progress(0, 0, number, len(self.inputs.images), self.inputs.name(path), "Reading image metadata")
+        # the model tried once on a blank tile: what it gives decides the merge (nothing written yet)
+        channels = jobs[0].plan.info.channels if jobs else 1
+        self.kind = output_kind(self.model, self.settings.tile_size, channels, self.options.model_output)
+        self.summary.kind = self.kind.kind
+        if not overwrite:
+            check_output_contents(self.out, False)
+        prepare_output(self.out)
+        yield from self._predict(jobs)
+        if self.coco.images:
+            write_bytes(self.out / COCO_NAME, json.dumps(self.coco.document(), indent=1).encode("utf-8"))
+        self.summary.cancelled = self.cancel.is_set()
+        return self.summary
+
+    def _predict(self, jobs: list[ImageJob]) -> Generator[Progress, None, None]:
+        total = sum(len(j.plan.grid) for j in jobs)
         done, throttle = 0, Throttle()
         with ThreadPoolExecutor(1, thread_name_prefix="tilesapp-predict") as pool, ThreadExecutor(1) as bands:
             try:
                 for number, job in enumerate(jobs):
-                    if job is None:
-                        continue
                     if self.cancel.is_set():
                         break
                     future = pool.submit(self._image, job, bands)
@@ -348,36 +350,46 @@ class _Prediction:
                         except queue.Empty:
                             continue
                         if throttle.due():
-                            yield Progress(done, total, number, len(names), job.name, "Predicting")
+                            yield Progress(done, total, number, len(jobs), job.name, "Predicting")
                     future.result()
-                    yield Progress(done, total, number + 1, len(names), job.name, "Predicting")
+                    yield Progress(done, total, number + 1, len(jobs), job.name, "Predicting")
             except BaseException:
                 self.cancel.set()  # closed, interrupted: the image being done stops at its next tile
                 raise
-        if self.coco.images:
-            write_bytes(self.out / COCO_NAME, json.dumps(self.coco.document(), indent=1).encode("utf-8"))
-        self.summary.cancelled = self.cancel.is_set()
-        return self.summary
 
-    def _plan(self, number: int, path: Path, name: str, stem: str) -> ImageJob | None:
+    def _plan(self, path: Path, name: str, first: int) -> list[ImageJob]:
+        """The sources of one file (its scenes, planes, channels as the settings choose), planned."""
         try:
             with open_image(path) as image:
-                if not image.scenes:
-                    raise ImageError(f"{name}: the file holds no image.")
-                scene = image.scenes[0]
-                plan = plan_image(scene.info, self.settings, name, not getattr(scene, "whole_only", False))
-            channels = self.model.channels
-            if channels is not None and plan.info.channels != channels:
-                raise ImageError(f"{name} has {plan.info.channels} channel{'s' * (plan.info.channels != 1)} but "
-                                 f"{self.model.path.name} takes {channels}; predict images like those it was trained on.")
+                scenes = [(scene.info, not getattr(scene, "whole_only", False)) for scene in image.scenes]
+            if not scenes:
+                raise ImageError(f"{name}: the file holds no image.")
+            sources, warnings = sources_of(path, name, [info for info, _ in scenes], self.settings)
         except ImageError as exc:
-            self.summary.failed.append((name, str(exc)))
-            if getattr(exc, "setting", None):
-                self.summary.settings_failures[name] = (exc.setting,)
-            return None
-        for warning in plan.warnings:
-            self.summary.warnings.append((name, f"{name}: {warning}"))
-        return ImageJob(number, path, name, stem, plan)
+            self._failed(name, exc)
+            return []
+        self.summary.warnings += [(name, warning) for warning in warnings]
+        jobs = []
+        for source in sources:
+            stem = self.stems.take(name, source.stem_suffix)
+            try:
+                plan = plan_image(source.info, self.settings, source.name, scenes[source.ref.scene][1])
+                channels = self.model.channels
+                if channels is not None and plan.info.channels != channels:
+                    raise ImageError(f"{source.name} has {plan.info.channels} channel{'s' * (plan.info.channels != 1)} "
+                                     f"but {self.model.path.name} takes {channels}; predict images like those it was "
+                                     f"trained on.")
+            except ImageError as exc:
+                self._failed(source.name, exc)
+                continue
+            self.summary.warnings += [(source.name, f"{source.name}: {warning}") for warning in plan.warnings]
+            jobs.append(ImageJob(first + len(jobs), source.ref, source.name, stem, plan))
+        return jobs
+
+    def _failed(self, name: str, exc: ImageError) -> None:
+        self.summary.failed.append((name, str(exc)))
+        if getattr(exc, "setting", None):
+            self.summary.settings_failures[name] = (exc.setting,)
 
     def _image(self, job: ImageJob, bands: ThreadExecutor) -> None:
         """Cut one image into the model and merge its outputs (in the worker thread)."""

@@ -18,12 +18,13 @@ from tilesapp.core.annotations import AnnotationFolders, Boxes, check_mask_shape
 from tilesapp.core.bands import ScaledRows
 from tilesapp.core.errors import ImageError
 from tilesapp.core import memory
-from tilesapp.core.normalize import cast, channel_range, check_fits, stretch
+from tilesapp.core.normalize import cast, channel_range, check_fits, joint_range, joint_stretch, stretch
 from tilesapp.core.plan import ImagePlan, plan_image
 from tilesapp.core.readers import open_image
 from tilesapp.core.resample import resample
 from tilesapp.core.selection import auto_threshold, foreground_map, keep_tiles, reduced_fractions, tile_foreground
 from tilesapp.core.settings import Settings
+from tilesapp.core.sources import Source, SourcePixels, SourceRef, sources_of, view_info
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,8 @@ class Preview:
     boxes: Boxes | None = None
     foreground: np.ndarray | None = None
     keep: np.ndarray | None = None
+    source: Source | None = None  # which part of the file (scene, plane, channels)
+    sources: int = 1  # how many images the file gives
 
     @property
     def reduced(self) -> bool:
@@ -59,11 +62,13 @@ def needs_overview(plan: ImagePlan, regions: bool = True) -> bool:
 
 def preview_image(path: str | Path, settings: Settings, masks: str | Path | None = None,
                   labels: str | Path | None = None, *, max_side: int | None = None, name: str | None = None,
-                  overview: bool | None = None) -> Preview:
+                  overview: bool | None = None, source: int = 0) -> Preview:
     """Plan one image and read it as the export will cut it (whole, or reduced when big).
 
     ``overview`` forces (True) or forbids (False) the reduced view; by default it is used for
     images of more than :data:`tilesapp.core.memory.OVERVIEW_PIXELS` recalibrated pixels.
+    ``source`` picks one of the images the file gives (its scenes and planes, see
+    :func:`tilesapp.core.sources.sources_of`), 0 by default.
     Raises :class:`ImageError` when the image, its mask or its label file cannot be used — as
     the export would for this image.
     """
@@ -71,19 +76,25 @@ def preview_image(path: str | Path, settings: Settings, masks: str | Path | None
     name = name or path.name
     max_side = max_side or memory.OVERVIEW_SIDE
     with open_image(path) as file:
-        if not file.scenes:
-            raise ImageError(f"{name}: the file holds no image.")
-        scene = file.scenes[0]
-        regions = not getattr(scene, "whole_only", False)
-        plan = plan_image(scene.info, settings, name, regions)
-        reduced = needs_overview(plan, regions) if overview is None else overview
+        scenes = [(scene.info, not getattr(scene, "whole_only", False)) for scene in file.scenes]
+    sources, _ = sources_of(path, name, [info for info, _ in scenes], settings)
+    if not 0 <= source < len(sources):
+        raise ImageError(f"{name} gives {len(sources)} image{'s' * (len(sources) != 1)}; there is no number {source}.")
+    chosen = sources[source]
+    regions = scenes[chosen.ref.scene][1]
+    plan = plan_image(chosen.info, settings, chosen.name, regions)
+    reduced = needs_overview(plan, regions) if overview is None else overview
+    pixels = SourcePixels(chosen.ref, chosen.info)
+    try:
         if reduced:
             rows, cols = plan.scaled_shape
             factor = max(1.0, max(rows, cols) / max_side)
             shape = (max(1, round(rows / factor)), max(1, round(cols / factor)))
-            image = resample(scene.overview(max_side), shape)
+            image = resample(pixels.overview(max_side), shape)
         else:
-            image = ScaledRows(scene, plan.scaled_shape).rows(0, plan.scaled_shape[0])
+            image = ScaledRows(pixels, plan.scaled_shape).rows(0, plan.scaled_shape[0])
+    finally:
+        pixels.close()
     mask_path, labels_path = AnnotationFolders(masks, labels).find(path, name)
     mask = mask_axes = boxes = None
     if mask_path is not None:
@@ -109,18 +120,21 @@ def preview_image(path: str | Path, settings: Settings, masks: str | Path | None
             fg = np.any(mask != 0, axis=2) if mask is not None else foreground_map(image, auto_threshold(image))
             foreground = reduced_fractions(fg, plan.grid)
         keep = keep_tiles(foreground, settings.min_foreground, settings.keep_empty, settings.seed, name)
-    return Preview(path, plan, image, mask, mask_axes, boxes, foreground, keep)
+    return Preview(path, plan, image, mask, mask_axes, boxes, foreground, keep, chosen, len(sources))
 
 
-def tile_pixels(path: str | Path, plan: ImagePlan, index: int) -> np.ndarray:
+def tile_pixels(path: str | Path, plan: ImagePlan, index: int, ref: SourceRef | None = None) -> np.ndarray:
     """The recalibrated pixels of tile ``index`` of ``plan`` (rows, cols, channels) float32, as
-    the export computes them; reads only the source rows the tile needs."""
+    the export computes them; reads only the source rows the tile needs. ``ref``: which part of
+    the file (default: its first scene)."""
     tile = plan.grid.tile(index)
-    with open_image(path) as file:
-        scene = file.scenes[0]
-        if scene.info.shape_yx != plan.info.shape_yx:
+    pixels = SourcePixels(ref or SourceRef(Path(path)))
+    try:
+        if view_info(pixels.scene_info(), pixels.ref).shape_yx != plan.info.shape_yx:
             raise ImageError(f"{plan.info.name} changed on disk while it was being previewed; preview it again.")
-        values = ScaledRows(scene, plan.scaled_shape).rows(tile.y0, tile.y1)
+        values = ScaledRows(pixels, plan.scaled_shape).rows(tile.y0, tile.y1)
+    finally:
+        pixels.close()
     return np.ascontiguousarray(values[:, tile.x0 : tile.x1], dtype=np.float32)
 
 
@@ -147,8 +161,9 @@ def output_view(preview: Preview, settings: Settings) -> OutputView:
     bounds = settings.output_bounds
     may_have_nan = image.dtype.kind == "f"
     problem = None
+    ranges = joint_range if joint_stretch(settings, preview.plan.info) else channel_range
     if settings.norm == "global":
-        low, high = channel_range(image, settings.percentiles)
+        low, high = ranges(image, settings.percentiles)
         out = cast(stretch(image, low, high, bounds, may_have_nan=may_have_nan), settings.dtype)
     elif settings.norm == "local":
         out = np.empty(image.shape, np.dtype(settings.dtype))
@@ -157,7 +172,7 @@ def output_view(preview: Preview, settings: Settings) -> OutputView:
             y0, y1 = int(tile.y0 * fy), max(int(tile.y0 * fy) + 1, math.ceil(tile.y1 * fy))
             x0, x1 = int(tile.x0 * fx), max(int(tile.x0 * fx) + 1, math.ceil(tile.x1 * fx))
             piece = image[y0:y1, x0:x1]
-            low, high = channel_range(piece, settings.percentiles)
+            low, high = ranges(piece, settings.percentiles)
             out[y0:y1, x0:x1] = cast(stretch(piece, low, high, bounds, may_have_nan=may_have_nan), settings.dtype)
     else:
         try:

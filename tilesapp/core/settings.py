@@ -28,6 +28,19 @@ FORMATS = ("tif", "png", "jpg")
 PAD_MODES = ("zero", "reflect", "edge")
 #: Which images a typed pixel size is given to.
 PIXEL_SIZE_SCOPES = ("all", "uncalibrated")
+#: What is cut of a Z stack: a projection, every plane as its own image, or one plane (a number).
+Z_CHOICES = ("max", "mean", "each")
+#: What is cut of a time series: every frame as its own image, or one frame (a number).
+T_CHOICES = ("each",)
+#: How colour channels are stretched: "auto" stretches RGB(A) jointly (stain colours keep their
+#: balance) and fluorescence channels each on its own.
+CHANNEL_STRETCHES = ("auto", "joint", "each")
+#: Where tiles go: plain folders, or the layout a training framework reads as it is.
+LAYOUTS = ("plain", "ultralytics", "nnunet", "cellpose", "stardist", "coco")
+#: Layouts whose frameworks take whole images (they sample their own patches).
+WHOLE_IMAGE_LAYOUTS = ("nnunet", "cellpose", "stardist")
+#: What imported annotations are drawn as: the layout's choice, class ids, or one id per object.
+ANNOTATION_MASKS = ("auto", "classes", "instances")
 
 #: Value range of each integer output type.
 DTYPE_RANGES = {"uint8": (0, 255), "uint16": (0, 65535)}
@@ -104,6 +117,29 @@ class Settings:
         Bytes of pixels a run may hold at once; None: :func:`tilesapp.core.memory.default_memory_limit`.
     workers : int or None
         Images (and bands) processed at once; None: one per core.
+    scenes : tuple of int or None
+        Scenes (series, positions) of each file to cut, 0-based; None: all of them.
+    z : {"max", "mean", "each"}, int or None
+        What a Z stack gives: a projection, every plane as its own image, or plane ``z``
+        (0-based). None: a stack fails alone with a message asking for a choice.
+    t : "each", int or None
+        What a time series gives: every frame as its own image, or frame ``t`` (0-based).
+    channels : tuple of int or str, or None
+        Channels to keep, in this order: 0-based indices or names from the metadata; None: all.
+    channel_stretch : {"auto", "joint", "each"}
+        Normalize channels each on its own or jointly (one low/high over all channels);
+        "auto": jointly for RGB(A) colour, each for fluorescence channels.
+    layout : {"plain", "ultralytics", "nnunet", "cellpose", "stardist", "coco"}
+        Where tiles go: folders of images/masks/labels, or the layout a framework reads as it
+        is (see :mod:`tilesapp.core.sinks`).
+    boxes_from_masks : bool
+        Derive boxes (YOLO labels, COCO objects) from instance masks, one per object.
+    whole_images : bool
+        Write each image whole, recalibrated and normalized, instead of cutting it (nnunet,
+        cellpose and stardist, whose frameworks sample their own patches).
+    annotation_masks : {"auto", "classes", "instances"}
+        What imported annotations are drawn as in masks: class ids, or one id per object;
+        "auto": instances for cellpose, stardist and coco, classes otherwise.
     """
 
     tile_size: int = 512
@@ -129,6 +165,15 @@ class Settings:
     seed: int = 0
     memory_limit: int | None = None
     workers: int | None = None
+    scenes: tuple[int, ...] | None = None
+    z: str | int | None = None
+    t: str | int | None = None
+    channels: tuple[int | str, ...] | None = None
+    channel_stretch: str = "auto"
+    layout: str = "plain"
+    boxes_from_masks: bool = False
+    whole_images: bool = False
+    annotation_masks: str = "auto"
 
     def __post_init__(self) -> None:
         check = _Checker(self)
@@ -155,6 +200,11 @@ class Settings:
         check("bounds", _bounds)
         check("memory_limit", _memory_limit)
         check("workers", _optional_integer, 1, 1024)
+        check("scenes", _scenes)
+        check("z", _plane_choice, Z_CHOICES)
+        check("t", _plane_choice, T_CHOICES)
+        check("channels", _channels)
+        check("channel_stretch", _choice, CHANNEL_STRETCHES)
         if check.valid("tile_size", "overlap") and self.overlap >= self.tile_size:
             check.fail("overlap", f"{{name}} must be smaller than the tile size ({self.tile_size}); got {self.overlap}.")
         if check.valid("val_fraction") and self.val_fraction >= 1:
@@ -165,7 +215,28 @@ class Settings:
             _check_size_range(check, "target_pixel_size", (self.target_pixel_size,) * 2, self.target_unit)
         if check.valid("dtype", "format", "norm", "percentiles", "bounds"):
             self._check_output_rules(check)
+        check("layout", _choice, LAYOUTS)
+        check("boxes_from_masks", _boolean)
+        check("whole_images", _boolean)
+        check("annotation_masks", _choice, ANNOTATION_MASKS)
+        if check.valid("layout", "dtype", "format", "whole_images", "annotation_masks"):
+            self._check_layout_rules(check)
         check.raise_errors()
+
+    def _check_layout_rules(self, check: _Checker) -> None:
+        """What each framework's layout can take (README "Training a model")."""
+        if self.layout == "ultralytics" and self.dtype != "uint8":
+            check.fail("dtype", f"ultralytics reads images as 8-bit (a {self.dtype} tile would be cut down silently); "
+                                f"choose uint8 (the YOLO preset) for --layout ultralytics.")
+        if self.layout == "nnunet" and self.format == "jpg":
+            check.fail("format", "nnU-Net takes lossless files only; choose .png or .tif for --layout nnunet.")
+        if self.whole_images and self.layout not in WHOLE_IMAGE_LAYOUTS:
+            check.fail("whole_images", f"{{name}} is for layouts whose frameworks sample their own patches "
+                                       f"({', '.join(WHOLE_IMAGE_LAYOUTS)}); --layout {self.layout} takes tiles.")
+        fixed = {"cellpose": "instances", "stardist": "instances", "nnunet": "classes"}.get(self.layout)
+        if fixed and self.annotation_masks not in ("auto", fixed):
+            check.fail("annotation_masks", f"--layout {self.layout} takes {fixed} masks; "
+                                           f"{{name}} {self.annotation_masks} does not fit it.")
 
     def _check_output_rules(self, check: _Checker) -> None:
         """The output rules that can be checked before any image is read: what a format stores,
@@ -266,6 +337,8 @@ class Settings:
         data["percentiles"] = list(self.percentiles)
         data["bounds"] = "auto" if self.bounds is None else list(self.bounds)
         data["file_pixel_sizes"] = {name: [y, x] for name, y, x in self.file_pixel_sizes}
+        data["scenes"] = "all" if self.scenes is None else list(self.scenes)
+        data["channels"] = "all" if self.channels is None else list(self.channels)
         return data
 
     @classmethod
@@ -502,6 +575,55 @@ def _bounds(name: str, value: Any) -> tuple[float, float] | None:
     return _pair(name, value)
 
 
+def _index_list(name: str, value: Any, names_allowed: bool) -> tuple | None:
+    """``all``/None, one value, "0,2" or a list → a tuple of 0-based indices (or names)."""
+    if value is None or (isinstance(value, str) and value.strip().lower() == "all"):
+        return None
+    items = [p.strip() for p in value.split(",")] if isinstance(value, str) else \
+        list(value) if isinstance(value, (list, tuple)) else [value]
+    out: list[int | str] = []
+    for item in items:
+        if isinstance(item, str) and item.strip().lstrip("-").isdigit():
+            item = int(item)
+        if isinstance(item, bool) or isinstance(item, float) and not item.is_integer():
+            raise SettingsError(name, f"{{name}} takes 0-based numbers{' or names' if names_allowed else ''}; got {item!r}.")
+        if isinstance(item, (int, float)):
+            if item < 0:
+                raise SettingsError(name, f"{{name}} counts from 0; got {int(item)}.")
+            out.append(int(item))
+        elif isinstance(item, str) and item and names_allowed:
+            out.append(item)
+        else:
+            raise SettingsError(name, f"{{name}} takes 0-based numbers{' or names' if names_allowed else ''}; got {item!r}.")
+    if not out:
+        raise SettingsError(name, "{name} lists nothing; give numbers such as 0,2 or 'all'.")
+    if len(set(map(str, out))) != len(out):
+        raise SettingsError(name, f"{{name}} lists a value twice: {', '.join(map(str, out))}.")
+    return tuple(out)
+
+
+def _scenes(name: str, value: Any) -> tuple[int, ...] | None:
+    return _index_list(name, value, names_allowed=False)
+
+
+def _channels(name: str, value: Any) -> tuple[int | str, ...] | None:
+    return _index_list(name, value, names_allowed=True)
+
+
+def _plane_choice(name: str, value: Any, choices: tuple[str, ...]) -> str | int | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in choices:
+            return text
+        if text.isdigit():
+            return int(text)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool) and float(value).is_integer() and value >= 0:
+        return int(value)
+    raise SettingsError(name, f"{{name}} must be {', '.join(choices)} or a plane number from 0; got {value!r}.")
+
+
 def _memory_limit(name: str, value: Any) -> int | None:
     if isinstance(value, float) and value.is_integer():
         value = int(value)
@@ -523,17 +645,23 @@ def cpu_count() -> int:
 
 
 __all__ = [
+    "ANNOTATION_MASKS",
+    "CHANNEL_STRETCHES",
     "DEFAULT_BOUNDS",
     "DTYPES",
     "DTYPE_RANGES",
     "FORMATS",
     "FORMAT_DTYPES",
+    "LAYOUTS",
     "MIN_MEMORY_LIMIT",
     "NORMS",
     "PAD_MODES",
     "PIXEL_SIZE_SCOPES",
     "PRESETS",
     "Settings",
+    "T_CHOICES",
+    "WHOLE_IMAGE_LAYOUTS",
+    "Z_CHOICES",
     "load_settings",
     "parse_memory_size",
     "save_settings",

@@ -31,7 +31,7 @@ def configure_application(app: QApplication) -> None:
 
 def _install_excepthook(log_file: Path | None):
     """Report unexpected errors in a dialog and the log instead of leaving the app."""
-    from tilesapp.gui.main_window import error_text
+    from tilesapp.gui.dialogs import error_text
 
     previous = sys.excepthook
     showing = False
@@ -82,7 +82,7 @@ def run_app(folder: Path | None = None, demo: bool = False, quit_after: float | 
         window = MainWindow()
         window.show()
         if demo:
-            window.open_demo()
+            window.loader.open_demo()
         elif folder is not None:
             window.open_folder(Path(folder))
         if quit_after is not None:

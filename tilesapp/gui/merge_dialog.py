@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QWidget,
 )
 
@@ -65,6 +66,9 @@ class MergeDialog(QDialog):
         self.mergeButton.setDefault(True)
         self.cancelButton = QPushButton("Cancel")
         self.cancelButton.setObjectName("mergeCancelButton")
+        self.openButton = QPushButton("Open output folder")
+        self.openButton.setObjectName("mergeOpenButton")
+        self.openButton.setToolTip("Show the merged images in the file manager.")
         self.closeButton = QPushButton("Close")
         self.progressBar = QProgressBar()
         self.progressBar.setObjectName("mergeProgressBar")
@@ -73,6 +77,15 @@ class MergeDialog(QDialog):
         self.resultLabel = QLabel()
         self.resultLabel.setObjectName("mergeResultLabel")
         self.resultLabel.setWordWrap(True)
+        self.resultLabel.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        # A long result (many failed images) scrolls instead of being cut off.
+        self.resultScroll = QScrollArea()
+        self.resultScroll.setObjectName("mergeResultScroll")
+        self.resultScroll.setWidget(self.resultLabel)
+        self.resultScroll.setWidgetResizable(True)
+        self.resultScroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        self.resultScroll.setMinimumHeight(90)
+        self._output: Path | None = None
 
         grid = QGridLayout(self)
         grid.setColumnStretch(1, 1)
@@ -87,18 +100,21 @@ class MergeDialog(QDialog):
         grid.addWidget(self.blendCombo, 3, 1)
         grid.addWidget(self.restoreCheck, 4, 1, 1, 2)
         grid.addWidget(self.progressBar, 5, 0, 1, 3)
-        grid.addWidget(self.resultLabel, 6, 0, 1, 3)
+        grid.addWidget(self.resultScroll, 6, 0, 1, 3)
+        grid.setRowStretch(6, 1)
         buttons = QHBoxLayout()
         buttons.addStretch(1)
-        for button in (self.mergeButton, self.cancelButton, self.closeButton):
+        for button in (self.mergeButton, self.cancelButton, self.openButton, self.closeButton):
             buttons.addWidget(button)
         grid.addLayout(buttons, 7, 0, 1, 3)
 
         self.mergeButton.clicked.connect(self.merge)
         self.cancelButton.clicked.connect(lambda: self.jobs.cancel("merge"))
         self.closeButton.clicked.connect(self.close)
+        self.openButton.clicked.connect(lambda: self._output is not None and dialogs.open_folder(self._output))
         self.jobs.ended.connect(self._update_buttons)
         self._update_buttons()
+        self.resize(640, 380)
 
     def _browse(self, edit: QLineEdit, title: str) -> QPushButton:
         button = QPushButton("Browse…")
@@ -153,6 +169,7 @@ class MergeDialog(QDialog):
 
     def _on_ended(self, summary) -> None:
         self.progressBar.setRange(0, 1000)
+        self._output = Path(summary.output)
         text = f"{len(summary.written)} image{'s' * (len(summary.written) != 1)} written to {summary.output}."
         if summary.cancelled:
             text = "Cancelled: " + text
@@ -160,15 +177,15 @@ class MergeDialog(QDialog):
             self.progressBar.setValue(1000)
         problems = list(summary.failed) + list(getattr(summary, "not_cut", []))
         if problems:
-            text += "".join(f"<br>• {name}: {reason}" for name, reason in problems[:8])
+            text += "".join(f"<br>• {dialogs.about_image(name, reason)}" for name, reason in problems[:8])
+            if len(problems) > 8:
+                text += f"<br>… and {len(problems) - 8} more."
         self.resultLabel.setText(text)
         self._update_buttons()
         self.mergeEnded.emit(summary)
 
     def _on_failed(self, exc: BaseException) -> None:
-        from tilesapp.gui.main_window import error_text
-
-        message = error_text(exc, "merging tiles")
+        message = dialogs.error_text(exc, "merging tiles")
         self.resultLabel.setStyleSheet(ERROR_STYLE)
         self.resultLabel.setText(message)
         self.progressBar.setRange(0, 1000)
@@ -181,3 +198,4 @@ class MergeDialog(QDialog):
         busy = self.jobs.busy("merge")
         self.mergeButton.setEnabled(not busy)
         self.cancelButton.setEnabled(busy)
+        self.openButton.setEnabled(not busy and self._output is not None and self._output.is_dir())

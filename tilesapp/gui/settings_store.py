@@ -88,6 +88,16 @@ class SettingsStore:
 
     def clear_recent_folders(self) -> None:
         self.qsettings.remove("recent/folders")
+        self.qsettings.remove("recent/settings")
+
+    def recent_settings_files(self) -> list[Path]:
+        """Settings files recently saved or loaded, most recent first (only those that still exist)."""
+        return [Path(p) for p in self._json_list("recent/settings") if isinstance(p, str) and Path(p).is_file()]
+
+    def add_recent_settings_file(self, path: Path) -> None:
+        path = Path(path).absolute()
+        items = [str(path)] + [p for p in self._json_list("recent/settings") if p != str(path)]
+        self.qsettings.setValue("recent/settings", json.dumps(items[:MAX_RECENT]))
 
     def path(self, key: str) -> Path | None:
         """A remembered folder ("export", "dialog", "settings_file"), or None."""

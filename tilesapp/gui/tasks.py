@@ -7,75 +7,24 @@ results for display, in a worker thread.
 from __future__ import annotations
 
 import dataclasses
+import math
+import random
 import threading
 from collections.abc import Generator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from tilesapp.core import preview as core_preview
 from tilesapp.core.annotations import Boxes
 from tilesapp.core.errors import Cancelled, ImageError
-from tilesapp.core.folders import collect_inputs
+from tilesapp.core.mosaic import thumbnail
 from tilesapp.core.plan import ImagePlan
-from tilesapp.core.preview import preview_image, tile_pixels
+from tilesapp.core.preview import OutputView, output_view, preview_image, tile_pixels
 from tilesapp.core.progress import Progress
-from tilesapp.core.readers import SceneInfo, inspect_image
-from tilesapp.core.settings import Settings
-from tilesapp.gui.viewer import DisplayImage, display_image, mask_overlay
-
-
-@dataclass
-class Sources:
-    """What was loaded: a folder (or dropped files), its images and what their metadata says."""
-
-    sources: Path | list[Path]  # as given to the engine's export
-    folders: list[Path]  # input folders, never to be written to
-    infos: list[SceneInfo] = field(default_factory=list)
-    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (name, reason)
-    skipped: list[Path] = field(default_factory=list)
-    images: list[Path] = field(default_factory=list)  # every image found, readable or not
-    root: Path | None = None  # common folder of the images; names are relative to it
-
-    @property
-    def paths(self) -> list[Path]:
-        return [info.path for info in self.infos]
-
-    def names(self) -> dict[Path, str]:
-        """Each image's name as the export's manifest (and its train/val split) knows it."""
-        if self.root is None:
-            return {p: p.name for p in self.images}
-        return {p: p.relative_to(self.root).as_posix() for p in self.images}
-
-    @property
-    def label(self) -> str:
-        """The folder, or how many files were dropped."""
-        if isinstance(self.sources, Path):
-            return str(self.sources)
-        folder = self.folders[0] if len(self.folders) == 1 else None
-        return f"{len(self.sources)} files" + (f" in {folder}" if folder else "")
-
-
-def inspect_sources(
-    sources: Path | Sequence[Path], recursive: bool, cancel: threading.Event
-) -> Generator[Progress, None, Sources]:
-    """List the images of a folder (or files) and read their metadata, one progress per image."""
-    inputs = collect_inputs(sources, recursive)
-    given = Path(sources) if isinstance(sources, (str, Path)) else [Path(p) for p in sources]
-    result = Sources(
-        given, list(inputs.folders), skipped=list(inputs.skipped), images=list(inputs.images), root=inputs.root
-    )
-    n = len(inputs.images)
-    for i, path in enumerate(inputs.images):
-        if cancel.is_set():
-            raise Cancelled("Loading was cancelled.")
-        yield Progress(i, n, i, n, path.name, "Reading metadata")
-        try:
-            result.infos.append(inspect_image(path))
-        except ImageError as exc:
-            result.unreadable.append((path.name, str(exc)))
-    yield Progress(n, n, n, n, "", "Metadata read")
-    return result
+from tilesapp.core.settings import DTYPE_RANGES, Settings
+from tilesapp.gui.viewer import DisplayImage, display_image, mask_overlay, robust_levels
 
 
 @dataclass(frozen=True)
@@ -99,6 +48,7 @@ class Preview:
     boxes: Boxes | None = None  # in pixels of the recalibrated image
     foreground: np.ndarray | None = None  # (n_tiles,) share; None when the filter is off
     keep: np.ndarray | None = None  # (n_tiles,) bool; None when the filter is off
+    source: core_preview.Preview | None = None  # the engine's preview, for the output values
 
     @property
     def annotated(self) -> bool:
@@ -125,7 +75,8 @@ def needs_annotations(settings: Settings, masks: Path | None, labels: Path | Non
     return masks is not None or labels is not None or settings.min_foreground > 0
 
 
-def make_preview(path: Path, settings: Settings, masks: Path | None = None, labels: Path | None = None) -> Preview:
+def make_preview(path: Path, settings: Settings, masks: Path | None = None, labels: Path | None = None,
+                 name: str | None = None) -> Preview:
     """Read, plan and recalibrate one image (engine), and prepare it for the screen.
 
     With ``masks`` / ``labels`` folders or the empty-tile filter on, also its mask, boxes and
@@ -134,7 +85,7 @@ def make_preview(path: Path, settings: Settings, masks: Path | None = None, labe
     """
     path = Path(path)
     settings = preview_settings(settings)
-    result = preview_image(path, settings, masks, labels)
+    result = preview_image(path, settings, masks, labels, name=name)
     plan, image = result.plan, result.image
     values = image[:, :, 0] if image.shape[2] == 1 else image
     display = _display(image, plan)
@@ -145,6 +96,7 @@ def make_preview(path: Path, settings: Settings, masks: Path | None = None, labe
     return Preview(
         path, plan, values, display,
         mask=result.mask, overlay=overlay, boxes=result.boxes, foreground=result.foreground, keep=result.keep,
+        source=result,
     )
 
 
@@ -174,3 +126,64 @@ def make_tile_detail(preview: Preview, index: int) -> TileDetail:
     display = display_image(pixels, preview.plan.info.axes, like=preview.display)
     box = (tile.y0, tile.y1, tile.x0, tile.x1)
     return TileDetail(preview.path, tuple(preview.plan.scaled_shape), index, box, values, display)
+
+
+@dataclass(frozen=True)
+class Output:
+    """The values a previewed image's tiles will hold, ready for the screen."""
+
+    view: OutputView
+    display: DisplayImage
+    values: np.ndarray  # (rows, cols[, channels]) what hovering reads
+
+
+def make_output(preview: Preview, settings: Settings) -> Output:
+    """The engine's output values of a preview (after normalization and the cast), shown on the
+    output type's whole range, so that a near-black output looks near-black."""
+    view = output_view(preview.source, preview_settings(settings))
+    values = view.values[:, :, 0] if view.values.shape[2] == 1 else view.values
+    display = display_image(view.values.astype(np.float32), preview.plan.info.axes, extent=preview.display.extent)
+    if display.data.ndim == 2:
+        if settings.dtype in DTYPE_RANGES:
+            levels = (0.0, float(DTYPE_RANGES[settings.dtype][1]))
+        elif settings.norm != "none":
+            levels = settings.output_bounds
+        else:
+            levels = robust_levels(display.data)
+        display = dataclasses.replace(display, levels=levels)
+    return Output(view, display, values)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """The sample mosaic: RGB pixels, and the names to write over its cells (drawn by Qt, so
+    any script reads right)."""
+
+    image: np.ndarray
+    labels: list[tuple[float, float, str]]  # (x, y, text) of each cell's top-left corner
+    shown: int
+
+
+def make_sample(paths: Sequence[Path], count: int, cell: int, cancel: threading.Event,
+                seed: int | None = None) -> Generator[Progress, None, Sample]:
+    """Up to ``count`` random images of ``paths``, each scaled to fit ``cell`` px (the engine's
+    thumbnails), in a square-ish grid, in name order."""
+    chosen = sorted(random.Random(seed).sample(list(paths), min(count, len(paths))), key=lambda p: p.name.lower())
+    columns = math.ceil(math.sqrt(len(chosen)))
+    pitch = cell + max(2, cell // 64)
+    image = np.full((math.ceil(len(chosen) / columns) * pitch + pitch - cell, columns * pitch + pitch - cell, 3),
+                    32, np.uint8)
+    labels = []
+    for i, path in enumerate(chosen):
+        if cancel.is_set():
+            raise Cancelled("The sample was cancelled.")
+        yield Progress(i, len(chosen), i, len(chosen), path.name, "Reading images for the sample")
+        try:
+            thumb, label = thumbnail(path, cell), path.name
+        except ImageError as exc:
+            thumb, label = np.full((cell // 4, cell, 3), 64, np.uint8), str(exc)
+        top, left = pitch - cell + (i // columns) * pitch, pitch - cell + (i % columns) * pitch
+        y, x = top + (cell - thumb.shape[0]) // 2, left + (cell - thumb.shape[1]) // 2
+        image[y:y + thumb.shape[0], x:x + thumb.shape[1]] = thumb
+        labels.append((float(left), float(top), label))
+    return Sample(image, labels, len(chosen))

@@ -411,6 +411,8 @@ class ImageViewer(QWidget):
         self.highlight_label.setVisible(False)
         self.view.addItem(self.highlight_label, ignoreBounds=True)
 
+        self._labels: list[pg.TextItem] = []  # names over the cells of the sample
+
         self.scale_bar = pg.ScaleBar(size=1.0, width=6, brush="w", pen=pg.mkPen("k", width=1), offset=(-24, -28))
         self.scale_bar.setParentItem(self.view)
         self.scale_bar.text.setColor("w")
@@ -462,6 +464,7 @@ class ImageViewer(QWidget):
         self._extent = tuple(image.extent)
         self._pixel_size_um = pixel_size_um
         self.set_detail(None)
+        self.set_labels([])
         self.image.setImage(image.data, autoLevels=False, levels=image.levels)
         rows, cols = self._extent
         self.image.setRect(QRectF(0, 0, cols, rows))  # data pixels, whatever size is displayed
@@ -473,6 +476,24 @@ class ImageViewer(QWidget):
             self.view.autoRange(padding=0.02)
         self._update_scale_bar()
 
+    def set_labels(self, labels: list[tuple[float, float, str]]) -> None:
+        """Write texts over the image: (x, y, text) at each top-left corner, white on a dark band
+        (Qt's fonts: every script reads right)."""
+        for item in self._labels:
+            self.view.removeItem(item)
+        self._labels = []
+        for x, y, text in labels:
+            item = pg.TextItem(text, color="w", fill=pg.mkBrush(0, 0, 0, 160), anchor=(0, 0))
+            item.setPos(QPointF(x, y))
+            item.setZValue(15)
+            self.view.addItem(item, ignoreBounds=True)
+            self._labels.append(item)
+
+    @property
+    def labels(self) -> list[str]:
+        """The texts written over the image."""
+        return [item.toPlainText() for item in self._labels]
+
     def set_title(self, title: str) -> None:
         self.title.setText(title)
 
@@ -481,6 +502,7 @@ class ImageViewer(QWidget):
         self._values = None
         self._extent = (0, 0)
         self.set_detail(None)
+        self.set_labels([])
         self.image.clear()
         self.set_grid(None)
         self.set_annotations(None, None)
@@ -575,7 +597,8 @@ class ImageViewer(QWidget):
         size = self._grid.tile_size
         self.highlight.setRect(QRectF(tile.x0, tile.y0, size, size))
         self.highlight.setVisible(True)
-        text = f" tile {index} · row {tile.row}, col {tile.col}"
+        # Counted from 1 on screen, as a person counts (tile files are numbered from 000).
+        text = f" tile {index + 1} · row {tile.row + 1}, col {tile.col + 1}"
         if self._foreground is not None:
             text += f" · {100 * self._foreground[index]:.1f} % foreground"
         if self._keep is not None and not self._keep[index]:
@@ -583,6 +606,11 @@ class ImageViewer(QWidget):
         self.highlight_label.setText(text + " ")
         self.highlight_label.setPos(QPointF(tile.x0, tile.y0))
         self.highlight_label.setVisible(True)
+
+    @property
+    def pixel_size_um(self) -> float | None:
+        """Pixel size of the image shown (None: not calibrated)."""
+        return self._pixel_size_um
 
     def reset_view(self) -> None:
         """Fit the whole image in the view."""

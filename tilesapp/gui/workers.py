@@ -8,6 +8,7 @@ of :class:`JobSignals`; a plain function becomes a one-step generator with :func
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import threading
@@ -227,3 +228,37 @@ class JobRunner(QObject):
         if slot is not None and self._slots.get(slot) is job:
             del self._slots[slot]
             self.ended.emit(slot)
+
+
+def from_current_job(method):
+    """Ignore a job's signal that arrives after the job was superseded, or while the window
+    closes (the object's ``window.closing``)."""
+
+    @functools.wraps(method)
+    def slot(self, *args, **kwargs):
+        sender = self.sender()
+        if self.window.closing or (isinstance(sender, JobSignals) and not self.jobs.is_current(sender)):
+            return None
+        return method(self, *args, **kwargs)
+
+    return slot
+
+
+class Controller(QObject):
+    """One job of the main window (sources, previews, export, settings files): it acts on the
+    window's widgets and runs its slow work through the window's :class:`JobRunner`."""
+
+    def __init__(self, window):
+        super().__init__(window)
+        self.jobs: JobRunner = window.jobs
+
+    @property
+    def window(self):
+        """The main window: this controller's Qt parent. Not kept in an attribute, so that the
+        window and its controllers form no reference cycle: a cycle would leave the window to
+        Python's garbage collector, which may run in a worker thread and deadlock Qt there."""
+        return self.parent()
+
+    def status(self, text: str, seconds: float = 8.0) -> None:
+        """A passing message in the status bar (it goes away by itself)."""
+        self.window.show_status(text, seconds)

@@ -177,3 +177,48 @@ def reason(exc: BaseException) -> str:
     """The first line of an exception's message, for a sentence shown to a user."""
     text = str(exc).strip().rstrip(".") or type(exc).__name__
     return text.splitlines()[0][:200]
+
+
+class SliceScene:
+    """Regions and overviews of a scene that reads a plane with slices: subclasses implement
+    ``_take(z, t, rows, cols)`` (slices of rows and columns of plane ``(z, t)``, as
+    (rows, cols, channels), a copy)."""
+
+    info: SceneInfo
+
+    def _take(self, z: int, t: int, rows: slice, cols: slice) -> np.ndarray:
+        raise NotImplementedError
+
+    def _check_plane(self, z: int, t: int) -> None:
+        info = self.info
+        if not (0 <= z < info.n_z and 0 <= t < info.n_t):
+            raise ImageError(
+                f"{info.name}: plane z={z}, t={t} does not exist (the image has {info.n_z} Z and {info.n_t} T planes)."
+            )
+
+    def read(self, y0: int, y1: int, x0: int, x1: int, *, z: int = 0, t: int = 0) -> np.ndarray:
+        h, w = self.info.shape_yx
+        if not (0 <= y0 < y1 <= h and 0 <= x0 < x1 <= w):
+            raise ValueError(f"region [{y0}:{y1}, {x0}:{x1}] is outside the {h}×{w} image")
+        return self._take(z, t, slice(y0, y1), slice(x0, x1))
+
+    def overview(self, max_side: int, *, z: int = 0, t: int = 0) -> np.ndarray:
+        h, w = self.info.shape_yx
+        step = max(1, math.ceil(max(h, w) / max(1, max_side)))
+        return self._take(z, t, slice(None, None, step), slice(None, None, step))
+
+    def chunk_rows(self) -> int:
+        return 1  # any row is addressable
+
+
+class Closing:
+    """A context manager that calls ``close()`` when the block ends."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -13,10 +13,10 @@ from __future__ import annotations
 import importlib
 
 from tilesapp.core.errors import SettingsError
-from tilesapp.core.sinks.base import Layout, RunInfo, TileFiles, TileSink, tile_stems
+from tilesapp.core.sinks.base import Layout, RunInfo, StemNames, TileFiles, TileSink, tile_stems
 
 #: Layout modules of this package.
-BUILTIN = ("folder",)
+BUILTIN = ("folder", "ultralytics", "nnunet", "cellpose", "stardist", "coco")
 
 _registry: dict[str, type] | None = None
 
@@ -50,4 +50,4 @@ def sink_class(layout: str) -> type:
         raise SettingsError("layout", f"{{name}} must be one of {', '.join(sorted(layouts()))}; got {layout!r}.") from None
 
 
-__all__ = ["Layout", "RunInfo", "TileFiles", "TileSink", "layouts", "register", "sink_class", "tile_stems", "unregister"]
+__all__ = ["Layout", "RunInfo", "StemNames", "TileFiles", "TileSink", "layouts", "register", "sink_class", "tile_stems", "unregister"]

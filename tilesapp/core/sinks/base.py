@@ -67,30 +67,37 @@ class TileSink(Protocol):
         """A tile as stored (merge reads tiles back through this)."""
 
 
+class StemNames:
+    """Stems of tile names, given out so that no two sources share one (case-insensitively)."""
+
+    def __init__(self) -> None:
+        self._taken: set[str] = set()
+
+    def take(self, name: str, suffix: str = "") -> str:
+        """A free stem for a source of file ``name`` (with its suffix, e.g. ``_s1``): the file's
+        stem, then the stem with the file's suffix, then with a number."""
+        path = Path(name)
+        ext = path.suffix.lower().lstrip(".")
+        stem = (path.stem if ext else path.name) + suffix
+        candidate = stem
+        if candidate.casefold() in self._taken:
+            candidate = f"{stem}-{ext}" if ext else f"{stem}-2"
+            k = 2
+            while candidate.casefold() in self._taken:
+                candidate = f"{stem}-{ext}-{k}" if ext else f"{stem}-{k + 1}"
+                k += 1
+        self._taken.add(candidate.casefold())
+        return candidate
+
+
 def tile_stems(names: list[str]) -> list[str]:
     """A file-name stem per source such that no two sources share one (case-insensitively).
-
-    ``names`` are file names (with their suffix); a name with a scene or plane part keeps it.
 
     >>> tile_stems(["a.tif", "a.png", "A.tif", "b.tif"])
     ['a', 'a-png', 'A-tif', 'b']
     """
-    taken: set[str] = set()
-    stems = []
-    for name in names:
-        path = Path(name)
-        suffix = path.suffix.lower().lstrip(".")
-        stem = path.stem if suffix else path.name
-        candidate = stem
-        if candidate.casefold() in taken:
-            candidate = f"{stem}-{suffix}" if suffix else f"{stem}-2"
-            k = 2
-            while candidate.casefold() in taken:
-                candidate = f"{stem}-{suffix}-{k}" if suffix else f"{stem}-{k + 1}"
-                k += 1
-        taken.add(candidate.casefold())
-        stems.append(candidate)
-    return stems
+    stems = StemNames()
+    return [stems.take(name) for name in names]
 
 
 class Layout:

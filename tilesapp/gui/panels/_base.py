@@ -5,21 +5,24 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Any
 
-from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QGroupBox, QLabel, QLayout, QWidget
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import QFrame, QLabel, QLayout, QToolButton, QVBoxLayout, QWidget
 
 from tilesapp.core.settings import Settings
 
 ERROR_STYLE = "QLabel { color: #c62828; }"
+WARNING_STYLE = "QLabel { color: #b26a00; }"
 NOTE_STYLE = "QLabel { color: #858585; }"
 
 
-class Panel(QGroupBox):
-    """A group of controls that edits some fields of the one :class:`Settings` object.
+class Panel(QFrame):
+    """A collapsible section of the control column that edits some fields of the one
+    :class:`Settings` object.
 
-    A panel never validates: it hands the raw values of its widgets to the main window
+    A panel never validates: it hands the raw values of its widgets to the settings editor
     (:meth:`values`), which builds the settings and sends back any ``SettingsError`` to the
-    panel that owns the field (:meth:`show_error`).
+    panel that owns the field (:meth:`show_error`). Subclasses lay their widgets out in
+    :attr:`body`; the title bar folds it away.
 
     Signals
     -------
@@ -32,21 +35,53 @@ class Panel(QGroupBox):
     FIELDS: tuple[str, ...] = ()
 
     def __init__(self, title: str, parent: QWidget | None = None):
-        super().__init__(title, parent)
+        super().__init__(parent)
         self._updating = False
         self._error_labels: dict[str, QLabel] = {}
-        # A bold title reads as a section heading; the contents stay regular.
-        self.setStyleSheet("QGroupBox { font-weight: bold; } QGroupBox * { font-weight: normal; }")
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        self.toggle = QToolButton()
+        self.toggle.setText(title)
+        self.toggle.setCheckable(True)
+        self.toggle.setChecked(True)
+        self.toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.toggle.setArrowType(Qt.ArrowType.DownArrow)
+        self.toggle.setAutoRaise(True)
+        self.toggle.setStyleSheet("QToolButton { font-weight: bold; border: none; }")
+        self.toggle.setToolTip(f"Show or hide {title}")
+        self.body = QWidget()
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(4, 2, 4, 4)
+        outer.setSpacing(0)
+        outer.addWidget(self.toggle)
+        outer.addWidget(self.body)
+        self.toggle.toggled.connect(self.set_expanded)
+
+    @property
+    def title(self) -> str:
+        return self.toggle.text()
+
+    def set_expanded(self, expanded: bool) -> None:
+        """Unfold (True) or fold (False) the section."""
+        self.toggle.setChecked(expanded)
+        self.toggle.setArrowType(Qt.ArrowType.DownArrow if expanded else Qt.ArrowType.RightArrow)
+        self.body.setVisible(expanded)
+
+    @property
+    def expanded(self) -> bool:
+        return self.toggle.isChecked()
 
     def compact(self) -> None:
         """Tighter spacing than the style's default, so the whole column fits on a laptop screen."""
-        layouts = [self.layout(), *self.findChildren(QLayout)]
-        for layout in layouts:
+        for layout in [self.body.layout(), *self.body.findChildren(QLayout)]:
             if layout is None:
                 continue
             layout.setSpacing(4)
-            if layout is self.layout():
-                layout.setContentsMargins(8, 6, 8, 6)
+            if layout is self.body.layout():
+                layout.setContentsMargins(6, 2, 6, 4)
+
+    def set_locked(self, locked: bool) -> None:
+        """Settings cannot change while an export runs: the fields are disabled."""
+        self.body.setEnabled(not locked)
 
     # --- settings in and out -------------------------------------------------------------------
     def values(self) -> dict[str, Any]:
@@ -89,11 +124,16 @@ class Panel(QGroupBox):
     def owns(self, field: str) -> bool:
         return field in self.FIELDS or field in self._error_labels
 
-    def show_error(self, field: str, message: str) -> bool:
-        """Show ``message`` next to ``field``; False when this panel does not own it."""
+    def show_error(self, field: str, message: str, warning: bool = False) -> bool:
+        """Show ``message`` next to ``field`` (in orange when it is a ``warning``: allowed but
+        probably not meant); False when this panel does not own it. An error wins over a warning."""
         label = self._error_labels.get(field)
         if label is None:
             return False
+        if warning and label.isVisible() and label.property("kind") == "error":
+            return True
+        label.setProperty("kind", "warning" if warning else "error")
+        label.setStyleSheet(WARNING_STYLE if warning else ERROR_STYLE)
         label.setText(f"⚠ {message}")
         label.setToolTip(message)
         label.setVisible(True)

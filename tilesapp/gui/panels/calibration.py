@@ -11,7 +11,7 @@ from tilesapp.core.calibration import UNIT_LABELS, UNITS
 from tilesapp.core.settings import Settings
 from tilesapp.gui.panels._base import Panel, note_label
 
-AUTO_PLACEHOLDER = "auto (from each file)"
+AUTO_PLACEHOLDER = "none: such images fail"
 
 
 def pixel_size_text(size: tuple[float, float] | None) -> str:
@@ -53,9 +53,14 @@ def unit_combo(name: str) -> QComboBox:
 
 
 class CalibrationPanel(Panel):
-    """Use calibration, pixel size + unit, target pixel size + unit, and what they give."""
+    """Use calibration; the pixel size given to images without calibration (or, explicitly, to
+    all images); target pixel size; what they give.
 
-    FIELDS = ("calibrate", "pixel_size", "unit", "target_pixel_size", "target_unit")
+    A pixel size typed here never replaces the metadata of a calibrated image unless "Apply to
+    all images" is ticked; a pixel size for one image is typed in the sources table.
+    """
+
+    FIELDS = ("calibrate", "pixel_size", "pixel_size_scope", "unit", "target_pixel_size", "target_unit")
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__("Calibration", parent)
@@ -67,13 +72,17 @@ class CalibrationPanel(Panel):
         self.pixelSizeEdit.setPlaceholderText(AUTO_PLACEHOLDER)
         self.pixelSizeEdit.setClearButtonEnabled(True)
         self.pixelSizeEdit.setToolTip(
-            "Size of one pixel of the input images. Empty: each file's own metadata.\n"
+            "Pixel size given to the images whose files carry no calibration (Enter to apply).\n"
+            "Calibrated images keep their own unless 'Apply to all images' is ticked.\n"
             "Type 'y × x' for pixels that are not square."
         )
         self.unitCombo = unit_combo("unitCombo")
+        self.allCheck = QCheckBox("Apply to all images (replaces their metadata)")
+        self.allCheck.setObjectName("pixelSizeAllCheck")
+        self.allCheck.setToolTip("Give the pixel size above to every image, even those whose files carry one.")
         self.targetPixelSizeEdit = QLineEdit()
         self.targetPixelSizeEdit.setObjectName("targetPixelSizeEdit")
-        self.targetPixelSizeEdit.setToolTip("Pixel size the model was trained on; the tiles get it.")
+        self.targetPixelSizeEdit.setToolTip("Pixel size the model was trained on; the tiles get it (Enter to apply).")
         self.targetUnitCombo = unit_combo("targetUnitCombo")
         self.metadataLabel = note_label("", "metadataLabel")
         self.metadataLabel.setVisible(False)
@@ -83,28 +92,29 @@ class CalibrationPanel(Panel):
 
         grid = QGridLayout()
         grid.setColumnStretch(1, 1)
-        grid.addWidget(QLabel("Pixel size:"), 0, 0)
+        grid.addWidget(QLabel("Without calibration:"), 0, 0)
         grid.addWidget(self.pixelSizeEdit, 0, 1)
         grid.addWidget(self.unitCombo, 0, 2)
-        grid.addWidget(self.metadataLabel, 1, 1, 1, 2)
-        grid.addWidget(self.make_error_label("pixel_size", "unit", name="pixelSizeError"), 2, 0, 1, 3)
-        grid.addWidget(QLabel("Target:"), 3, 0)
-        grid.addWidget(self.targetPixelSizeEdit, 3, 1)
-        grid.addWidget(self.targetUnitCombo, 3, 2)
-        grid.addWidget(self.make_error_label("target_pixel_size", "target_unit", name="targetError"), 4, 0, 1, 3)
-        grid.addWidget(QLabel("Result:"), 5, 0)
-        grid.addWidget(self.resultLabel, 5, 1, 1, 2)
-        layout = QVBoxLayout(self)
+        grid.addWidget(self.allCheck, 1, 0, 1, 3)
+        grid.addWidget(self.metadataLabel, 2, 0, 1, 3)
+        grid.addWidget(self.make_error_label("pixel_size", "unit", "pixel_size_scope", "file_pixel_sizes",
+                                             name="pixelSizeError"), 3, 0, 1, 3)
+        grid.addWidget(QLabel("Target:"), 4, 0)
+        grid.addWidget(self.targetPixelSizeEdit, 4, 1)
+        grid.addWidget(self.targetUnitCombo, 4, 2)
+        grid.addWidget(self.make_error_label("target_pixel_size", "target_unit", name="targetError"), 5, 0, 1, 3)
+        grid.addWidget(QLabel("Result:"), 6, 0)
+        grid.addWidget(self.resultLabel, 6, 1, 1, 2)
+        layout = QVBoxLayout(self.body)
         layout.addWidget(self.calibrationCheck)
         layout.addLayout(grid)
 
-        #: The pixel size shown came from the folder's metadata, not from the user.
-        self.prefilled = False
         self.calibrationCheck.toggled.connect(self._emit_edited)
         self.calibrationCheck.toggled.connect(self._enable)
-        self.pixelSizeEdit.textEdited.connect(self._on_user_pixel_size)
-        self.unitCombo.activated.connect(self._on_user_pixel_size)
-        self.targetPixelSizeEdit.textEdited.connect(self._emit_edited)
+        self.allCheck.toggled.connect(self._emit_edited)
+        # Typed values count when the typing is over: Enter or leaving the field.
+        self.pixelSizeEdit.editingFinished.connect(self._emit_edited)
+        self.targetPixelSizeEdit.editingFinished.connect(self._emit_edited)
         self.unitCombo.currentIndexChanged.connect(self._emit_edited)
         self.targetUnitCombo.currentIndexChanged.connect(self._emit_edited)
         self._enable(self.calibrationCheck.isChecked())
@@ -113,34 +123,23 @@ class CalibrationPanel(Panel):
         return {
             "calibrate": self.calibrationCheck.isChecked(),
             "pixel_size": parse_pixel_size(self.pixelSizeEdit.text()),
+            "pixel_size_scope": "all" if self.allCheck.isChecked() else "uncalibrated",
             "unit": self.unitCombo.currentData(),
             "target_pixel_size": self.targetPixelSizeEdit.text().strip().replace(",", "."),
             "target_unit": self.targetUnitCombo.currentData(),
         }
 
     def _apply(self, settings: Settings) -> None:
-        self.prefilled = False
         self.calibrationCheck.setChecked(settings.calibrate)
         self.pixelSizeEdit.setText(pixel_size_text(settings.pixel_size))
+        self.allCheck.setChecked(settings.pixel_size is not None and settings.pixel_size_scope == "all")
         self.unitCombo.setCurrentIndex(max(0, self.unitCombo.findData(settings.unit)))
         self.targetPixelSizeEdit.setText(f"{settings.target_pixel_size:.6g}")
         self.targetUnitCombo.setCurrentIndex(max(0, self.targetUnitCombo.findData(settings.target_unit)))
         self._enable(settings.calibrate)
 
-    def set_pixel_size(self, size: tuple[float, float] | None, unit: str = "um") -> None:
-        """Fill the pixel size from the folder's metadata; None means auto."""
-        with self.updating():
-            self.pixelSizeEdit.setText(pixel_size_text(size))
-            self.unitCombo.setCurrentIndex(max(0, self.unitCombo.findData(unit)))
-        self.prefilled = size is not None
-        self.edited.emit()
-
-    def _on_user_pixel_size(self, *args) -> None:
-        self.prefilled = False
-        self._emit_edited()
-
     def set_metadata(self, text: str, tooltip: str = "") -> None:
-        """What the folder's metadata says about pixel sizes."""
+        """What the images' metadata says about pixel sizes, and who gets the typed one."""
         self.metadataLabel.setText(text)
         self.metadataLabel.setToolTip(tooltip)
         self.metadataLabel.setVisible(bool(text))
@@ -151,5 +150,6 @@ class CalibrationPanel(Panel):
         self.resultLabel.setToolTip(tooltip)
 
     def _enable(self, on: bool) -> None:
-        for widget in (self.pixelSizeEdit, self.unitCombo, self.targetPixelSizeEdit, self.targetUnitCombo):
+        for widget in (self.pixelSizeEdit, self.unitCombo, self.allCheck, self.targetPixelSizeEdit,
+                       self.targetUnitCombo):
             widget.setEnabled(on)

@@ -51,7 +51,7 @@ class MediaPanel(Panel):
         folder_line = QHBoxLayout()  # one line: the column must fit a laptop screen
         folder_line.addWidget(self.folderLabel, 1)
         folder_line.addWidget(self.recursiveCheck)
-        layout = QVBoxLayout(self)
+        layout = QVBoxLayout(self.body)
         layout.addLayout(buttons)
         layout.addLayout(folder_line)
         layout.addLayout(form)

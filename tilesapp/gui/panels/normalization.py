@@ -17,7 +17,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from tilesapp.core.settings import DTYPES, FORMATS, PRESETS, Settings
+from tilesapp.core.settings import DEFAULT_BOUNDS, DTYPES, FORMATS, PRESETS, Settings
 from tilesapp.gui.panels._base import Panel
 
 CUSTOM = "Custom"
@@ -80,7 +80,8 @@ class NormalizationPanel(Panel):
         self.upperBoundEdit = QLineEdit()
         self.upperBoundEdit.setObjectName("upperBoundEdit")
         for edit in (self.lowerBoundEdit, self.upperBoundEdit):
-            edit.setToolTip("Target bounds of the stretched values (e.g. 0–1 for float32, 0–255 for uint8).")
+            edit.setToolTip("Target bounds of the stretched values; they follow the type (0–1 for float32,\n"
+                            "0–255 for uint8, 0–65535 for uint16) until you type your own (Enter to apply).")
         self.dtypeCombo = QComboBox()
         self.dtypeCombo.setObjectName("dtypeCombo")
         for dtype in DTYPES:
@@ -95,7 +96,7 @@ class NormalizationPanel(Panel):
         for button in self._norm_buttons.values():
             norms.addWidget(button)
         norms.addStretch(1)
-        grid = QGridLayout(self)
+        grid = QGridLayout(self.body)
         grid.setColumnStretch(1, 1)
         grid.setColumnStretch(3, 1)
         grid.addWidget(QLabel("Preset:"), 0, 0)
@@ -123,9 +124,11 @@ class NormalizationPanel(Panel):
         for spin in (self.lowPercentileSpin, self.highPercentileSpin):
             spin.valueChanged.connect(self._emit_edited)
         for edit in (self.lowerBoundEdit, self.upperBoundEdit):
-            edit.textEdited.connect(self._emit_edited)
-        for combo in (self.dtypeCombo, self.formatCombo):
-            combo.currentIndexChanged.connect(self._emit_edited)
+            edit.editingFinished.connect(self._on_bound_edited)  # Enter or leaving the field
+        self.dtypeCombo.currentIndexChanged.connect(self._on_dtype)
+        self.formatCombo.currentIndexChanged.connect(self._emit_edited)
+        #: The bounds follow the output type until the user types one.
+        self._bounds_auto = True
 
     @staticmethod
     def _percentile_spin(name: str) -> QDoubleSpinBox:
@@ -135,6 +138,7 @@ class NormalizationPanel(Panel):
         spin.setDecimals(2)
         spin.setSingleStep(0.1)
         spin.setSuffix(" %")
+        spin.setKeyboardTracking(False)  # typed values count on Enter or when leaving the field
         return spin
 
     def norm(self) -> str:
@@ -144,7 +148,7 @@ class NormalizationPanel(Panel):
         return {
             "norm": self.norm(),
             "percentiles": (self.lowPercentileSpin.value(), self.highPercentileSpin.value()),
-            "bounds": (
+            "bounds": None if self._bounds_auto else (
                 self.lowerBoundEdit.text().strip().replace(",", "."),
                 self.upperBoundEdit.text().strip().replace(",", "."),
             ),
@@ -154,6 +158,7 @@ class NormalizationPanel(Panel):
 
     def _apply(self, settings: Settings) -> None:
         self._norm_buttons[settings.norm].setChecked(True)
+        self._bounds_auto = settings.bounds is None
         self.lowPercentileSpin.setValue(settings.percentiles[0])
         self.highPercentileSpin.setValue(settings.percentiles[1])
         self.lowerBoundEdit.setText(bound_text(settings.output_bounds[0]))
@@ -162,6 +167,17 @@ class NormalizationPanel(Panel):
         self.formatCombo.setCurrentIndex(max(0, self.formatCombo.findData(settings.format)))
         self._enable_stretch()
         self.show_preset(settings.preset)
+
+    def _on_bound_edited(self) -> None:
+        self._bounds_auto = False
+        self._emit_edited()
+
+    def _on_dtype(self, *args) -> None:
+        if self._bounds_auto and not self._updating:  # automatic bounds are the type's range
+            low, high = DEFAULT_BOUNDS[self.dtypeCombo.currentData()]
+            self.lowerBoundEdit.setText(bound_text(low))
+            self.upperBoundEdit.setText(bound_text(high))
+        self._emit_edited()
 
     def show_preset(self, name: str | None) -> None:
         """Show which preset the current values match ("Custom" for none)."""

@@ -33,6 +33,7 @@ def percent_spin(name: str, maximum: float = 100.0, off_text: str = "") -> QDoub
     spin.setDecimals(1)
     spin.setSingleStep(5.0)
     spin.setSuffix(" %")
+    spin.setKeyboardTracking(False)  # typed values count on Enter or when leaving the field
     _narrow(spin)
     if off_text:
         spin.setSpecialValueText(off_text)  # shown at the minimum (0)
@@ -103,11 +104,12 @@ class TrainingPanel(Panel):
         self.seedSpin = QSpinBox()
         self.seedSpin.setObjectName("seedSpin")
         self.seedSpin.setRange(0, MAX_SEED)
+        self.seedSpin.setKeyboardTracking(False)
         _narrow(self.seedSpin)
         self.seedSpin.setToolTip("Seed of the random choices (empty tiles kept, the split): same seed, same result.")
         self.splitLabel = note_label("", "splitLabel")
 
-        grid = QGridLayout(self)
+        grid = QGridLayout(self.body)
         grid.setColumnStretch(1, 1)
         grid.setColumnStretch(3, 1)
         for row, (button, label, clear) in enumerate(

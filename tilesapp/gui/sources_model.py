@@ -1,0 +1,248 @@
+"""What the loaded images are and what an export would do with each: one source of truth for
+every count the window shows (sources line, sample title, calibration note, sources table,
+export hint and warning). Plain Python on the engine's calls: no Qt here.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tilesapp.core.calibration import format_pixel_size
+from tilesapp.core.errors import Cancelled, ImageError
+from tilesapp.core.folders import collect_inputs
+from tilesapp.core.memory import default_memory_limit, largest_tile, tile_bytes
+from tilesapp.core.plan import TYPED_ALL, TYPED_FILE, TYPED_MISSING, CalibrationMissing, ImagePlan, plan_image
+from tilesapp.core.progress import Progress
+from tilesapp.core.readers import SceneInfo, verify
+from tilesapp.core.settings import Settings
+from tilesapp.gui.wording import GIVE_PIXEL_SIZE, plural, without_name
+
+#: How the table names where a pixel size came from.
+TYPED_LABELS = {TYPED_FILE: "typed for this image", TYPED_ALL: "typed for all images",
+                TYPED_MISSING: "typed for images without calibration"}
+
+
+@dataclass
+class Sources:
+    """What was loaded: a folder (or dropped files), its images and what their metadata says.
+
+    ``unreadable`` holds the images found damaged when the folder was loaded (every scene was
+    opened and a little of it read), so that they are counted and named before any export.
+    """
+
+    sources: Path | list[Path]  # as given to the engine's export
+    folders: list[Path]  # input folders, never to be written to
+    infos: list[SceneInfo] = field(default_factory=list)
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (name, reason)
+    skipped: list[Path] = field(default_factory=list)
+    images: list[Path] = field(default_factory=list)  # every image found, readable or not
+    root: Path | None = None  # common folder of the images; names are relative to it
+
+    @property
+    def paths(self) -> list[Path]:
+        return [info.path for info in self.infos]
+
+    def names(self) -> dict[Path, str]:
+        """Each image's name as the export's manifest (and its train/val split) knows it."""
+        if self.root is None:
+            return {p: p.name for p in self.images}
+        return {p: p.relative_to(self.root).as_posix() if p.is_relative_to(self.root) else str(p)
+                for p in self.images}
+
+    @property
+    def label(self) -> str:
+        """The folder, or how many files were dropped."""
+        if isinstance(self.sources, Path):
+            return str(self.sources)
+        folder = self.folders[0] if len(self.folders) == 1 else None
+        return f"{len(self.sources)} files" + (f" in {folder}" if folder else "")
+
+
+def inspect_sources(
+    sources: Path | Sequence[Path], recursive: bool, cancel: threading.Event
+) -> Generator[Progress, None, Sources]:
+    """List the images of a folder (or files), read their metadata and check that each can be
+    read (its first and last rows: a truncated file is found now, not half-way through an export)."""
+    inputs = collect_inputs(sources, recursive)
+    given = Path(sources) if isinstance(sources, (str, Path)) else [Path(p) for p in sources]
+    result = Sources(
+        given, list(inputs.folders), skipped=list(inputs.skipped), images=list(inputs.images), root=inputs.root
+    )
+    n = len(inputs.images)
+    for i, path in enumerate(inputs.images):
+        if cancel.is_set():
+            raise Cancelled("Loading was cancelled.")
+        yield Progress(i, n, i, n, path.name, "Checking the images")
+        try:
+            result.infos.append(verify(path)[0])
+        except ImageError as exc:
+            result.unreadable.append((inputs.name(path), str(exc)))
+    yield Progress(n, n, n, n, "", "Images checked")
+    return result
+
+
+@dataclass(frozen=True)
+class Row:
+    """One image as the sources table shows it."""
+
+    path: Path
+    name: str  # as the manifest names it
+    info: SceneInfo | None  # None: unreadable
+    plan: ImagePlan | None = None  # None: it will fail (``problem`` says why)
+    problem: str = ""
+    needs_pixel_size: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.plan is not None
+
+    @property
+    def pixel_size(self) -> str:
+        if self.plan is not None and self.plan.input_pixel_size_um is not None:
+            return format_pixel_size(self.plan.input_pixel_size_um)
+        if self.info is not None and self.info.pixel_size_um is not None:
+            return format_pixel_size(self.info.pixel_size_um)
+        return "–"
+
+    @property
+    def origin(self) -> str:
+        """Where the pixel size came from, in words."""
+        origin = self.plan.calibration if self.plan is not None else (self.info.calibration if self.info else None)
+        return TYPED_LABELS.get(origin, origin or ("none" if self.info is not None else ""))
+
+    @property
+    def typed(self) -> bool:
+        return self.plan is not None and self.plan.calibration in TYPED_LABELS
+
+    @property
+    def status(self) -> str:
+        if self.info is None:
+            return f"unreadable: {self.problem}"
+        if self.needs_pixel_size:
+            return "needs a pixel size: double-click its Pixel size cell (or give one in Calibration)"
+        if self.plan is None:
+            return f"will fail: {self.problem}"
+        return "ready"
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """Every image of the sources under the current settings."""
+
+    rows: tuple[Row, ...] = ()
+    skipped: int = 0
+
+    @property
+    def ready(self) -> list[Row]:
+        return [r for r in self.rows if r.ok]
+
+    @property
+    def failing(self) -> list[Row]:
+        """Images the export would fail: unreadable ones, and those the settings do not fit."""
+        return [r for r in self.rows if not r.ok]
+
+    @property
+    def unreadable(self) -> list[Row]:
+        return [r for r in self.rows if r.info is None]
+
+    @property
+    def tiles(self) -> int:
+        return sum(len(r.plan.grid) for r in self.ready)
+
+    @property
+    def max_channels(self) -> int:
+        return max((r.info.channels for r in self.rows if r.info is not None), default=1)
+
+    def count_text(self) -> str:
+        """``7 images (1 unreadable, 2 other files skipped)``: every image is counted, as the export counts."""
+        notes = []
+        if self.unreadable:
+            notes.append(f"{len(self.unreadable)} unreadable")
+        if self.skipped:
+            notes.append(f"{plural(self.skipped, 'other file')} skipped")
+        text = plural(len(self.rows), "image")
+        return text + (f" ({', '.join(notes)})" if notes else "")
+
+    def calibration_text(self, settings: Settings) -> str:
+        """Who has a pixel size from where, and what the typed one is given to."""
+        readable = [r for r in self.rows if r.info is not None]
+        if not readable or not settings.calibrate:
+            return ""
+        calibrated = [r for r in readable if r.info.pixel_size_um is not None]
+        bare = len(readable) - len(calibrated)
+        origins = sorted({r.info.calibration for r in calibrated if r.info.calibration})
+        parts = []
+        if calibrated:
+            sizes = sorted({r.info.pixel_size_um[1] for r in calibrated})
+            span = f"{sizes[0]:.4g} µm" if math.isclose(sizes[0], sizes[-1]) else f"{sizes[0]:.4g}–{sizes[-1]:.4g} µm"
+            parts.append(f"{len(calibrated)} of {plural(len(self.rows), 'image')} calibrated ({span}, "
+                         f"{', '.join(origins)})")
+        if self.unreadable:
+            parts.append(f"{len(self.unreadable)} unreadable")
+        if settings.pixel_size is not None and settings.pixel_size_scope == "all":
+            parts.append("the pixel size above replaces every image's metadata")
+        elif bare:
+            typed = sum(1 for r in readable if r.info.pixel_size_um is None and r.plan is not None
+                        and r.plan.calibration == TYPED_FILE)
+            if settings.pixel_size is not None:
+                parts.append(f"{plural(bare, 'image')} without calibration get the pixel size above")
+            elif typed == bare:
+                parts.append(f"{plural(bare, 'image')} without calibration have a pixel size typed in the table")
+            else:
+                parts.append(f"{bare - typed} without calibration need a pixel size: type it above or in the table")
+        return "; ".join(parts) + "."
+
+    def failure_text(self) -> tuple[str, str]:
+        """The export warning: how many images will fail and the first reason; all in the tooltip."""
+        failing = self.failing
+        if not failing:
+            return "", ""
+        lines = [f"{r.name}: {r.problem}" for r in failing]
+        first = failing[0]
+        why = "needs a pixel size" if first.needs_pixel_size else first.status
+        why = why if len(why) <= 70 else why[:69] + "…"
+        return (f"⚠ {len(failing)} of {plural(len(self.rows), 'image')} will fail (marked in the sources table), "
+                f"e.g. {first.name}: {why}.".replace("..", "."), "\n".join(lines[:40]))
+
+
+def assess(sources: Sources | None, settings: Settings) -> Assessment:
+    """Plan every image of ``sources`` under ``settings`` (from metadata: no pixels are read)."""
+    if sources is None:
+        return Assessment()
+    infos = {info.path: info for info in sources.infos}
+    reasons = dict(sources.unreadable)
+    rows = []
+    for path, name in sources.names().items():
+        info = infos.get(path)
+        if info is None:
+            rows.append(Row(path, name, None, problem=without_name(path.name, reasons.get(name, "cannot be read."))))
+            continue
+        try:
+            rows.append(Row(path, name, info, plan_image(info, settings, name)))
+        except CalibrationMissing:
+            rows.append(Row(path, name, info, problem=f"no pixel size in its file; {GIVE_PIXEL_SIZE}.",
+                            needs_pixel_size=True))
+        except ImageError as exc:
+            rows.append(Row(path, name, info, problem=without_name(name, str(exc))))
+    return Assessment(tuple(rows), len(sources.skipped))
+
+
+def tile_memory_problem(settings: Settings, channels: int) -> str:
+    """Why the export would refuse this tile size for the memory limit ("" when it would not):
+    the engine's rule (two tiles and their working copies must fit), said before the user
+    presses Export."""
+    limit = settings.memory_limit or default_memory_limit()
+    itemsize = np.dtype(settings.dtype).itemsize
+    fits = largest_tile(settings.tile_size, channels, itemsize, limit)
+    if fits is None:
+        return ""
+    per_tile = tile_bytes(settings.tile_size, channels, itemsize)
+    return (f"tiles of {settings.tile_size} px need {per_tile >> 20} MB each ({plural(channels, 'channel')}, "
+            f"{settings.dtype}), more than this computer's memory limit for an export ({limit >> 20} MB) allows; "
+            f"use tiles of {fits} px or less.")
