@@ -261,6 +261,23 @@ def test_instances_tall_objects_that_meet_after_leaving_the_band_are_counted_spl
     assert set(np.unique(banded[truth > 0])) == {1, 2}
 
 
+@pytest.mark.parametrize("combine", ["vote", "max"])
+def test_vote_and_max_streamed_to_a_bigtiff_equal_the_merge_in_memory(tmp_path, combine):
+    # vote: more than 32 MB of output (half of a 64 MB limit); max: more than 64 MB of state: a tiled BigTIFF
+    shape = (2200, 2100) if combine == "vote" else (3000, 2900)
+    tiles, manifest = cut(tmp_path, shape, 128, 48)
+    truth = class_map(shape, TileGrid.for_shape(shape, 128, 48)) if combine == "vote" else \
+        (discs(shape, 9, seed=5) > 0).astype(np.uint8) * 255
+    predict(tiles, manifest, edge_errors(truth, shape, 128, 48) if combine == "vote" else
+            (lambda t: crop(truth, t, 128)))
+    whole, _ = merge(tiles, tmp_path / "whole", combine=combine)
+    streamed, _ = merge(tiles, tmp_path / "streamed", combine=combine, memory_limit=64 << 20)
+    np.testing.assert_array_equal(streamed, whole)
+    np.testing.assert_array_equal(streamed, truth)
+    with tifffile.TiffFile(tmp_path / "streamed" / "a.tif") as tif:
+        assert tif.is_bigtiff and tif.pages[0].is_tiled
+
+
 # --- max and blend windows ------------------------------------------------------------------------
 @pytest.mark.parametrize("tile_size, overlap, shape", GRIDS)
 def test_max_keeps_every_detection_that_a_tile_missed_near_its_edge(tmp_path, tile_size, overlap, shape):

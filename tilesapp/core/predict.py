@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import sys
 import threading
 from collections.abc import Generator
 from concurrent.futures import ThreadPoolExecutor
@@ -149,6 +150,10 @@ class Model:
         try:
             import onnxruntime as ort
         except ImportError:
+            if getattr(sys, "frozen", False):  # a desktop build made without it
+                raise TilesError("This build of Tiles Creator cannot run models (it was made without onnxruntime); "
+                                 "use a build that includes it, or the Python package with pip install "
+                                 "\"tilesapp[predict]\".") from None
             raise TilesError("Predicting needs onnxruntime, which is not installed: pip install \"tilesapp[predict]\" "
                              "(or pip install onnxruntime).") from None
         self.path = Path(path).expanduser()
