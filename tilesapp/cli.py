@@ -231,6 +231,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="derive a box per object from instance masks (--masks)")
     f.add_argument("--whole-images", dest="whole_images", action="store_const", const=True,
                    help="write each image whole, recalibrated and normalized, not cut (nnunet, cellpose, stardist)")
+    cut.add_argument("--scheduler", metavar="ADDRESS|local:N",
+                     help="run on a Dask cluster: a running scheduler (tcp://host:8786) or local:N worker processes; "
+                          "every worker must see INPUT and OUTPUT at the same paths (needs tilesapp[dask])")
+    cut.add_argument("--resume", action="store_true",
+                     help="finish an interrupted cut into OUTPUT: images it completed with the same settings are kept, "
+                          "the others are cut again")
 
     # merge modes and windows as tilesapp.core.combine names them (not imported here: numpy would
     # slow every start); the engine checks them again
@@ -256,6 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="duplicates of one object: nms keeps the best box, wbf averages them (weighted box fusion)")
     merge.add_argument("--restore-scale", action="store_true", help="resample back to the original pixel size")
     merge.add_argument("--overwrite", action="store_true", help="allow a non-empty OUTPUT (files of the same names are replaced)")
+    merge.add_argument("--scheduler", metavar="ADDRESS|local:N",
+                       help="merge on a Dask cluster, one task per image (see 'tilesapp cut --help')")
 
     predict = sub.add_parser("predict", parents=[settings, quiet, memory], help="apply an ONNX model to every image",
                              description="Cut every image of INPUT as 'cut' would (in memory), run the model on its "
@@ -342,7 +350,8 @@ def cmd_cut(args) -> int:
         _check_save_config(Path(args.save_config), args)
     cancel = threading.Event()
     gen = run_export(args.input, args.output, settings, overwrite=args.overwrite, cancel=cancel,
-                     masks=args.masks, labels=args.labels, annotations=args.annotations)
+                     masks=args.masks, labels=args.labels, annotations=args.annotations, executor=args.scheduler,
+                     resume=args.resume)
     try:
         summary = drive(gen, ProgressBar("tiles", enabled=not args.quiet))
     except KeyboardInterrupt:
@@ -406,7 +415,7 @@ def cmd_merge(args) -> int:
     cancel = threading.Event()
     gen = run_merge(args.tiles, args.output, combine=args.combine, blend=args.blend, iou=args.iou, boxes=args.boxes,
                     box_fusion=args.box_fusion, restore_scale=args.restore_scale, overwrite=args.overwrite,
-                    cancel=cancel, memory_limit=args.memory_limit)
+                    cancel=cancel, memory_limit=args.memory_limit, executor=args.scheduler)
     try:
         summary = drive(gen, ProgressBar("tiles", enabled=not args.quiet))
     except KeyboardInterrupt:

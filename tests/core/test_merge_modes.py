@@ -349,3 +349,15 @@ def test_cli_merge_a_failing_source_exits_1_and_names_it(tmp_path):
     run = tilesapp("merge", tiles, tmp_path / "out", "--combine", "vote")
     assert run.returncode == 1 and "Traceback" not in run.stderr
     assert run.stderr.startswith("Failed: a.tif: tile a_000.tif holds 0.5, not a whole number")
+
+
+def test_instances_merged_on_a_cluster_equal_a_local_merge(tmp_path):
+    pytest.importorskip("distributed")
+    shape = (600, 700)
+    tiles, manifest = cut(tmp_path, shape, 128, 48)
+    truth = discs(shape, 20)
+    predict(tiles, manifest, instance_model(truth, shape, 128))
+    here, local = merge(tiles, tmp_path / "here", combine="instances")
+    there, remote = merge(tiles, tmp_path / "there", combine="instances", executor="local:2")
+    np.testing.assert_array_equal(there, here)
+    assert remote.counts == local.counts and local.counts["a.tif"]["objects"] == truth.max()

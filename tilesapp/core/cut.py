@@ -10,14 +10,16 @@ resampled once). Three passes over the bands, each only when needed:
 3. writing — normalize, cut, cast, and hand each tile to the run's sink.
 
 A single band is read once and kept for all three. Work is given to an executor per band
-(:meth:`tilesapp.core.executors.Executor.map`); everything a band needs is picklable, and the
-image's pixels are opened lazily in whatever process reads them.
+(:meth:`tilesapp.core.executors.Executor.map`): each pass maps a module-level function over the
+bands with the image (:class:`_Image`) bound to it, and all of it pickles — the image's pixels
+and its mask reopen lazily in whatever process reads them — so bands may run on other machines.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import logging
 import threading
 from collections.abc import Callable
@@ -162,7 +164,9 @@ def cut_image(job: ImageJob, run: CutRun, executor: Executor) -> ImageResult:
 
 @dataclass
 class _Image:
-    """An image while it is cut: its rows, annotations and what the passes found."""
+    """An image while it is cut: its rows, annotations and what the passes found. It travels
+    with its bands to other processes (without the single band it may hold, and with a
+    ``failed`` flag of its own there)."""
 
     job: ImageJob
     run: CutRun
@@ -186,6 +190,14 @@ class _Image:
             return self.whole
         return self.rows.rows(band.y0, band.y1)
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["whole"], state["failed"] = None, None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, failed=threading.Event())
+
 
 def _cut(job: ImageJob, run: CutRun, executor: Executor, pixels: SourcePixels, result: ImageResult) -> None:
     settings, plan = run.settings, job.plan
@@ -201,17 +213,15 @@ def _cut(job: ImageJob, run: CutRun, executor: Executor, pixels: SourcePixels, r
                          f"decoded, more than the memory limit ({run.memory_limit >> 20} MB); this format cannot be read "
                          f"in parts — save it as a tiled TIFF or raise the memory limit.")
 
-    def nbytes(rows_out: int) -> int:
-        return band_bytes(rows_out, info.shape_yx, plan.scaled_shape, info.channels, source_itemsize, out_itemsize)
-
+    # bytes of a band of n recalibrated rows (a partial, so that it pickles with the image)
+    nbytes = functools.partial(band_bytes, shape_yx=info.shape_yx, scaled_shape=plan.scaled_shape,
+                               channels=info.channels, source_itemsize=source_itemsize, out_itemsize=out_itemsize)
     share = run.memory_limit // max(1, run.workers)
     whole_bytes = whole_image_bytes(info.shape_yx, plan.scaled_shape, info.channels, source_itemsize, out_itemsize)
     if whole_bytes <= share:
-        bands = plan_bands(grid, grid.n_rows)
-        band_nbytes = (lambda _rows: whole_bytes)
+        bands = plan_bands(grid, grid.n_rows)  # one band: held by the image for all passes
     else:
         bands = plan_bands(grid, tile_rows_per_band(grid, share, nbytes, run.workers))
-        band_nbytes = nbytes
         log.info("%s: %d × %d px after recalibration, cut in %d bands", job.name, plan.scaled_shape[1],
                  plan.scaled_shape[0], len(bands))
 
@@ -233,7 +243,7 @@ def _cut(job: ImageJob, run: CutRun, executor: Executor, pixels: SourcePixels, r
         if job.objects is not None:
             mask_rows, boxes = job.objects.prepare(job.name, plan, mask_rows, boxes, result.warnings)
         image = _Image(job, run, ScaledRows(pixels, plan.scaled_shape), mask_rows, boxes,
-                       normalization(settings, joint_stretch(settings, info)), info.dtype.startswith("float"), band_nbytes)
+                       normalization(settings, joint_stretch(settings, info)), info.dtype.startswith("float"), nbytes)
         if mask_rows is not None:
             image.mask_format = _mask_format(settings.format, mask_rows.info.dtype, mask_rows.info.channels)
         image.single = len(bands) == 1
@@ -241,7 +251,7 @@ def _cut(job: ImageJob, run: CutRun, executor: Executor, pixels: SourcePixels, r
                             else contextlib.nullcontext())
         _statistics(image, bands, executor)
         _filter(image, bands, executor)
-        bands_written = executor.map(lambda band: _write_band(image, band), bands)
+        bands_written = executor.map(functools.partial(_write_band, image), bands)
     finally:
         stack.close()
         if mask_pixels is not None:
@@ -318,18 +328,7 @@ def _statistics(image: _Image, bands: list[Band], executor: Executor) -> None:
         pixels = image.rows.pixels
         value_range = histogram_range(image.rows.dtype, source_range(pixels, max(256, pixels.chunk_rows())))
     step = sample_step(plan.scaled_shape) if need_otsu else None
-
-    def measure(band: Band) -> ChannelStats:
-        stats = ChannelStats(plan.info.channels, value_range, step, exact=single)
-        with _hold(image, band):
-            values = image.rows.rows(band.y0, band.y1)
-            if single:
-                image.whole = values
-            # each row counted once: only the rows no earlier band holds
-            stats.add(values[: band.own_y1 - band.y0], band.y0)
-        return stats
-
-    parts = executor.map(measure, bands)
+    parts = executor.map(functools.partial(_measure_band, image, value_range, step, single), bands)
     stats = parts[0]
     for part in parts[1:]:
         stats.merge(part)
@@ -338,6 +337,19 @@ def _statistics(image: _Image, bands: list[Band], executor: Executor) -> None:
         image.norm = image.norm.with_stats(*stats.percentiles(*settings.percentiles, joint=image.norm.joint))
     if need_otsu:
         image.thresholds = auto_threshold(stats.sample(), step=1)
+
+
+def _measure_band(image: _Image, value_range: tuple[float, float] | None, step: int | None, single: bool,
+                  band: Band) -> ChannelStats:
+    """A band's statistics (pass 1); a single band is kept by the image for the next passes."""
+    stats = ChannelStats(image.job.plan.info.channels, value_range, step, exact=single)
+    with _hold(image, band):
+        values = image.rows.rows(band.y0, band.y1)
+        if single:
+            image.whole = values
+        # each row counted once: only the rows no earlier band holds
+        stats.add(values[: band.own_y1 - band.y0], band.y0)
+    return stats
 
 
 def _filter(image: _Image, bands: list[Band], executor: Executor) -> None:
@@ -350,21 +362,24 @@ def _filter(image: _Image, bands: list[Band], executor: Executor) -> None:
     if image.boxes is not None and image.mask_rows is None:
         fractions[:] = [box_coverage(image.boxes, t) for t in grid]
     else:
-        def measure(band: Band) -> tuple[range, np.ndarray]:
-            with _hold(image, band):
-                if image.mask_rows is not None:
-                    foreground = np.any(image.mask_rows.rows(band.y0, band.y1) != 0, axis=2)
-                else:
-                    if image.whole is None and len(bands) == 1:
-                        image.whole = image.rows.rows(band.y0, band.y1)
-                    foreground = foreground_map(image.values(band), image.thresholds)
-                tiles = band.tiles(grid)
-                return tiles, tile_fractions(foreground, grid, tiles, band.y0)
-
-        for tiles, shares in executor.map(measure, bands):
+        for tiles, shares in executor.map(functools.partial(_foreground_band, image, len(bands) == 1), bands):
             fractions[tiles.start : tiles.stop] = shares
     image.fractions = fractions
     image.keep = keep_tiles(fractions, settings.min_foreground, settings.keep_empty, settings.seed, job.name)
+
+
+def _foreground_band(image: _Image, single: bool, band: Band) -> tuple[range, np.ndarray]:
+    """The foreground share of a band's tiles (pass 2)."""
+    grid = image.job.plan.grid
+    with _hold(image, band):
+        if image.mask_rows is not None:
+            foreground = np.any(image.mask_rows.rows(band.y0, band.y1) != 0, axis=2)
+        else:
+            if image.whole is None and single:
+                image.whole = image.rows.rows(band.y0, band.y1)
+            foreground = foreground_map(image.values(band), image.thresholds)
+        tiles = band.tiles(grid)
+        return tiles, tile_fractions(foreground, grid, tiles, band.y0)
 
 
 @dataclass

@@ -3,7 +3,14 @@
 The export hands each image to :meth:`Executor.submit` and, inside an image's work, its bands
 to :meth:`Executor.map`. :class:`ThreadExecutor` runs both on threads of this process (reading,
 OpenCV, numpy, zlib and file writes release the GIL); a cluster executor runs them on other
-machines. Work functions receive picklable arguments, so any executor can ship them.
+machines (:mod:`tilesapp.core.executors_dask`, made by :func:`make_executor` from a scheduler's
+address). Work functions receive picklable arguments, so any executor can ship them.
+
+An executor that is not ``local`` may also offer what a run needs across processes:
+``shared_cancel()`` (a picklable flag with ``is_set()``), ``tile_counter()`` (a picklable
+``report`` callback) with ``in_flight()`` (tiles counted of unfinished work), and
+``check_shared(readable, writable)`` (every worker sees the run's files). Its futures may say
+``retries``: how often lost work was run again.
 """
 
 from __future__ import annotations
@@ -34,6 +41,24 @@ class Executor(Protocol):
 
     def close(self) -> None:
         """Wait for running work and release the workers."""
+
+
+def make_executor(spec: Executor | str | None, workers: int | None = None) -> Executor:
+    """The executor of a run: threads of this process (None), a Dask cluster (``local:N`` or a
+    scheduler's address, see :func:`tilesapp.core.executors_dask.open_cluster`), or ``spec``
+    itself. ``workers``: pieces of work sharing the memory limit (default: the cores)."""
+    if spec is None:
+        return ThreadExecutor(workers)
+    if not isinstance(spec, str):
+        return spec
+    from tilesapp.core.errors import TilesError
+
+    try:
+        from tilesapp.core.executors_dask import open_cluster
+    except ImportError:
+        raise TilesError("Running on a Dask cluster needs Tiles Creator installed with Dask (pip install "
+                         "\"tilesapp[dask]\"); the desktop program runs on this computer only.") from None
+    return open_cluster(spec, workers)
 
 
 class ThreadExecutor:

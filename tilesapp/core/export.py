@@ -7,11 +7,15 @@ executor (:mod:`tilesapp.core.executors`) that cuts it (:mod:`tilesapp.core.cut`
 sink (:mod:`tilesapp.core.sinks`), and keeps the manifest (:mod:`tilesapp.core.manifest`) in the
 order of the sources whatever order images finish in. Setting ``cancel`` (a
 ``threading.Event``) stops the run between two tiles; closing the generator does the same.
+On a cluster (:mod:`tilesapp.core.executors_dask`) every worker must see the run's files, tasks
+get a cancel flag and a tile count that cross processes, and what lost work left is removed;
+``resume`` takes over what an interrupted export completed (:mod:`tilesapp.core.resume`).
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import logging
 import queue
 import shutil
@@ -25,7 +29,7 @@ import numpy as np
 
 from tilesapp.core.cut import CutRun, ImageJob, ImageResult, cut_image, stop_message
 from tilesapp.core.errors import ImageError, SettingsError
-from tilesapp.core.executors import Executor, ThreadExecutor
+from tilesapp.core.executors import Executor, make_executor
 from tilesapp.core.folders import (
     ExportLock,
     Inputs,
@@ -42,6 +46,7 @@ from tilesapp.core.annotations import AnnotationFolders
 from tilesapp.core.plan import plan_image
 from tilesapp.core.progress import Progress, Throttle
 from tilesapp.core.readers import open_image
+from tilesapp.core.resume import Resumption, remove_strays, resumable
 from tilesapp.core.sources import sources_of
 from tilesapp.core.selection import split_sources
 from tilesapp.core.settings import Settings
@@ -73,6 +78,8 @@ class ExportSummary:
     manifest_written: bool = False  # the final manifest is on disk
     #: The settings each failed image needs (e.g. "pixel_size"), for front ends to name their own way.
     settings_failures: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    retried: list[str] = field(default_factory=list)  # images run again after their worker was lost
+    resumed: int = 0  # sources taken over from the interrupted export resumed
 
     @property
     def exit_code(self) -> int:
@@ -89,9 +96,10 @@ def run_export(
     cancel: threading.Event | None = None,
     masks: str | Path | None = None,
     labels: str | Path | None = None,
-    executor: Executor | None = None,
+    executor: Executor | str | None = None,
     layout: str | None = None,
     annotations: str | Path | None = None,
+    resume: bool = False,
 ) -> Generator[Progress, None, ExportSummary]:
     """Cut every image of ``sources`` into tiles in ``output``; a generator of progress.
 
@@ -111,8 +119,9 @@ def run_export(
     masks, labels : path, optional
         Folders of label masks / YOLO label files named like the images (same stem). Masks are
         cut on the image's grid into ``masks/``, boxes into ``labels/``; tiles go to ``images/``.
-    executor : Executor, optional
-        Where images and bands run (default: threads of this process, ``settings.workers``).
+    executor : Executor or str, optional
+        Where images and bands run (default: threads of this process, ``settings.workers``);
+        a string is a Dask scheduler's address or ``local:N`` (:func:`make_executor`).
     layout : str, optional
         The sink the tiles go to (default ``settings.layout``: "plain", files in folders, or a
         framework's layout).
@@ -120,6 +129,9 @@ def run_export(
         QuPath GeoJSON, ImageJ ROI or COCO files (a file, or a folder of them) matched to the
         images by name; drawn into masks and boxes as the layout needs (instead of masks and
         labels).
+    resume : bool
+        Rerun into the folder of an export that did not end: the sources it completed with the
+        same settings are kept, the others cut again (:mod:`tilesapp.core.resume`).
 
     Returns
     -------
@@ -132,21 +144,27 @@ def run_export(
     check_output_place(out, inputs.folders + [f for f in folders.values() if f is not None])
     sink_type = sink_class(layout or settings.layout)
     training = TrainingRun.check(settings, sink_type.layout, masks, labels, annotations, inputs.folders, out)
+    owned = not hasattr(executor, "submit")
+    executor = make_executor(executor, settings.workers)  # a cluster is reached before anything is written
     created = not out.exists()
-    prepare_output(out)
     lock = ExportLock(out)
     try:
+        prepare_output(out)
         lock.acquire()
-        previous = check_output_contents(out, overwrite)
+        previous = resumable(out, settings, inputs.root, folders, sink_type.layout) if resume else \
+            check_output_contents(out, overwrite)
+        check_shared = getattr(executor, "check_shared", None)  # a cluster: every worker sees the run's files
+        if check_shared is not None:
+            check_shared(inputs.folders + [inputs.images[0], inputs.images[-1]] + [f for f in folders.values() if f], out)
+        export = _Export(inputs, out, settings, cancel or threading.Event(), executor, folders, sink_type, training)
     except BaseException:
         lock.release()
         if created:
             shutil.rmtree(out, ignore_errors=True)
+        if owned:
+            executor.close()
         raise
-    owned = executor is None
-    executor = executor or ThreadExecutor(settings.workers)
     try:
-        export = _Export(inputs, out, settings, cancel or threading.Event(), executor, folders, sink_type, training)
         return (yield from export.run(previous, created))
     finally:
         if owned:
@@ -215,7 +233,10 @@ class _Export:
                 self.jobs[number] = None
                 self._failed(self.records[number], ImageError(error), appended=True)
             self._check_tile_memory(created)
-            if previous is not None:
+            if isinstance(previous, Resumption):  # the sources it completed are kept, its other files removed
+                previous.take_over(self.records, self.jobs, self.results)
+                self.summary.resumed = len(previous.kept)
+            elif previous is not None:
                 clear_export(previous)  # the earlier export's files: none may stay beside the new ones
             self.manifest.files = self.sink.prepare() + self.training.prepare(self.out)
             self._write_manifest()  # from the start, a manifest describes the folder (status "running")
@@ -297,21 +318,28 @@ class _Export:
         jobs = [j for j in self.jobs if j is not None]
         total = sum(len(j.plan.grid) for j in jobs)
         n_images = len(self.records)
-        finished = sum(r.status == "failed" for r in self.records)
+        finished = sum(r.status != "pending" for r in self.records)  # failed when planned, or taken over
         done = 0
         events: queue.SimpleQueue = queue.SimpleQueue()
         local = getattr(self.executor, "local", True)
         run = CutRun(self.settings, self.sink, self.memory_limit, self.executor.workers, self.cancel,
                      events.put if local else None)
+        if hasattr(self.executor, "shared_cancel"):  # a cluster: a cancel flag and a tile count that cross processes
+            run = dataclasses.replace(run, cancel=self.executor.shared_cancel(), report=self.executor.tile_counter())
+        in_flight = getattr(self.executor, "in_flight", lambda: 0)
         throttle, last_manifest = Throttle(), time.monotonic()
         current = jobs[0].name if jobs else ""
-        pending = {}
+        pending, stopping = {}, False
         try:
             for job in jobs:
                 future = self.executor.submit(cut_image, job, run, self.executor)
                 future.add_done_callback(lambda _f, number=job.number: events.put(("done", number)))
                 pending[job.number] = future
             while pending:
+                if self.cancel.is_set() and not stopping:  # work not started is dropped; the rest stops at a tile
+                    stopping = True
+                    for future in list(pending.values()):
+                        future.cancel()
                 try:
                     event = events.get(timeout=0.1)
                 except queue.Empty:
@@ -331,7 +359,7 @@ class _Export:
                     except queue.Empty:
                         break
                 if throttle.due(force=not pending):
-                    yield Progress(done, total, finished, n_images, current, "Writing tiles")
+                    yield Progress(min(total, done + in_flight()), total, finished, n_images, current, "Writing tiles")
                 if time.monotonic() - last_manifest >= _MANIFEST_INTERVAL:
                     last_manifest = time.monotonic()
                     try:
@@ -348,11 +376,20 @@ class _Export:
 
     def _finished(self, number: int, future) -> None:
         record = self.records[number]
+        lost = False
         try:
             result: ImageResult = future.result()
         except BaseException as exc:  # the executor lost the work (a cancelled future, a dead worker)
+            lost = not future.cancelled()
             result = ImageResult(status="cancelled" if self.cancel.is_set() else "failed",
                                  error=None if self.cancel.is_set() else f"{record.name}: {exc or type(exc).__name__}.")
+        retries = getattr(future, "retries", 0)
+        if retries or (lost and not getattr(self.executor, "local", True)):
+            remove_strays(self.sink, self.jobs[number], result.tiles)  # what a lost worker left on disk
+        if retries:
+            self.summary.retried.append(record.name)
+            self.summary.warnings.append((record.name, f"{record.name}: a worker was lost while cutting it; it was cut "
+                                                       f"again ({retries} time{'s' * (retries > 1)})."))
         self.results[number] = result
         record.status = result.status
         record.error = result.error

@@ -17,6 +17,8 @@ one ``<stem>.txt`` per source and one COCO file, ``coco.json``.
 
 from __future__ import annotations
 
+import concurrent.futures
+import dataclasses
 import json
 import logging
 import math
@@ -50,6 +52,7 @@ from tilesapp.core.combine import (
     check_combine,
 )
 from tilesapp.core.errors import ImageError, SettingsError, TilesError
+from tilesapp.core.executors import Executor, make_executor
 from tilesapp.core.folders import check_output_contents, check_output_place, prepare_output
 from tilesapp.core.geometry import TileGrid
 from tilesapp.core.manifest import Manifest, SourceRecord, TileRecord, read_manifest
@@ -153,6 +156,7 @@ def run_merge(
     overwrite: bool = False,
     cancel: threading.Event | None = None,
     memory_limit: int | None = None,
+    executor: Executor | str | None = None,
 ) -> Generator[Progress, None, MergeSummary]:
     """Rebuild every source of a tile folder's manifest into ``output`` (one TIFF per source).
 
@@ -182,6 +186,9 @@ def run_merge(
     memory_limit : int, optional
         Bytes the merge may hold (default: :func:`tilesapp.core.memory.default_memory_limit`).
         A source whose merge state would need more is merged tile row by tile row.
+    executor : Executor or str, optional
+        Merge each source's image as one task of it (a Dask scheduler's address or ``local:N``):
+        :func:`_merge_on`. Boxes are merged here.
     """
     if memory_limit is not None and memory_limit < MIN_MEMORY_LIMIT:
         raise SettingsError("memory_limit", f"{{name}} must be at least {MIN_MEMORY_LIMIT >> 20} MB "
@@ -204,43 +211,83 @@ def run_merge(
         predictions = _prediction_files(predictions, manifest, sources)
     if not overwrite:
         check_output_contents(out, False)
-    prepare_output(out)
     cancel = cancel or threading.Event()
+    jobs = _SourceJobs(tiles_folder, manifest, out, combine, blend, iou, restore_scale, limit)
+    if predictions is None and executor is not None:
+        return (yield from _merge_on(executor, jobs, sources, summary, cancel))
+    prepare_output(out)
     if predictions is not None:
         return (yield from _merge_boxes(manifest, tiles_folder, sources, predictions, out, summary, restore_scale, iou,
                                         box_fusion, cancel))
-    return (yield from _merge_images(manifest, tiles_folder, sources, summary, combine, blend, iou, restore_scale,
-                                     limit, cancel))
+    return (yield from _merge_images(jobs, sources, summary, cancel))
 
 
-def _merge_images(manifest: Manifest, folder: Path, sources: list[SourceRecord], summary: MergeSummary, combine: str,
-                  blend: str, iou: float, restore: bool, limit: int,
+@dataclass
+class SourceJob:
+    """One source's merge with all it needs, picklable: a cluster runs it as one task (the
+    weights and the merge state are made where it runs)."""
+
+    sink: Any  # the layout, reading the tiles back
+    source: SourceRecord
+    tiles: list[TileRecord]  # row-major: the order they are added in
+    tile_size: int
+    overlap: int
+    combine: str
+    blend: str
+    iou: float
+    holes: bool  # tiles dropped by the empty-tile filter leave zeros
+    output: Path
+    restore: bool
+    limit: int
+    cancel: Any  # has is_set()
+
+    def image(self) -> ImageMerge:
+        combiner = make_combiner(self.combine, Weights(self.tile_size, self.overlap, self.blend), self.holes,
+                                 self.source.name, self.iou)
+        return ImageMerge(self.source.grid_of(self.tile_size, self.overlap), combiner,
+                          MergeTarget.of(self.source, self.output, self.restore), self.limit,
+                          max(1, self.source.channels), self.cancel)
+
+
+class _SourceJobs:
+    """Makes the :class:`SourceJob` of each source of a manifest."""
+
+    def __init__(self, folder: Path, manifest: Manifest, out: Path, combine: str, blend: str, iou: float,
+                 restore: bool, limit: int):
+        self.folder, self.manifest, self.out = folder, manifest, out
+        self.combine, self.blend, self.iou, self.restore, self.limit = combine, blend, iou, restore, limit
+        self.by_source = manifest.tiles_by_source()
+        self.holes = {tile.source for tile in manifest.dropped}
+
+    def job(self, source: SourceRecord, cancel, alone: bool = False) -> SourceJob:
+        """The job of ``source``; ``alone``: its sink carries this source's manifest only (a task)."""
+        manifest = _of_source(self.manifest, source, self.by_source) if alone else self.manifest
+        return SourceJob(sink_class(manifest.layout).for_reading(self.folder, manifest), source,
+                         sorted(self.by_source[source.name], key=lambda t: t.index), self.manifest.tile_size,
+                         self.manifest.overlap, self.combine, self.blend, self.iou, source.name in self.holes, self.out,
+                         self.restore, self.limit, cancel)
+
+
+def _merge_images(jobs: _SourceJobs, sources: list[SourceRecord], summary: MergeSummary,
                   cancel: threading.Event) -> Generator[Progress, None, MergeSummary]:
-    """Merge each source's tiles into ``summary.output`` (see :func:`run_merge`)."""
-    window = Weights(manifest.tile_size, manifest.overlap, blend)
-    sink = sink_class(manifest.layout).for_reading(folder, manifest)
-    by_source = manifest.tiles_by_source()
-    # Tiles dropped by the empty-tile filter leave holes, filled with zeros.
-    with_holes = {tile.source for tile in manifest.dropped}
-    total = sum(len(by_source[s.name]) for s in sources)
+    """Merge each source's tiles into ``summary.output``, here (see :func:`run_merge`)."""
+    total = sum(len(jobs.by_source[s.name]) for s in sources)
     done, throttle = 0, Throttle()
-    gate = process_gate(limit)
+    gate = process_gate(jobs.limit)
     for number, source in enumerate(sources):
-        tiles = sorted(by_source[source.name], key=lambda t: t.index)  # row-major: the order tiles are added in
-        combiner = make_combiner(combine, window, source.name in with_holes, source.name, iou)
-        job = ImageMerge(source.grid_of(manifest.tile_size, manifest.overlap), combiner,
-                         MergeTarget.of(source, summary.output, restore), limit, max(1, source.channels), cancel)
-        held = gate.acquire(job.bytes_needed(), cancel)
+        job = jobs.job(source, cancel)
+        image = job.image()
+        held = gate.acquire(image.bytes_needed(), cancel)
         try:
-            for step in _merge_tiles(job, sink, source, tiles, manifest.tile_size):
+            for step in _merge_tiles(image, job):
                 if throttle.due():
                     yield Progress(done + step, total, number, len(sources), source.name, "Merging tiles")
             if cancel.is_set():
                 summary.cancelled = True
                 return summary
-            summary.written.append(job.target.path)
-            if combiner.counts():
-                summary.counts[source.name] = combiner.counts()
+            summary.written.append(image.target.path)
+            if image.combiner.counts():
+                summary.counts[source.name] = image.combiner.counts()
         except (ImageError, MemoryError, OSError) as exc:
             summary.failed.append((source.name, _failure(source.name, exc)))
         except Exception as exc:
@@ -248,9 +295,90 @@ def _merge_images(manifest: Manifest, folder: Path, sources: list[SourceRecord],
             summary.failed.append((source.name, f"{source.name}: unexpected error ({exc}); see the log file."))
         finally:
             gate.release(held)
-        done += len(tiles)
+        done += len(job.tiles)
         yield Progress(done, total, number + 1, len(sources), source.name, "Merging tiles")
     return summary
+
+
+def _merge_on(executor: Executor | str, jobs: _SourceJobs, sources: list[SourceRecord], summary: MergeSummary,
+              cancel: threading.Event) -> Generator[Progress, None, MergeSummary]:
+    """Each source's merge as one task of ``executor`` (a cluster: the worker that runs it
+    streams a big source band by band into its file, as here); progress per finished source.
+    On a cluster, every worker must see the tile folder and the output folder's place first."""
+    owned = isinstance(executor, str)
+    executor = make_executor(executor)
+    pending: dict[int, Any] = {}
+    try:
+        check_shared = getattr(executor, "check_shared", None)
+        if check_shared is not None:
+            check_shared([jobs.folder], summary.output)
+        prepare_output(summary.output)
+        flag = executor.shared_cancel() if hasattr(executor, "shared_cancel") else cancel
+        report = executor.tile_counter() if hasattr(executor, "tile_counter") else None
+        tasks = [jobs.job(s, flag, alone=True) for s in sources]
+        pending = {n: executor.submit(merge_source, job, report) for n, job in enumerate(tasks)}
+        in_flight = getattr(executor, "in_flight", lambda: 0)
+        total, done, failed = sum(len(j.tiles) for j in tasks), 0, {}
+        while pending:
+            if cancel.is_set() and not summary.cancelled:  # tasks not started are dropped, the others stop
+                summary.cancelled = True
+                for future in pending.values():
+                    future.cancel()
+            ended, _ = concurrent.futures.wait(list(pending.values()), timeout=0.1,
+                                               return_when=concurrent.futures.FIRST_COMPLETED)
+            for number in [n for n, f in pending.items() if f in ended]:
+                future, job = pending.pop(number), tasks[number]
+                done += len(job.tiles)
+                try:
+                    error, counts = future.result()
+                except BaseException as exc:  # the executor lost the work (a cancelled future, a dead worker)
+                    error, counts = (None if future.cancelled() else f"{job.source.name}: {exc or type(exc).__name__}."), {}
+                if error is not None:
+                    failed[number] = error
+                elif counts:
+                    summary.counts[job.source.name] = counts
+            yield Progress(min(total, done + in_flight()), total, len(tasks) - len(pending), len(tasks), "", "Merging tiles")
+        if not summary.cancelled:
+            summary.written += [MergeTarget.of(j.source, j.output, j.restore).path for n, j in enumerate(tasks)
+                                if n not in failed]
+        summary.failed += [(tasks[n].source.name, failed[n]) for n in sorted(failed)]
+        return summary
+    except BaseException:  # closed (Ctrl-C): the tasks stop at their next tile, before we leave
+        for future in pending.values():
+            future.cancel()
+        concurrent.futures.wait(list(pending.values()))
+        raise
+    finally:
+        if owned:
+            executor.close()
+
+
+def merge_source(job: SourceJob, report=None) -> tuple[str | None, dict[str, int]]:
+    """Merge one source, wherever it runs: (None, its counts) when its image is written (or
+    the merge was cancelled), else (why it failed, {}). ``report(n)`` is told of the tiles merged."""
+    image = job.image()
+    gate = process_gate(job.limit)
+    held = gate.acquire(image.bytes_needed(), job.cancel)
+    name, merged = job.source.name, 0
+    try:
+        for step in _merge_tiles(image, job):
+            if report is not None:
+                report(step - merged)
+            merged = step
+        return None, image.combiner.counts()
+    except (ImageError, MemoryError, OSError) as exc:
+        return _failure(name, exc), {}
+    except Exception as exc:
+        log.exception("unexpected error while merging %s", name)
+        return f"{name}: unexpected error ({exc}); see the log file.", {}
+    finally:
+        gate.release(held)
+
+
+def _of_source(manifest: Manifest, source: SourceRecord, by_source: dict[str, list[TileRecord]]) -> Manifest:
+    """The manifest as far as one source's merge needs it (a task carries no other source's tiles)."""
+    return dataclasses.replace(manifest, sources=[source], tiles=by_source[source.name],
+                               dropped=[t for t in manifest.dropped if t.source == source.name])
 
 
 def _failure(name: str, exc: BaseException) -> str:
@@ -262,10 +390,10 @@ def _failure(name: str, exc: BaseException) -> str:
     return str(exc)
 
 
-def _merge_tiles(job: ImageMerge, sink, source: SourceRecord, tiles: list[TileRecord], tile_size: int):
+def _merge_tiles(image: ImageMerge, job: SourceJob):
     """Add a source's tiles to its merge, read a few ahead; yields the number added so far
     (stops early when cancelled), then finishes the image."""
-    nearest = job.combiner.labels
+    sink, source, tiles, nearest = job.sink, job.source, job.tiles, image.combiner.labels
 
     def read(tile: TileRecord) -> np.ndarray:
         try:
@@ -274,19 +402,19 @@ def _merge_tiles(job: ImageMerge, sink, source: SourceRecord, tiles: list[TileRe
             raise ImageError(f"{source.name}: tile {tile.file} is missing from {sink.folder}.") from None
         except ImageError as exc:
             raise ImageError(f"{source.name}: tile {exc}") from exc
-        return as_tile(array, tile_size, tile.file, nearest)
+        return as_tile(array, job.tile_size, tile.file, nearest)
 
     reads = _read_ahead(read, tiles)
     try:
         for added, tile in enumerate(tiles, start=1):
-            if job.cancel.is_set():
+            if image.cancel.is_set():
                 return
-            job.add(tile, next(reads), tile.file)
+            image.add(tile, next(reads), tile.file)
             yield added
-        job.close()
+        image.close()
     finally:
         reads.close()
-        job.abort()
+        image.abort()
 
 
 def _mergeable(manifest: Manifest, out: Path) -> tuple[list[SourceRecord], MergeSummary]:
