@@ -238,17 +238,60 @@ def build_parser() -> argparse.ArgumentParser:
                      help="finish an interrupted cut into OUTPUT: images it completed with the same settings are kept, "
                           "the others are cut again")
 
+    # merge modes and windows as tilesapp.core.combine names them (not imported here: numpy would
+    # slow every start); the engine checks them again
+    combine_modes, blend_windows = ("blend", "vote", "instances", "max"), ("flat", "gradient", "hann")
     merge = sub.add_parser("merge", parents=[quiet, memory], help="merge tiles (or a model's outputs) back into images",
                            description="Rebuild every source image from the tiles of TILES (a folder written by "
-                           "'tilesapp cut', whose tiles may be replaced by model outputs of the same names).")
+                           "'tilesapp cut', whose tiles may be replaced by model outputs of the same names), or, with "
+                           "--boxes, merge a detector's per-tile boxes into one box file per source.")
     merge.add_argument("tiles", metavar="TILES", help="folder written by 'tilesapp cut'")
     merge.add_argument("output", metavar="OUTPUT", help="folder for the merged images (one .tif per source)")
-    merge.add_argument("--blend", choices=("flat", "gradient"), default="flat",
-                       help="averaging in overlaps: flat, or gradient (weights fade across the overlap)")
+    merge.add_argument("--combine", choices=combine_modes, default="blend",
+                       help="how overlapping tiles are combined: blend (intensities, probabilities), vote (class ids), "
+                            "instances (instance labels), max (binary masks: any detection wins)")
+    merge.add_argument("--blend", choices=blend_windows,
+                       help="weights in overlaps, for blend and vote: flat, gradient (linear fade across the overlap) "
+                            "or hann (cosine fade); default flat for blend, gradient for vote")
+    merge.add_argument("--iou", type=float, default=0.5, metavar="FRACTION",
+                       help="objects (instances, boxes) whose IoU where their tiles overlap reaches this are one (0.5)")
+    merge.add_argument("--boxes", metavar="PRED_DIR",
+                       help="merge per-tile YOLO prediction files (<tile stem>.txt: class cx cy w h [confidence]) "
+                            "into OUTPUT/<stem>.txt per source and OUTPUT/coco.json, instead of merging images")
+    merge.add_argument("--box-fusion", choices=("nms", "wbf"), default="nms",
+                       help="duplicates of one object: nms keeps the best box, wbf averages them (weighted box fusion)")
     merge.add_argument("--restore-scale", action="store_true", help="resample back to the original pixel size")
-    merge.add_argument("--overwrite", action="store_true", help="allow a non-empty OUTPUT")
+    merge.add_argument("--overwrite", action="store_true", help="allow a non-empty OUTPUT (files of the same names are replaced)")
     merge.add_argument("--scheduler", metavar="ADDRESS|local:N",
                        help="merge on a Dask cluster, one task per image (see 'tilesapp cut --help')")
+
+    predict = sub.add_parser("predict", parents=[settings, quiet, memory], help="apply an ONNX model to every image",
+                             description="Cut every image of INPUT as 'cut' would (in memory), run the model on its "
+                             "tiles and merge the outputs into OUTPUT at the images' own pixel size: <stem>.tif (maps) "
+                             "or <stem>.txt and coco.json (boxes). Settings come from --config, else from the file "
+                             "saved beside the model (MODEL.tilesapp.json), then from the flags.")
+    predict.add_argument("input", metavar="INPUT", help="folder of images (or one image)")
+    predict.add_argument("output", metavar="OUTPUT", help="folder for the results (created if missing; must be empty)")
+    predict.add_argument("--model", required=True, metavar="MODEL.onnx", help="the trained model, in ONNX format")
+    predict.add_argument("--model-output", choices=("auto", "probabilities", "logits", "labels", "instances", "mask",
+                                                    "boxes"),
+                         help="what the model gives: probabilities (blended), logits (blended, then the class of the "
+                              "largest), labels (class ids: voted), instances (stitched), mask (max), boxes (merged as "
+                              "merge --boxes); auto (default): integer maps are labels, float maps probabilities")
+    predict.add_argument("--blend", choices=blend_windows, help="weights in overlaps (gradient)")
+    predict.add_argument("--iou", type=float, metavar="FRACTION", help="instances and boxes: IoU of one object (0.5)")
+    predict.add_argument("--box-fusion", choices=("nms", "wbf"), help="boxes: keep the best (nms) or average (wbf)")
+    predict.add_argument("--min-confidence", type=float, metavar="FRACTION",
+                         help="raw YOLO heads: boxes below this confidence are dropped (0.25)")
+    predict.add_argument("--batch-size", type=int, metavar="N", help="tiles per model run (default: 1 on the CPU, 4 on a GPU)")
+    predict.add_argument("--input-scale", type=_input_scale, metavar="FACTOR",
+                         help="multiply tile values by FACTOR before the model, e.g. 1/255 for models trained on "
+                              "8-bit images divided by 255 (1)")
+    predict.add_argument("--device", choices=("auto", "cpu"),
+                         help="auto: a GPU (CUDA, DirectML, CoreML) when onnxruntime has one; cpu: the CPU only")
+    predict.add_argument("--no-restore-scale", dest="restore_scale", action="store_const", const=False,
+                         help="keep results at the tiles' pixel size (default: the images' own)")
+    predict.add_argument("--overwrite", action="store_true", help="allow a non-empty OUTPUT (same names are replaced)")
 
     sample = sub.add_parser("sample", parents=[quiet], help="save a mosaic of up to 25 random images",
                             description="Save a mosaic of random images of INPUT, each at most 512 px, names drawn on them.")
@@ -360,22 +403,106 @@ def _check_save_config(path: Path, args) -> None:
                           f"input is never touched.")
 
 
+#: How merge and predict name their own settings in messages.
+MERGE_FLAGS = {"combine": "--combine", "iou": "--iou", "boxes": "--boxes", "box_fusion": "--box-fusion",
+               "model": "--model", "model_output": "--model-output", "batch_size": "--batch-size",
+               "input_scale": "--input-scale", "device": "--device", "min_confidence": "--min-confidence"}
+
+
 def cmd_merge(args) -> int:
     from tilesapp.core.merge import run_merge
 
-    gen = run_merge(args.tiles, args.output, blend=args.blend, restore_scale=args.restore_scale, overwrite=args.overwrite,
-                    memory_limit=args.memory_limit, executor=args.scheduler)
+    cancel = threading.Event()
+    gen = run_merge(args.tiles, args.output, combine=args.combine, blend=args.blend, iou=args.iou, boxes=args.boxes,
+                    box_fusion=args.box_fusion, restore_scale=args.restore_scale, overwrite=args.overwrite,
+                    cancel=cancel, memory_limit=args.memory_limit, executor=args.scheduler)
     try:
         summary = drive(gen, ProgressBar("tiles", enabled=not args.quiet))
     except KeyboardInterrupt:
+        cancel.set()
         gen.close()
         _warn("Interrupted.")
         return EXIT_INTERRUPTED
-    _say(args, f"Wrote {len(summary.written)} merged image{'s' * (len(summary.written) != 1)} to {summary.output}.")
+    except SettingsError as exc:
+        _warn(f"tilesapp: error: {exc.describe({**FLAGS, **MERGE_FLAGS})}")
+        return EXIT_USAGE
+    _report_merge(args, summary, "box file" if args.boxes else "merged image")
+    return summary.exit_code
+
+
+def _report_merge(args, summary, what: str) -> None:
+    """The lines a merge (or a prediction) ends with."""
+    n = len(summary.written)
+    _say(args, f"Wrote {n} {what}{'s' * (n != 1)} to {summary.output}"
+               + (" and coco.json." if what == "box file" and n else "."))
+    if "objects" in {k for c in summary.counts.values() for k in c}:
+        _say(args, f"Instances: {summary.total('objects')} objects; {summary.total('merged')} found in several tiles "
+                   f"were given one id" + (f"; {summary.total('split')} kept two ids (their parts met after they were "
+                                           f"written; raise --memory-limit to merge them whole)" if summary.total('split')
+                                           else "") + ".")
+    if "boxes" in {k for c in summary.counts.values() for k in c}:
+        _say(args, f"Boxes: {summary.total('boxes_in')} per-tile boxes merged into {summary.total('boxes')}.")
     for name, reason in summary.not_cut:
         _say(args, f"Not merged, its cut did not complete: {name} ({reason})")
     for _name, reason in summary.failed:
         _warn(f"Failed: {reason}")
+    if summary.cancelled:
+        _warn("Stopped before the end: the images not listed above were not written.")
+
+
+def _input_scale(text: str) -> float:
+    """A factor such as 0.5, 1/255 or 0.00392."""
+    try:
+        if "/" in text:
+            top, bottom = text.split("/", 1)
+            return float(top) / float(bottom)
+        return float(text)
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"expected a number or a fraction such as 1/255; got {text!r}") from None
+
+
+def cmd_predict(args) -> int:
+    from tilesapp.core.predict import PredictOptions, predict_options, run_predict, settings_beside
+
+    beside = settings_beside(Path(args.model).expanduser())
+    if not args.config and beside.is_file():
+        args.config = str(beside)
+    settings, unknown = build_settings(args)
+    unknown = [key for key in unknown if key != "predict"]
+    if unknown:
+        _warn(f"{args.config}: ignored unknown setting{'s' * (len(unknown) > 1)} {', '.join(unknown)}.")
+    cancel, gen = threading.Event(), None
+    try:
+        options, unknown = PredictOptions.from_dict(predict_options(args.config))
+        if unknown:
+            _warn(f"{args.config}: ignored unknown predict setting{'s' * (len(unknown) > 1)} {', '.join(unknown)}.")
+        flags = {k: getattr(args, k) for k in ("model_output", "blend", "iou", "box_fusion", "min_confidence",
+                                               "batch_size", "input_scale", "device", "restore_scale")
+                 if getattr(args, k) is not None}
+        options, _ = PredictOptions.from_dict(flags, options)
+        gen = run_predict(args.input, args.output, args.model, settings, options, overwrite=args.overwrite,
+                          cancel=cancel, settings_file=Path(args.config) if args.config else None)
+        summary = drive(gen, ProgressBar("tiles", enabled=not args.quiet))
+    except KeyboardInterrupt:
+        cancel.set()
+        if gen is not None:
+            gen.close()
+        _warn("Interrupted: results written so far are complete images.")
+        return EXIT_INTERRUPTED
+    except SettingsError as exc:
+        _warn(f"tilesapp: error: {exc.describe({**FLAGS, **MERGE_FLAGS})}")
+        return EXIT_USAGE
+    source = f"settings from {args.config}" if args.config else "default settings (no settings file beside the model)"
+    _say(args, f"{Path(args.model).name} ({summary.kind}, {', '.join(summary.providers)}), {source}.")
+    _report_merge(args, summary, "box file" if summary.kind == "boxes" else "result")
+    for _name, message in summary.warnings:
+        _warn(f"Warning: {message}")
+    hinted = set()
+    for name, _reason in summary.failed:
+        for setting, hint in HINTS.items():
+            if setting in summary.settings_failures.get(name, ()) and setting not in hinted:
+                hinted.add(setting)
+                _warn(f"    {hint}")
     return summary.exit_code
 
 
@@ -504,10 +631,11 @@ def cmd_gui(args) -> int:
     return run_app(folder, demo=getattr(args, "demo", False), quit_after=getattr(args, "quit_after", None))
 
 
-COMMANDS = {"cut": cmd_cut, "merge": cmd_merge, "sample": cmd_sample, "info": cmd_info, "gui": cmd_gui}
+COMMANDS = {"cut": cmd_cut, "merge": cmd_merge, "predict": cmd_predict, "sample": cmd_sample, "info": cmd_info,
+            "gui": cmd_gui}
 #: The engine modules each command imports (numpy, OpenCV, …: a second or more to load).
-_MODULES = {"cut": ("tilesapp.core.export",), "merge": ("tilesapp.core.merge",), "sample": ("tilesapp.core.mosaic",),
-            "info": ("tilesapp.core.plan", "tilesapp.core.sources")}
+_MODULES = {"cut": ("tilesapp.core.export",), "merge": ("tilesapp.core.merge",), "predict": ("tilesapp.core.predict",),
+            "sample": ("tilesapp.core.mosaic",), "info": ("tilesapp.core.plan", "tilesapp.core.sources")}
 
 
 def _import_engine(command: str) -> None:

@@ -1,19 +1,25 @@
 """Merging tiles (for example a model's predictions) back into whole images.
 
 Each source of the manifest is rebuilt on its recalibrated grid (the manifest's
-:class:`~tilesapp.core.geometry.TileGrid`) as a weighted average of its tiles: "flat" gives every
-pixel of a tile the same weight, "gradient" lets weights fall off linearly across the overlap so
-that seams between tiles fade. There is one path whatever the size: tiles are added tile row by
-tile row and rows are divided as soon as no later tile reaches them. When the canvas fits its
-share of the memory limit it is held whole and written as one TIFF; otherwise it is a band of
-one tile row, and finished rows go straight to a tiled BigTIFF. ``restore_scale`` resamples the
-result back to the source's pixel size, band by band from that file when it is big.
+:class:`~tilesapp.core.geometry.TileGrid`) by a merge mode (:mod:`tilesapp.core.combine`):
+``blend`` (weighted average: "flat", "gradient" or "hann" weights), ``vote`` (class ids),
+``instances`` (instance labels stitched across tiles) or ``max``. There is one path whatever
+the mode and the size (:class:`ImageMerge`): tiles are added tile row by tile row and rows are
+finished as soon as no later tile reaches them. When the mode's state for the whole image fits
+its share of the memory limit it is held whole and written as one TIFF; otherwise it is a band
+of one tile row, and finished rows go to memory (when the image fits) or straight to a tiled
+BigTIFF. ``restore_scale`` resamples the result back to the source's pixel size, band by band
+from that file when it is big (nearest neighbour for labels and integers).
+
+With ``boxes``, per-tile YOLO prediction files are merged instead (:mod:`tilesapp.core.boxes`):
+one ``<stem>.txt`` per source and one COCO file, ``coco.json``.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import json
 import logging
 import math
 import queue
@@ -29,61 +35,69 @@ import cv2
 import numpy as np
 import tifffile
 
+from tilesapp.core import boxes as box_merge
 from tilesapp.core.bands import MaskRows, ScaledRows
+from tilesapp.core.combine import (
+    BLENDS,
+    COMBINES,
+    DEFAULT_IOU,
+    Blend,
+    Combiner,
+    Instances,
+    Maximum,
+    Placement,
+    Vote,
+    Weights,
+    blend_window,
+    check_combine,
+)
 from tilesapp.core.errors import ImageError, SettingsError, TilesError
 from tilesapp.core.executors import Executor, make_executor
 from tilesapp.core.folders import check_output_contents, check_output_place, prepare_output
+from tilesapp.core.geometry import TileGrid
 from tilesapp.core.manifest import Manifest, SourceRecord, TileRecord, read_manifest
-from tilesapp.core.memory import default_memory_limit, merge_bytes, process_gate
+from tilesapp.core.memory import default_memory_limit, process_gate
 from tilesapp.core.progress import Progress, Throttle
 from tilesapp.core.readers import SceneInfo, from_yxc, open_image
 from tilesapp.core.resample import working_dtype
 from tilesapp.core.settings import MIN_MEMORY_LIMIT
 from tilesapp.core.sinks import sink_class
-from tilesapp.core.writers import Staged, write_image
+from tilesapp.core.writers import Staged, write_bytes, write_image, write_text
 
 log = logging.getLogger(__name__)
 
-BLENDS = ("flat", "gradient")
+#: The COCO file a box merge writes beside the per-source YOLO files.
+COCO_NAME = "coco.json"
 
 
 @dataclass
 class MergeSummary:
-    """What a merge did."""
+    """What a merge did. ``counts`` holds, per source, what its mode counted: ``objects``,
+    ``merged`` (found in several tiles, given one id) and ``split`` (instances); ``boxes_in``
+    (per-tile boxes) and ``boxes`` (after merging) for boxes."""
 
     output: Path
     written: list[Path] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
     not_cut: list[tuple[str, str]] = field(default_factory=list)  # sources the cut did not finish
     cancelled: bool = False
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:
         return 0 if not (self.failed or self.cancelled) else 1
 
-
-def blend_window(tile_size: int, overlap: int, blend: str) -> np.ndarray:
-    """(rows, cols) weights of one tile: ones ("flat"), or linear ramps over the overlap.
-
-    Every weight is positive, so a pixel covered by one tile only keeps that tile's value.
-
-    >>> blend_window(6, 2, "gradient")[2]  # a middle row: the ramp itself
-    array([0.33333333, 0.66666667, 1.        , 1.        , 0.66666667, 0.33333333])
-    """
-    if blend not in BLENDS:
-        raise SettingsError("blend", f"{{name}} must be one of {', '.join(BLENDS)}; got {blend!r}.")
-    if blend == "flat" or overlap == 0:
-        return np.ones((tile_size, tile_size))
-    i = np.arange(tile_size)
-    ramp = np.minimum(1.0, np.minimum(i + 1, tile_size - i) / (overlap + 1))
-    return np.outer(ramp, ramp)
+    def total(self, key: str) -> int:
+        """A count summed over the sources (0 when no source has it)."""
+        return sum(c.get(key, 0) for c in self.counts.values())
 
 
-def as_tile(array: np.ndarray, tile_size: int, name: str) -> np.ndarray:
+def as_tile(array: np.ndarray, tile_size: int, name: str, nearest: bool = False) -> np.ndarray:
     """A tile as (rows, cols, channels), whatever its layout and size.
 
     Tiles replaced by a model's output may be YX, YXC or CYX, of any dtype; a tile of another
-    size than ``tile_size`` (a model working at another resolution) is resized to it.
+    size than ``tile_size`` (a model working at another resolution) is resized to it — with
+    nearest neighbour when it holds labels (``nearest``), so no value is invented.
     """
     array = np.squeeze(array) if array.ndim > 3 else array
     if array.dtype == bool:
@@ -97,8 +111,12 @@ def as_tile(array: np.ndarray, tile_size: int, name: str) -> np.ndarray:
     else:
         raise ImageError(f"{name}: a tile of shape {array.shape} cannot be merged; tiles must be 2D with optional channels.")
     if array.shape[:2] != (tile_size, tile_size):
-        interp = cv2.INTER_AREA if array.shape[0] > tile_size else cv2.INTER_LINEAR
         channels = array.shape[2]
+        if nearest:
+            rows = np.minimum(((np.arange(tile_size) + 0.5) * array.shape[0] / tile_size).astype(np.intp), array.shape[0] - 1)
+            cols = np.minimum(((np.arange(tile_size) + 0.5) * array.shape[1] / tile_size).astype(np.intp), array.shape[1] - 1)
+            return array[rows[:, np.newaxis], cols[np.newaxis, :]]
+        interp = cv2.INTER_AREA if array.shape[0] > tile_size else cv2.INTER_LINEAR
         array = cv2.resize(np.ascontiguousarray(array, dtype=working_dtype(array.dtype)), (tile_size, tile_size),
                            interpolation=interp).reshape(tile_size, tile_size, channels)
     return array
@@ -111,11 +129,29 @@ def read_tile(path: Path, tile_size: int) -> np.ndarray:
     return as_tile(read_array(path), tile_size, path.name)
 
 
+def make_combiner(combine: str, window: Weights, holes: bool, source: str, iou: float = DEFAULT_IOU,
+                  argmax: bool = False) -> Combiner:
+    """The combiner of a merge mode for one image (see :mod:`tilesapp.core.combine`)."""
+    if combine == "blend":
+        return Blend(window, holes, source, argmax)
+    if combine == "vote":
+        return Vote(window, holes, source)  # its reserve is set by ImageMerge
+    if combine == "instances":
+        return Instances(window, holes, source, iou)
+    if combine == "max":
+        return Maximum(window, holes, source)
+    raise SettingsError("combine", f"{{name}} must be one of {', '.join(COMBINES)}; got {combine!r}.")
+
+
 def run_merge(
     tiles_folder: str | Path,
     output: str | Path,
     *,
-    blend: str = "flat",
+    combine: str = "blend",
+    blend: str | None = None,
+    iou: float = DEFAULT_IOU,
+    boxes: str | Path | None = None,
+    box_fusion: str = "nms",
     restore_scale: bool = False,
     overwrite: bool = False,
     cancel: threading.Event | None = None,
@@ -130,99 +166,159 @@ def run_merge(
         A folder written by the export (its ``manifest.json``); tile files may have been
         replaced by files of the same names holding a model's output.
     output : path
-        Folder for the merged images, ``<stem>.tif``; checked like an export folder, and never
-        the folder the tiles were cut from.
-    blend : {"flat", "gradient"}
+        Folder for the merged images, ``<stem>.tif``; never the folder of the tiles, nor the
+        folder they were cut from. A folder that is not empty needs ``overwrite`` (files of the
+        same names are replaced).
+    combine : {"blend", "vote", "instances", "max"}
+        How the tiles covering a pixel are combined (see :mod:`tilesapp.core.combine`).
+    blend : {"flat", "gradient", "hann"}, optional
+        Weights of a blend and of a vote's tiles (default "flat" for a blend, "gradient" for a vote).
+    iou : float
+        Objects (instances, boxes) whose IoU where their tiles overlap reaches this are one.
+    boxes : path, optional
+        A folder of per-tile YOLO prediction files (``<tile stem>.txt``): merge those boxes
+        into ``<stem>.txt`` per source and ``coco.json`` instead of merging images.
+    box_fusion : {"nms", "wbf"}
     restore_scale : bool
-        Resample each merged image back to its source's original size (nearest neighbour for
-        integer tiles such as label masks, smooth otherwise).
+        Resample each merged image (or boxes) back to its source's original size.
     cancel : threading.Event, optional
         Set it to stop between two tiles.
     memory_limit : int, optional
         Bytes the merge may hold (default: :func:`tilesapp.core.memory.default_memory_limit`).
-        A source whose canvas would need more is merged tile row by tile row into a tiled BigTIFF.
+        A source whose merge state would need more is merged tile row by tile row.
     executor : Executor or str, optional
-        Merge each source as a task of it (a Dask scheduler's address or ``local:N``): :func:`_merge_on`.
+        Merge each source's image as one task of it (a Dask scheduler's address or ``local:N``):
+        :func:`_merge_on`. Boxes are merged here.
     """
     if memory_limit is not None and memory_limit < MIN_MEMORY_LIMIT:
         raise SettingsError("memory_limit", f"{{name}} must be at least {MIN_MEMORY_LIMIT >> 20} MB "
                                             f"(got {memory_limit / 2**20:.0f} MB).")
     limit = memory_limit or default_memory_limit()
     tiles_folder = Path(tiles_folder).expanduser()
-    blend_window(2, 1, blend)  # the blend's name is checked before anything is read
+    blend = check_combine(combine, blend, iou)  # checked before anything is read
+    predictions = None if boxes is None else box_merge.check_predictions(boxes, box_fusion)
+    if predictions is not None and combine != "blend":
+        raise SettingsError("combine", f"{{name}} {combine} merges images; boxes are merged on their own (give one or "
+                                       f"the other).")
     manifest = read_manifest(tiles_folder)
     out = Path(output).expanduser().absolute()
     cut_from = [Path(manifest.input)] if manifest.input and Path(manifest.input).is_dir() else []
-    check_output_place(out, [tiles_folder] + cut_from)
+    check_output_place(out, [tiles_folder] + cut_from + ([predictions] if predictions else []))
     sources, summary = _mergeable(manifest, out)
-    _check_memory(tiles_folder, manifest, sources, limit)
-    window = blend_window(manifest.tile_size, manifest.overlap, blend)
-    check_output_contents(out, overwrite)
-    if executor is not None:
-        return (yield from _merge_on(executor, tiles_folder, manifest, sources, summary, blend, restore_scale, cancel, limit))
-    prepare_output(out)
-    sink = sink_class(manifest.layout).for_reading(tiles_folder, manifest)
+    if predictions is None:
+        _check_memory(tiles_folder, manifest, sources, limit, combine)
+    else:
+        predictions = _prediction_files(predictions, manifest, sources)
+    if not overwrite:
+        check_output_contents(out, False)
     cancel = cancel or threading.Event()
-    by_source = manifest.tiles_by_source()
-    # Tiles dropped by the empty-tile filter leave holes, filled with zeros.
-    with_holes = {tile.source for tile in manifest.dropped}
-    total = sum(len(by_source[s.name]) for s in sources)
+    jobs = _SourceJobs(tiles_folder, manifest, out, combine, blend, iou, restore_scale, limit)
+    if predictions is None and executor is not None:
+        return (yield from _merge_on(executor, jobs, sources, summary, cancel))
+    prepare_output(out)
+    if predictions is not None:
+        return (yield from _merge_boxes(manifest, tiles_folder, sources, predictions, out, summary, restore_scale, iou,
+                                        box_fusion, cancel))
+    return (yield from _merge_images(jobs, sources, summary, cancel))
+
+
+@dataclass
+class SourceJob:
+    """One source's merge with all it needs, picklable: a cluster runs it as one task (the
+    weights and the merge state are made where it runs)."""
+
+    sink: Any  # the layout, reading the tiles back
+    source: SourceRecord
+    tiles: list[TileRecord]  # row-major: the order they are added in
+    tile_size: int
+    overlap: int
+    combine: str
+    blend: str
+    iou: float
+    holes: bool  # tiles dropped by the empty-tile filter leave zeros
+    output: Path
+    restore: bool
+    limit: int
+    cancel: Any  # has is_set()
+
+    def image(self) -> ImageMerge:
+        combiner = make_combiner(self.combine, Weights(self.tile_size, self.overlap, self.blend), self.holes,
+                                 self.source.name, self.iou)
+        return ImageMerge(self.source.grid_of(self.tile_size, self.overlap), combiner,
+                          MergeTarget.of(self.source, self.output, self.restore), self.limit,
+                          max(1, self.source.channels), self.cancel)
+
+
+class _SourceJobs:
+    """Makes the :class:`SourceJob` of each source of a manifest."""
+
+    def __init__(self, folder: Path, manifest: Manifest, out: Path, combine: str, blend: str, iou: float,
+                 restore: bool, limit: int):
+        self.folder, self.manifest, self.out = folder, manifest, out
+        self.combine, self.blend, self.iou, self.restore, self.limit = combine, blend, iou, restore, limit
+        self.by_source = manifest.tiles_by_source()
+        self.holes = {tile.source for tile in manifest.dropped}
+
+    def job(self, source: SourceRecord, cancel, alone: bool = False) -> SourceJob:
+        """The job of ``source``; ``alone``: its sink carries this source's manifest only (a task)."""
+        manifest = _of_source(self.manifest, source, self.by_source) if alone else self.manifest
+        return SourceJob(sink_class(manifest.layout).for_reading(self.folder, manifest), source,
+                         sorted(self.by_source[source.name], key=lambda t: t.index), self.manifest.tile_size,
+                         self.manifest.overlap, self.combine, self.blend, self.iou, source.name in self.holes, self.out,
+                         self.restore, self.limit, cancel)
+
+
+def _merge_images(jobs: _SourceJobs, sources: list[SourceRecord], summary: MergeSummary,
+                  cancel: threading.Event) -> Generator[Progress, None, MergeSummary]:
+    """Merge each source's tiles into ``summary.output``, here (see :func:`run_merge`)."""
+    total = sum(len(jobs.by_source[s.name]) for s in sources)
     done, throttle = 0, Throttle()
-    gate = process_gate(limit)
+    gate = process_gate(jobs.limit)
     for number, source in enumerate(sources):
-        tiles = by_source[source.name]
-        job = _SourceMerge(sink, manifest, source, tiles, window, out, restore_scale, source.name in with_holes,
-                           cancel, limit)
-        held = gate.acquire(job.bytes_needed(), cancel)
+        job = jobs.job(source, cancel)
+        image = job.image()
+        held = gate.acquire(image.bytes_needed(), cancel)
         try:
-            for step in job.run():  # the number of tiles merged so far for this source
+            for step in _merge_tiles(image, job):
                 if throttle.due():
                     yield Progress(done + step, total, number, len(sources), source.name, "Merging tiles")
             if cancel.is_set():
                 summary.cancelled = True
                 return summary
-            summary.written.append(job.final)
-        except ImageError as exc:
-            summary.failed.append((source.name, str(exc)))
-        except MemoryError:
-            summary.failed.append((source.name, f"{source.name}: not enough memory to merge it."))
-        except OSError as exc:
-            summary.failed.append((source.name, f"{source.name}: writing failed ({exc.strerror or exc})."))
+            summary.written.append(image.target.path)
+            if image.combiner.counts():
+                summary.counts[source.name] = image.combiner.counts()
+        except (ImageError, MemoryError, OSError) as exc:
+            summary.failed.append((source.name, _failure(source.name, exc)))
         except Exception as exc:
             log.exception("unexpected error while merging %s", source.name)
             summary.failed.append((source.name, f"{source.name}: unexpected error ({exc}); see the log file."))
         finally:
             gate.release(held)
-        done += len(tiles)
+        done += len(job.tiles)
         yield Progress(done, total, number + 1, len(sources), source.name, "Merging tiles")
     return summary
 
 
-def _merge_on(executor: Executor | str, folder: Path, manifest: Manifest, sources: list[SourceRecord],
-              summary: MergeSummary, blend: str, restore_scale: bool, cancel: threading.Event | None,
-              limit: int) -> Generator[Progress, None, MergeSummary]:
+def _merge_on(executor: Executor | str, jobs: _SourceJobs, sources: list[SourceRecord], summary: MergeSummary,
+              cancel: threading.Event) -> Generator[Progress, None, MergeSummary]:
     """Each source's merge as one task of ``executor`` (a cluster: the worker that runs it
     streams a big source band by band into its file, as here); progress per finished source.
     On a cluster, every worker must see the tile folder and the output folder's place first."""
     owned = isinstance(executor, str)
     executor = make_executor(executor)
-    cancel = cancel or threading.Event()
     pending: dict[int, Any] = {}
     try:
         check_shared = getattr(executor, "check_shared", None)
         if check_shared is not None:
-            check_shared([folder], summary.output)
+            check_shared([jobs.folder], summary.output)
         prepare_output(summary.output)
-        by_source = manifest.tiles_by_source()
-        holes = {tile.source for tile in manifest.dropped}  # tiles dropped by the empty-tile filter
         flag = executor.shared_cancel() if hasattr(executor, "shared_cancel") else cancel
         report = executor.tile_counter() if hasattr(executor, "tile_counter") else None
-        jobs = [_SourceMerge(sink_class(manifest.layout).for_reading(folder, _of_source(manifest, s, by_source)),
-                             manifest, s, by_source[s.name], None, summary.output, restore_scale, s.name in holes,
-                             flag, limit) for s in sources]  # the blend window is made where the task runs
-        pending = {n: executor.submit(merge_source, job, blend, limit, report) for n, job in enumerate(jobs)}
+        tasks = [jobs.job(s, flag, alone=True) for s in sources]
+        pending = {n: executor.submit(merge_source, job, report) for n, job in enumerate(tasks)}
         in_flight = getattr(executor, "in_flight", lambda: 0)
-        total, done, failed = sum(len(j.tiles) for j in jobs), 0, {}
+        total, done, failed = sum(len(j.tiles) for j in tasks), 0, {}
         while pending:
             if cancel.is_set() and not summary.cancelled:  # tasks not started are dropped, the others stop
                 summary.cancelled = True
@@ -231,18 +327,21 @@ def _merge_on(executor: Executor | str, folder: Path, manifest: Manifest, source
             ended, _ = concurrent.futures.wait(list(pending.values()), timeout=0.1,
                                                return_when=concurrent.futures.FIRST_COMPLETED)
             for number in [n for n, f in pending.items() if f in ended]:
-                future, job = pending.pop(number), jobs[number]
+                future, job = pending.pop(number), tasks[number]
                 done += len(job.tiles)
                 try:
-                    error = future.result()
+                    error, counts = future.result()
                 except BaseException as exc:  # the executor lost the work (a cancelled future, a dead worker)
-                    error = None if future.cancelled() else f"{job.source.name}: {exc or type(exc).__name__}."
+                    error, counts = (None if future.cancelled() else f"{job.source.name}: {exc or type(exc).__name__}."), {}
                 if error is not None:
                     failed[number] = error
-            yield Progress(min(total, done + in_flight()), total, len(jobs) - len(pending), len(jobs), "", "Merging tiles")
+                elif counts:
+                    summary.counts[job.source.name] = counts
+            yield Progress(min(total, done + in_flight()), total, len(tasks) - len(pending), len(tasks), "", "Merging tiles")
         if not summary.cancelled:
-            summary.written += [j.final for n, j in enumerate(jobs) if n not in failed]
-        summary.failed += [(jobs[n].source.name, failed[n]) for n in sorted(failed)]
+            summary.written += [MergeTarget.of(j.source, j.output, j.restore).path for n, j in enumerate(tasks)
+                                if n not in failed]
+        summary.failed += [(tasks[n].source.name, failed[n]) for n in sorted(failed)]
         return summary
     except BaseException:  # closed (Ctrl-C): the tasks stop at their next tile, before we leave
         for future in pending.values():
@@ -254,29 +353,24 @@ def _merge_on(executor: Executor | str, folder: Path, manifest: Manifest, source
             executor.close()
 
 
-def merge_source(job: _SourceMerge, blend: str, limit: int, report=None) -> str | None:
-    """Merge one source, wherever it runs: None when its image is written (or the merge was
-    cancelled), else why it failed. ``report(n)`` is told of the tiles merged."""
-    job.window = blend_window(job.tile_size, job.grid.overlap, blend)  # not shipped: made here
-    job.flat = bool(np.all(job.window == 1.0))
-    gate = process_gate(limit)
-    held = gate.acquire(job.bytes_needed(), job.cancel)
+def merge_source(job: SourceJob, report=None) -> tuple[str | None, dict[str, int]]:
+    """Merge one source, wherever it runs: (None, its counts) when its image is written (or
+    the merge was cancelled), else (why it failed, {}). ``report(n)`` is told of the tiles merged."""
+    image = job.image()
+    gate = process_gate(job.limit)
+    held = gate.acquire(image.bytes_needed(), job.cancel)
     name, merged = job.source.name, 0
     try:
-        for step in job.run():
+        for step in _merge_tiles(image, job):
             if report is not None:
                 report(step - merged)
             merged = step
-        return None
-    except ImageError as exc:
-        return str(exc)
-    except MemoryError:
-        return f"{name}: not enough memory to merge it."
-    except OSError as exc:
-        return f"{name}: writing failed ({exc.strerror or exc})."
+        return None, image.combiner.counts()
+    except (ImageError, MemoryError, OSError) as exc:
+        return _failure(name, exc), {}
     except Exception as exc:
         log.exception("unexpected error while merging %s", name)
-        return f"{name}: unexpected error ({exc}); see the log file."
+        return f"{name}: unexpected error ({exc}); see the log file.", {}
     finally:
         gate.release(held)
 
@@ -285,6 +379,42 @@ def _of_source(manifest: Manifest, source: SourceRecord, by_source: dict[str, li
     """The manifest as far as one source's merge needs it (a task carries no other source's tiles)."""
     return dataclasses.replace(manifest, sources=[source], tiles=by_source[source.name],
                                dropped=[t for t in manifest.dropped if t.source == source.name])
+
+
+def _failure(name: str, exc: BaseException) -> str:
+    """The sentence a source fails with."""
+    if isinstance(exc, MemoryError):
+        return f"{name}: not enough memory to merge it."
+    if isinstance(exc, OSError):
+        return f"{name}: writing failed ({exc.strerror or exc})."
+    return str(exc)
+
+
+def _merge_tiles(image: ImageMerge, job: SourceJob):
+    """Add a source's tiles to its merge, read a few ahead; yields the number added so far
+    (stops early when cancelled), then finishes the image."""
+    sink, source, tiles, nearest = job.sink, job.source, job.tiles, image.combiner.labels
+
+    def read(tile: TileRecord) -> np.ndarray:
+        try:
+            array = sink.read(tile.file)
+        except FileNotFoundError:
+            raise ImageError(f"{source.name}: tile {tile.file} is missing from {sink.folder}.") from None
+        except ImageError as exc:
+            raise ImageError(f"{source.name}: tile {exc}") from exc
+        return as_tile(array, job.tile_size, tile.file, nearest)
+
+    reads = _read_ahead(read, tiles)
+    try:
+        for added, tile in enumerate(tiles, start=1):
+            if image.cancel.is_set():
+                return
+            image.add(tile, next(reads), tile.file)
+            yield added
+        image.close()
+    finally:
+        reads.close()
+        image.abort()
 
 
 def _mergeable(manifest: Manifest, out: Path) -> tuple[list[SourceRecord], MergeSummary]:
@@ -301,13 +431,16 @@ def _mergeable(manifest: Manifest, out: Path) -> tuple[list[SourceRecord], Merge
     return sources, summary
 
 
-def _check_memory(folder: Path, manifest: Manifest, sources: list[SourceRecord], limit: int) -> None:
+def _check_memory(folder: Path, manifest: Manifest, sources: list[SourceRecord], limit: int, combine: str) -> None:
     """Refuse (before anything is allocated) a manifest whose tiles cannot be merged in the limit:
-    the blend window and one band of two tile rows per source must fit."""
+    the blend window and one band of two tile rows per source must fit (one tile row of a vote's
+    sums of two classes: its band)."""
     window = manifest.tile_size * manifest.tile_size * 8
+    probe = make_combiner(combine, Weights(1, 0, "flat"), False, "")
+    rows = manifest.tile_size * (2 if probe.whole_ok else 1)
     for source in sources:
         cols = source.scaled_shape[1]
-        need = window + merge_bytes(2 * manifest.tile_size, cols, max(1, source.channels))
+        need = window + probe.state_bytes(rows, cols, max(1, source.channels))
         if need > limit:
             raise TilesError(
                 f"{folder / 'manifest.json'}: tile_size {manifest.tile_size} means merging one row of "
@@ -315,136 +448,164 @@ def _check_memory(folder: Path, manifest: Manifest, sources: list[SourceRecord],
                 f"({limit >> 20} MB); if the manifest is right, raise the memory limit.")
 
 
-class _SourceMerge:
-    """The merge of one source: tiles added row by row, finished rows divided and emitted."""
+# --- one image ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MergeTarget:
+    """Where a merged image goes: its file, its source's axes, sizes and pixel sizes, and
+    whether it is resampled back to the source's size."""
 
-    def __init__(self, sink, manifest: Manifest, source: SourceRecord, tiles: list[TileRecord], window: np.ndarray,
-                 out: Path, restore_scale: bool, holes: bool, cancel: threading.Event, limit: int):
-        self.sink, self.source, self.window = sink, source, window
-        self.tile_size = manifest.tile_size
-        self.grid = source.grid_of(manifest.tile_size, manifest.overlap)  # the cut's grid, rebuilt
-        self.tiles = sorted(tiles, key=lambda t: t.index)  # row-major: the order tiles are added in
-        self.by_row: dict[int, list[TileRecord]] = {}
-        for tile in self.tiles:
-            self.by_row.setdefault(tile.row, []).append(tile)
-        self.flat = bool(np.all(window == 1.0))
-        self.holes, self.cancel = holes, cancel
-        self.rows, self.cols = source.scaled_shape
-        self.restore = restore_scale and list(source.scaled_shape) != list(source.shape_yx)
-        self.final = out / f"{source.tile_stem}.tif"
-        # whole when the canvas fits this source's share, else a band of one tile row
-        self.whole = merge_bytes(self.rows, self.cols, max(1, source.channels)) <= limit
+    path: Path
+    shape_yx: tuple[int, int]
+    axes: str | None = None
+    pixel_size_um: tuple[float, float] | None = None
+    output_pixel_size_um: tuple[float, float] | None = None
+    restore: bool = False
+
+    @classmethod
+    def of(cls, source: SourceRecord, out: Path, restore_scale: bool) -> MergeTarget:
+        def pair(value):
+            return None if value is None else (float(value[0]), float(value[1]))
+
+        return cls(out / f"{source.tile_stem}.tif", tuple(source.shape_yx), source.axes, pair(source.pixel_size_um),
+                   pair(source.output_pixel_size_um), restore_scale and list(source.scaled_shape) != list(source.shape_yx))
+
+
+class ImageMerge:
+    """One image rebuilt from its tiles, given in row-major order (:meth:`add`), by a combiner.
+
+    The combiner holds the whole image when its state fits ``limit`` (and its mode allows it),
+    else a band of one tile row whose finished rows are taken out as soon as the next tile row
+    starts: into memory when the output fits, else into a tiled BigTIFF. :meth:`close` writes
+    the result (resampled back to the source's size when the target says so).
+    """
+
+    def __init__(self, grid: TileGrid, combiner: Combiner, target: MergeTarget, limit: int, channels: int = 1,
+                 cancel: threading.Event | None = None):
+        self.grid, self.combiner, self.target = grid, combiner, target
+        self.cancel = cancel or threading.Event()
+        self.rows, self.cols = grid.shape
+        self.channels = channels
+        self.whole = combiner.whole_ok and combiner.state_bytes(self.rows, self.cols, channels) <= limit
+        self.height = self.rows if self.whole else min(self.rows, grid.tile_size)
+        restored = target.shape_yx[0] * target.shape_yx[1] * channels * 8 if target.restore else 0
+        self.output_bytes = self.rows * self.cols * channels * 8 + restored  # as float64 at most
+        # a mode that may hold the whole image writes a band's rows to a BigTIFF; a vote (always
+        # in bands) keeps its output in memory when it fits half the limit, its sums the rest
+        self.in_memory = self.whole if combiner.whole_ok else self.output_bytes <= limit // 2
+        if isinstance(combiner, Vote):
+            combiner.reserve = max(Vote.class_bytes(2, self.height, self.cols),
+                                   limit - (self.output_bytes if self.in_memory else 0))
+        self.band_y0 = 0  # image row of the band's first row
+        self.row = 0  # tile row being added
+        self.out_dtype: np.dtype | None = None
+        self._writer: _TiledWriter | None = None
+        self._memory: np.ndarray | None = None  # the output, when it is kept in memory
+        self._filled = 0
 
     def bytes_needed(self) -> int:
-        channels = max(1, self.source.channels)
-        if not self.whole:
-            return merge_bytes(min(self.rows, 2 * self.tile_size), self.cols, channels)
-        restored = self.source.shape_yx[0] * self.source.shape_yx[1] * channels * 8 if self.restore else 0
-        return merge_bytes(self.rows, self.cols, channels) + restored
+        """Bytes this merge holds at most (what it asks the memory gate for)."""
+        state = self.combiner.state_bytes(self.height, self.cols, self.channels)
+        if self.whole:
+            return state + (self.output_bytes - self.rows * self.cols * self.channels * 8)
+        return state + (self.output_bytes if self.in_memory else 0)
 
-    def run(self) -> Generator[int, None, None]:
-        """Merge; yields the number of tiles added so far (stops early when cancelled)."""
-        reads = _read_ahead(self._read, self.tiles)
-        writer = None
-        try:
-            first = next(reads)
-            channels, dtype = first.shape[2], first.dtype
-            out_dtype = _output_dtype(dtype)
-            if not self.whole:
-                writer = _TiledWriter(self.final.with_name(f".{self.final.stem}.merged.tif") if self.restore else self.final,
-                                      (self.rows, self.cols, channels), out_dtype, self.source.output_pixel_size_um)
-            height = self.rows if self.whole else self.tile_size
-            canvas = np.zeros((height, self.cols, channels))
-            weights = np.zeros((height, self.cols))
-            band_y0 = 0  # first row not yet emitted
-            added = 0
-            for row, y0 in enumerate(self.grid.row_starts):  # tile rows of the grid, holes included
-                if not self.whole and y0 > band_y0:  # rows above this tile row are final: emit them
-                    self._emit(writer, canvas, weights, y0 - band_y0, out_dtype)
-                    canvas, weights = _shift(canvas, weights, y0 - band_y0)
-                    band_y0 = y0
-                for tile in self.by_row.get(row, ()):
-                    if self.cancel.is_set():
-                        return
-                    self._add(canvas, weights, first if added == 0 else next(reads), tile, band_y0, channels)
-                    added += 1
-                    yield added
-            if self.whole:
-                self._write_whole(self._divide(canvas, weights, self.rows), out_dtype)
-                return
-            self._emit(writer, canvas, weights, self.rows - band_y0, out_dtype)
-            writer.close()
-            writer = None
-        finally:
-            reads.close()
-            if writer is not None:
-                writer.close(ok=False)
-        if self.restore:
-            merged = self.final.with_name(f".{self.final.stem}.merged.tif")
+    def add(self, tile, values: np.ndarray, name: str = "") -> None:
+        """Add a tile's (rows, cols, channels) values; ``tile`` has ``row, y0, x0, y1, x1`` (a
+        :class:`~tilesapp.core.geometry.Tile` or a manifest's tile record)."""
+        if self.out_dtype is None:
+            self.combiner.start(self.height, self.cols, values.shape[2], values.dtype)
+            self.out_dtype = self.combiner.out_dtype
+        if tile.row < self.row:
+            raise ValueError(f"tiles must be added row by row; tile row {tile.row} came after {self.row}")
+        self._advance(tile.row)
+        inner = (tile.y0 > 0, tile.x0 > 0, tile.y1 < self.rows, tile.x1 < self.cols)
+        place = Placement(tile.y0 - self.band_y0, tile.x0, tile.y1 - self.band_y0, tile.x1, inner, name)
+        self.combiner.add(values, place)
+
+    def _advance(self, row: int) -> None:
+        """Move the band down to tile row ``row``: the rows above it are done (tile rows with no
+        tile, dropped by the empty-tile filter, are passed one by one)."""
+        while not self.whole and self.row < row:
+            self.row += 1
+            y0 = self.grid.row_starts[self.row]
+            if y0 > self.band_y0:
+                self._emit(y0 - self.band_y0)
+                self.combiner.drop(y0 - self.band_y0)
+                self.band_y0 = y0
+        self.row = max(self.row, row)
+
+    def close(self) -> Path | None:
+        """Finish the image and write it; the path written (None when cancelled meanwhile)."""
+        if self.out_dtype is None:
+            raise self.combiner.not_covered()
+        self._advance(self.grid.n_rows - 1)
+        self._emit(self.rows - self.band_y0)
+        if self._writer is None:
+            merged, self._memory = self._memory, None
+            self._write_whole(merged)
+            return None if self.cancel.is_set() else self.target.path
+        writer, self._writer = self._writer, None
+        writer.close()
+        if self.target.restore:
+            merged = _merged_file(self.target.path)
             try:
                 with open_image(merged) as image:
-                    self._restore(_ScenePixels(image.scenes[0]), out_dtype, _STRIP)
+                    self._restore(_ScenePixels(image.scenes[0]), _STRIP)
             finally:
                 merged.unlink(missing_ok=True)
+        return None if self.cancel.is_set() else self.target.path
 
-    def _read(self, tile: TileRecord) -> np.ndarray:
-        try:
-            array = self.sink.read(tile.file)
-        except FileNotFoundError:
-            raise ImageError(f"{self.source.name}: tile {tile.file} is missing from {self.sink.folder}.") from None
-        except ImageError as exc:
-            raise ImageError(f"{self.source.name}: tile {exc}") from exc
-        return as_tile(array, self.tile_size, tile.file)
+    def abort(self) -> None:
+        """Give up (cancelled or failed): nothing is left under a final name."""
+        if self._writer is not None:
+            self._writer.close(ok=False)
+            self._writer = None
+        self._memory = None
 
-    def _add(self, canvas, weights, values, tile: TileRecord, y_offset: int, channels: int) -> None:
-        """Add a tile's values, weighted by the blend window, to a canvas whose first row is image
-        row ``y_offset``."""
-        if values.shape[2] != channels:
-            raise ImageError(f"{self.source.name}: tile {tile.file} has {values.shape[2]} channels, other tiles {channels}.")
-        y0, x0, y1, x1 = tile.y0 - y_offset, tile.x0, tile.y1 - y_offset, tile.x1
-        part = values[: y1 - y0, : x1 - x0]
-        if self.flat:  # weights of 1: the same sums without a product per pixel
-            canvas[y0:y1, x0:x1] += part
-            weights[y0:y1, x0:x1] += 1.0
-        else:
-            w = self.window[: y1 - y0, : x1 - x0]
-            canvas[y0:y1, x0:x1] += part * w[..., np.newaxis]
-            weights[y0:y1, x0:x1] += w
+    def _emit(self, n: int) -> None:
+        """Take the first ``n`` rows of the band out: to memory or to the BigTIFF."""
+        if n <= 0:
+            return
+        block = self.combiner.rows(n)
+        if self.whole:  # the whole image, as the combiner gives it (float64 for a blend) until written
+            self._memory = block
+            return
+        if self.in_memory:
+            if self._memory is None:
+                self._memory = np.empty((self.rows, self.cols, block.shape[2]), self.out_dtype)
+            self._memory[self._filled : self._filled + n] = _to_dtype(block, self.out_dtype)
+            self._filled += n
+            return
+        if self._writer is None:
+            path = _merged_file(self.target.path) if self.target.restore else self.target.path
+            self._writer = _TiledWriter(path, (self.rows, self.cols, block.shape[2]), self.out_dtype,
+                                        self.target.output_pixel_size_um)
+        self._writer.add(_to_dtype(block, self.out_dtype, in_place=True))
 
-    def _divide(self, canvas: np.ndarray, weights: np.ndarray, n: int) -> np.ndarray:
-        """The first ``n`` rows of the canvas divided by their weights, in place (float64)."""
-        part, w = canvas[:n], weights[:n]
-        if not self.holes and np.any(w == 0):
-            raise _not_covered(self.source)
-        # a hole's sums are 0 and stay 0
-        np.divide(part, w[..., np.newaxis], out=part, where=w[..., np.newaxis] > 0)
-        return part
-
-    def _emit(self, writer: _TiledWriter, canvas, weights, n: int, dtype: np.dtype) -> None:
-        """Divide and write the first ``n`` rows of a band canvas (they are cleared next)."""
-        if n > 0:
-            writer.add(_to_dtype(self._divide(canvas, weights, n), dtype, in_place=True))
-
-    def _write_whole(self, merged: np.ndarray, dtype: np.dtype) -> None:
-        """Write a canvas held whole (float64), back at the source's size first when asked."""
-        pixel_size = self.source.output_pixel_size_um
-        if self.restore:
+    def _write_whole(self, merged: np.ndarray) -> None:
+        """Write an image held in memory, back at the source's size first when asked."""
+        target, dtype = self.target, self.out_dtype
+        pixel_size = target.output_pixel_size_um
+        if target.restore:
             restored: list[np.ndarray] = []
-            self._restore(_MemoryPixels(merged), dtype, None, restored.append)
-            merged, pixel_size = restored[0], self.source.pixel_size_um
+            self._restore(_MemoryPixels(merged), None, restored.append)
+            if self.cancel.is_set():
+                return
+            merged, pixel_size = restored[0], target.pixel_size_um
         else:
             merged = _to_dtype(merged, dtype, in_place=True)
-        write_image(self.final, from_yxc(merged, _axes(merged.shape[2], self.source.axes)),
-                    _axes(merged.shape[2], self.source.axes), None if pixel_size is None else tuple(pixel_size))
+        axes = _axes(merged.shape[2], target.axes)
+        write_image(target.path, from_yxc(merged, axes), axes, pixel_size)
 
-    def _restore(self, pixels, dtype: np.dtype, step: int | None, emit=None) -> None:
+    def _restore(self, pixels, step: int | None, emit=None) -> None:
         """Resample merged pixels back to the source's size in bands of ``step`` rows (None: one
-        band), nearest neighbour for integers; to ``emit`` or else to the final tiled BigTIFF."""
-        rows, cols = self.source.shape_yx
-        resampled = MaskRows(pixels, (rows, cols)) if dtype.kind in "iub" else ScaledRows(pixels, (rows, cols))
+        band), nearest neighbour for labels and integers; to ``emit`` or else to the final tiled BigTIFF."""
+        rows, cols = self.target.shape_yx
+        dtype = self.out_dtype
+        resampled = MaskRows(pixels, (rows, cols)) if self.combiner.nearest else ScaledRows(pixels, (rows, cols))
         writer = None
         if emit is None:
-            writer = _TiledWriter(self.final, (rows, cols, pixels.info.channels), dtype, self.source.pixel_size_um)
+            writer = _TiledWriter(self.target.path, (rows, cols, pixels.info.channels), dtype, self.target.pixel_size_um)
             emit = writer.add
         try:
             for y in range(0, rows, step or rows):
@@ -457,6 +618,66 @@ class _SourceMerge:
         finally:
             if writer is not None:
                 writer.close(ok=False)
+
+
+def _merged_file(final: Path) -> Path:
+    """The hidden file a big image is merged into before it is resampled to ``final``."""
+    return final.with_name(f".{final.stem}.merged.tif")
+
+
+# --- boxes ----------------------------------------------------------------------------------------
+def _prediction_files(folder: Path, manifest: Manifest, sources: list[SourceRecord]) -> tuple[Path, dict[str, Path]]:
+    """The prediction files of a folder by stem; a folder whose files name no tile is refused."""
+    files = box_merge.prediction_files(folder)
+    stems = {Path(t.file).stem for t in manifest.tiles if t.source in {s.name for s in sources}}
+    if files and not stems & set(files):
+        example = min(stems, default="tile")
+        raise SettingsError("boxes", f"no prediction file in {folder} is named like a tile (such as {example}.txt); "
+                                     f"give the folder of the model's per-tile .txt files.")
+    return folder, files
+
+
+def _merge_boxes(manifest: Manifest, folder: Path, sources: list[SourceRecord], predictions, out: Path,
+                 summary: MergeSummary, restore: bool, iou: float, fusion: str, cancel: threading.Event) -> Generator[Progress, None, MergeSummary]:
+    """Merge per-tile prediction files into one YOLO file per source and one COCO file."""
+    predictions, files = predictions
+    by_source = manifest.tiles_by_source()
+    tiles = {s.name: sorted(by_source[s.name], key=lambda t: t.index) for s in sources}
+    coco = box_merge.CocoFile(box_merge.class_names(predictions, folder, manifest))
+    total, done, throttle = sum(len(t) for t in tiles.values()), 0, Throttle()
+    for number, source in enumerate(sources):
+        if cancel.is_set():
+            summary.cancelled = True
+            break
+        shape = tuple(source.scaled_shape)
+        size = tuple(source.shape_yx) if restore else shape
+        try:
+            parts = []
+            for tile in tiles[source.name]:
+                path = files.get(Path(tile.file).stem)
+                if path is not None:  # a tile without a file has no detection (YOLO writes none)
+                    try:
+                        rows = box_merge.read_predictions(path)
+                    except ImageError as exc:
+                        raise ImageError(f"{source.name}: {exc}") from exc
+                    parts.append(box_merge.place_boxes(rows, tile, manifest.tile_size, shape))
+            placed = box_merge.concat(parts)
+            merged = box_merge.merge_boxes(placed, iou, fusion).scaled(shape, size)
+            target = out / f"{source.tile_stem}.txt"
+            write_text(target, box_merge.yolo_text(merged, size))
+            coco.add_image(source.name, size, merged)
+            summary.written.append(target)
+            summary.counts[source.name] = {"boxes_in": len(placed), "boxes": len(merged)}
+        except (ImageError, OSError) as exc:
+            summary.failed.append((source.name, _failure(source.name, exc)))
+        done += len(tiles[source.name])
+        if throttle.due(force=True):
+            yield Progress(done, total, number + 1, len(sources), source.name, "Merging boxes")
+    if coco.images:
+        write_bytes(out / COCO_NAME, json.dumps(coco.document(), indent=1).encode("utf-8"))
+        if coco.names_file is not None:
+            write_text(out / "classes.txt", "".join(f"{name}\n" for name in coco.names))
+    return summary
 
 
 def _axes(channels: int, source_axes: str | None) -> str:
@@ -580,16 +801,6 @@ class _TiledWriter:
                 raise error
 
 
-def _shift(canvas: np.ndarray, weights: np.ndarray, n: int):
-    """Drop the first ``n`` rows (written) and clear ``n`` rows at the bottom, in place."""
-    keep = max(0, len(canvas) - n)
-    canvas[:keep] = canvas[len(canvas) - keep :]
-    weights[:keep] = weights[len(weights) - keep :]
-    canvas[keep:] = 0
-    weights[keep:] = 0
-    return canvas, weights
-
-
 def _read_ahead(read, items: list, depth: int = 32):
     """``read(item)`` for every item, in order, a few reads ahead in background threads (tile
     files are decoded while the canvas is summed); closing the generator stops them."""
@@ -607,17 +818,6 @@ def _read_ahead(read, items: list, depth: int = 32):
                 future.cancel()
 
 
-def _not_covered(source: SourceRecord) -> ImageError:
-    return ImageError(f"{source.name}: the tiles do not cover the whole image; the manifest does not match the tiles.")
-
-
-def _output_dtype(tile_dtype: np.dtype) -> np.dtype:
-    """Merged images keep integer tiles' type; float tiles give float32 (float64 for float64)."""
-    if tile_dtype.kind in "iu":
-        return tile_dtype
-    return np.dtype(np.float32 if tile_dtype.itemsize <= 4 else np.float64)
-
-
 def _to_dtype(values: np.ndarray, dtype: np.dtype, in_place: bool = False) -> np.ndarray:
     """Round and clip to an integer type, or convert to a float one (``in_place``: ``values``
     may be used as scratch)."""
@@ -631,4 +831,5 @@ def _to_dtype(values: np.ndarray, dtype: np.dtype, in_place: bool = False) -> np
     return values.astype(dtype, copy=False)
 
 
-__all__ = ["BLENDS", "MergeSummary", "SceneInfo", "as_tile", "blend_window", "read_tile", "run_merge"]
+__all__ = ["BLENDS", "COMBINES", "COCO_NAME", "ImageMerge", "MergeSummary", "MergeTarget", "SceneInfo", "as_tile", "blend_window",
+           "make_combiner", "read_tile", "run_merge"]
