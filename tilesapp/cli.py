@@ -12,6 +12,7 @@ import dataclasses
 import json
 import logging
 import shutil
+import signal
 import sys
 import threading
 import time
@@ -107,15 +108,36 @@ def _clock(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
-def drive(gen: Generator, bar: ProgressBar) -> Any:
-    """Run a core generator to its end, feeding the bar; returns the generator's value."""
+def drive(gen: Generator, bar: ProgressBar, cancel: threading.Event | None = None) -> Any:
+    """Run a core generator to its end, feeding the bar; returns the generator's value.
+
+    With ``cancel``, Ctrl-C sets it and the run winds down as cancelled (its manifest written),
+    then KeyboardInterrupt is raised: an interrupt raised at a random moment could land in a
+    finalizer and be lost. A second Ctrl-C interrupts at once.
+    """
+    interrupted: list[bool] = []
+    previous = None
+    if cancel is not None and threading.current_thread() is threading.main_thread() \
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        def on_interrupt(*_args):
+            if interrupted:
+                raise KeyboardInterrupt
+            interrupted.append(True)
+            cancel.set()
+
+        previous = signal.signal(signal.SIGINT, on_interrupt)
     try:
         while True:
             bar.update(next(gen))
     except StopIteration as stop:
-        return stop.value
+        value = stop.value
     finally:
         bar.close()
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    if interrupted:
+        raise KeyboardInterrupt
+    return value
 
 
 # --- argument parsing --------------------------------------------------------------------------
@@ -353,11 +375,12 @@ def cmd_cut(args) -> int:
                      masks=args.masks, labels=args.labels, annotations=args.annotations, executor=args.scheduler,
                      resume=args.resume)
     try:
-        summary = drive(gen, ProgressBar("tiles", enabled=not args.quiet))
+        summary = drive(gen, ProgressBar("tiles", enabled=not args.quiet), cancel)
     except KeyboardInterrupt:
         cancel.set()
         gen.close()
-        _warn(f"Interrupted: {Path(args.output) / 'manifest.json'} lists the tiles written so far.")
+        _warn(f"Interrupted: {Path(args.output) / 'manifest.json'} lists the tiles written so far "
+              f"(add --resume to finish the cut).")
         return EXIT_INTERRUPTED
     if args.save_config:
         save_settings(settings, args.save_config)
@@ -417,7 +440,7 @@ def cmd_merge(args) -> int:
                     box_fusion=args.box_fusion, restore_scale=args.restore_scale, overwrite=args.overwrite,
                     cancel=cancel, memory_limit=args.memory_limit, executor=args.scheduler)
     try:
-        summary = drive(gen, ProgressBar("tiles", enabled=not args.quiet))
+        summary = drive(gen, ProgressBar("tiles", enabled=not args.quiet), cancel)
     except KeyboardInterrupt:
         cancel.set()
         gen.close()
@@ -482,7 +505,7 @@ def cmd_predict(args) -> int:
         options, _ = PredictOptions.from_dict(flags, options)
         gen = run_predict(args.input, args.output, args.model, settings, options, overwrite=args.overwrite,
                           cancel=cancel, settings_file=Path(args.config) if args.config else None)
-        summary = drive(gen, ProgressBar("tiles", enabled=not args.quiet))
+        summary = drive(gen, ProgressBar("tiles", enabled=not args.quiet), cancel)
     except KeyboardInterrupt:
         cancel.set()
         if gen is not None:

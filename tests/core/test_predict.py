@@ -180,10 +180,19 @@ def test_cancel_stops_between_tiles_and_writes_nothing_half_done(images, tmp_pat
     cancel = threading.Event()
     gen = run_predict(images, tmp_path / "out", identity(tmp_path / "m.onnx"), SETTINGS, PredictOptions(batch_size=1),
                       cancel=cancel)
-    for progress in gen:
-        if progress.done >= 1:
-            cancel.set()
-    assert list((tmp_path / "out").iterdir()) == []
+    summary = None
+    try:
+        while True:
+            if next(gen).done >= 1:
+                cancel.set()
+    except StopIteration as stop:
+        summary = stop.value
+    # images finished before the cancel landed are whole files; the rest is not written at all
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert written == sorted(p.name for p in summary.written) and not any(n.startswith(".") for n in written)
+    for path in summary.written:
+        assert tifffile.imread(path).size > 0
+    assert summary.cancelled or len(summary.written) == len(list(images.glob("*.tif")))
 
 
 def test_the_model_input_is_checked_against_the_settings(images, tmp_path):
