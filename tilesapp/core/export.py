@@ -44,7 +44,7 @@ from tilesapp.core.manifest import MANIFEST_NAME, Manifest, SourceRecord, manife
 from tilesapp.core.memory import default_memory_limit, largest_tile, tile_bytes
 from tilesapp.core.annotations import AnnotationFolders
 from tilesapp.core.plan import plan_image
-from tilesapp.core.progress import Progress, Throttle
+from tilesapp.core.progress import Progress, Throttle, TileCounter
 from tilesapp.core.readers import open_image
 from tilesapp.core.resume import Resumption, remove_strays, resumable
 from tilesapp.core.sources import sources_of
@@ -170,18 +170,6 @@ def run_export(
         if owned:
             executor.close()
         lock.release()
-
-
-class TileCounter:
-    """Tiles done, counted by the threads that write them (callable as ``CutRun.report``)."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self._lock = threading.Lock()
-
-    def __call__(self, n: int) -> None:
-        with self._lock:
-            self.count += n
 
 
 class _Export:
@@ -334,9 +322,7 @@ class _Export:
         done = 0
         events: queue.SimpleQueue = queue.SimpleQueue()  # images finished
         local = getattr(self.executor, "local", True)
-        # Tiles are counted, not queued: a queued event per tile woke this thread for every
-        # tile, and the GIL going back and forth slowed the threads writing them.
-        counter = TileCounter()
+        counter = TileCounter()  # tiles written, counted by the threads writing them
         run = CutRun(self.settings, self.sink, self.memory_limit, self.executor.workers, self.cancel,
                      counter if local else None)
         if hasattr(self.executor, "shared_cancel"):  # a cluster: a cancel flag and a tile count that cross processes

@@ -52,12 +52,12 @@ from tilesapp.core.combine import (
     check_combine,
 )
 from tilesapp.core.errors import ImageError, SettingsError, TilesError
-from tilesapp.core.executors import Executor, make_executor
+from tilesapp.core.executors import Executor, ThreadExecutor, make_executor
 from tilesapp.core.folders import check_output_contents, check_output_place, prepare_output
 from tilesapp.core.geometry import TileGrid
 from tilesapp.core.manifest import Manifest, SourceRecord, TileRecord, read_manifest
 from tilesapp.core.memory import default_memory_limit, process_gate
-from tilesapp.core.progress import Progress, Throttle
+from tilesapp.core.progress import Progress, Throttle, TileCounter
 from tilesapp.core.readers import SceneInfo, from_yxc, open_image
 from tilesapp.core.resample import working_dtype
 from tilesapp.core.settings import MIN_MEMORY_LIMIT
@@ -213,13 +213,13 @@ def run_merge(
         check_output_contents(out, False)
     cancel = cancel or threading.Event()
     jobs = _SourceJobs(tiles_folder, manifest, out, combine, blend, iou, restore_scale, limit)
-    if predictions is None and executor is not None:
-        return (yield from _merge_on(executor, jobs, sources, summary, cancel))
+    if predictions is None:
+        # sources merged side by side on this computer's cores (numpy and the codecs release
+        # the GIL; the memory gate holds them to the limit), or as tasks of a cluster
+        return (yield from _merge_on(executor or ThreadExecutor(), jobs, sources, summary, cancel))
     prepare_output(out)
-    if predictions is not None:
-        return (yield from _merge_boxes(manifest, tiles_folder, sources, predictions, out, summary, restore_scale, iou,
-                                        box_fusion, cancel))
-    return (yield from _merge_images(jobs, sources, summary, cancel))
+    return (yield from _merge_boxes(manifest, tiles_folder, sources, predictions, out, summary, restore_scale, iou,
+                                    box_fusion, cancel))
 
 
 @dataclass
@@ -268,44 +268,12 @@ class _SourceJobs:
                          self.restore, self.limit, cancel)
 
 
-def _merge_images(jobs: _SourceJobs, sources: list[SourceRecord], summary: MergeSummary,
-                  cancel: threading.Event) -> Generator[Progress, None, MergeSummary]:
-    """Merge each source's tiles into ``summary.output``, here (see :func:`run_merge`)."""
-    total = sum(len(jobs.by_source[s.name]) for s in sources)
-    done, throttle = 0, Throttle()
-    gate = process_gate(jobs.limit)
-    for number, source in enumerate(sources):
-        job = jobs.job(source, cancel)
-        image = job.image()
-        held = gate.acquire(image.bytes_needed(), cancel)
-        try:
-            for step in _merge_tiles(image, job):
-                if throttle.due():
-                    yield Progress(done + step, total, number, len(sources), source.name, "Merging tiles")
-            if cancel.is_set():
-                summary.cancelled = True
-                return summary
-            summary.written.append(image.target.path)
-            if image.combiner.counts():
-                summary.counts[source.name] = image.combiner.counts()
-        except (ImageError, MemoryError, OSError) as exc:
-            summary.failed.append((source.name, _failure(source.name, exc)))
-        except Exception as exc:
-            log.exception("unexpected error while merging %s", source.name)
-            summary.failed.append((source.name, f"{source.name}: unexpected error ({exc}); see the log file."))
-        finally:
-            gate.release(held)
-        done += len(job.tiles)
-        yield Progress(done, total, number + 1, len(sources), source.name, "Merging tiles")
-    return summary
-
-
 def _merge_on(executor: Executor | str, jobs: _SourceJobs, sources: list[SourceRecord], summary: MergeSummary,
               cancel: threading.Event) -> Generator[Progress, None, MergeSummary]:
     """Each source's merge as one task of ``executor`` (a cluster: the worker that runs it
     streams a big source band by band into its file, as here); progress per finished source.
     On a cluster, every worker must see the tile folder and the output folder's place first."""
-    owned = isinstance(executor, str)
+    owned = isinstance(executor, (str, ThreadExecutor))
     executor = make_executor(executor)
     pending: dict[int, Any] = {}
     try:
@@ -314,7 +282,9 @@ def _merge_on(executor: Executor | str, jobs: _SourceJobs, sources: list[SourceR
             check_shared([jobs.folder], summary.output)
         prepare_output(summary.output)
         flag = executor.shared_cancel() if hasattr(executor, "shared_cancel") else cancel
-        report = executor.tile_counter() if hasattr(executor, "tile_counter") else None
+        local = getattr(executor, "local", True)
+        counter = TileCounter()
+        report = executor.tile_counter() if hasattr(executor, "tile_counter") else (counter if local else None)
         tasks = [jobs.job(s, flag, alone=True) for s in sources]
         pending = {n: executor.submit(merge_source, job, report) for n, job in enumerate(tasks)}
         in_flight = getattr(executor, "in_flight", lambda: 0)
@@ -328,7 +298,7 @@ def _merge_on(executor: Executor | str, jobs: _SourceJobs, sources: list[SourceR
                                                return_when=concurrent.futures.FIRST_COMPLETED)
             for number in [n for n, f in pending.items() if f in ended]:
                 future, job = pending.pop(number), tasks[number]
-                done += len(job.tiles)
+                done += 0 if local else len(job.tiles)
                 try:
                     error, counts = future.result()
                 except BaseException as exc:  # the executor lost the work (a cancelled future, a dead worker)
@@ -337,6 +307,7 @@ def _merge_on(executor: Executor | str, jobs: _SourceJobs, sources: list[SourceR
                     failed[number] = error
                 elif counts:
                     summary.counts[job.source.name] = counts
+            done = counter.count if local else done
             yield Progress(min(total, done + in_flight()), total, len(tasks) - len(pending), len(tasks), "", "Merging tiles")
         if not summary.cancelled:
             summary.written += [MergeTarget.of(j.source, j.output, j.restore).path for n, j in enumerate(tasks)

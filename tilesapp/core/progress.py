@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 
@@ -43,3 +44,17 @@ class Throttle:
             self._last = now
             return True
         return False
+
+
+class TileCounter:
+    """Work done, counted by the threads doing it (callable with how much); read by the thread
+    reporting progress, never woken by it — a queued event per tile bounced the GIL between
+    the threads writing tiles and the one reporting them."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, n: int) -> None:
+        with self._lock:
+            self.count += n
