@@ -139,3 +139,17 @@ def test_png_tiles_merge(tmp_path):
     _, summary = drain(run_merge(tmp_path / "tiles", tmp_path / "merged", blend="gradient"))
     merged = tifffile.imread(summary.written[0])
     assert merged.shape == (100, 140, 3) and np.array_equal(merged, rgb)
+
+
+def test_a_wide_image_whose_one_tile_row_fits_the_limit_is_merged_in_bands(tmp_path):
+    """Merging in bands holds one tile row: 512-px tiles of a 4000-px wide image fit 64 MB, two
+    tile rows would not — the merge must not be refused for a band it never holds."""
+    src = tmp_path / "in"
+    src.mkdir()
+    image = (microscopy((1200, 4000), seed=5) // 256).astype(np.uint8)
+    tifffile.imwrite(src / "wide.tif", image)
+    settings = Settings(tile_size=512, overlap=128, calibrate=False, norm="none", dtype="uint8")
+    drain(run_export(src, tmp_path / "tiles", settings))
+    _, summary = drain(run_merge(tmp_path / "tiles", tmp_path / "merged", memory_limit=64 << 20))
+    assert summary.exit_code == 0 and not summary.failed
+    np.testing.assert_array_equal(tifffile.imread(summary.written[0]), image)

@@ -404,11 +404,11 @@ def _mergeable(manifest: Manifest, out: Path) -> tuple[list[SourceRecord], Merge
 
 def _check_memory(folder: Path, manifest: Manifest, sources: list[SourceRecord], limit: int, combine: str) -> None:
     """Refuse (before anything is allocated) a manifest whose tiles cannot be merged in the limit:
-    the blend window and one band of two tile rows per source must fit (one tile row of a vote's
-    sums of two classes: its band)."""
+    the blend window and the band of one tile row an image merged in bands holds must fit (a
+    vote's band with the sums of two classes)."""
     window = manifest.tile_size * manifest.tile_size * 8
     probe = make_combiner(combine, Weights(1, 0, "flat"), False, "")
-    rows = manifest.tile_size * (2 if probe.whole_ok else 1)
+    rows = manifest.tile_size
     for source in sources:
         cols = source.scaled_shape[1]
         need = window + probe.state_bytes(rows, cols, max(1, source.channels))
