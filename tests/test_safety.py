@@ -294,7 +294,16 @@ def test_two_exports_into_one_folder_at_once(slow_input, tmp_path):
         while not (out.is_dir() and any(p.suffix == ".tif" for p in out.iterdir())):
             assert first.poll() is None and time.monotonic() < deadline, "the first export ended before writing tiles"
             time.sleep(0.002)
-        second = run_cli("cut", slow_input, out, "--patch-size", "96", "--overlap", "16", "--overwrite")
+        # Hold the first run still (lock and all) while the second one tries: a fast machine
+        # could otherwise finish the first before the second has started.
+        paused = hasattr(signal, "SIGSTOP")
+        if paused:
+            os.kill(first.pid, signal.SIGSTOP)
+        try:
+            second = run_cli("cut", slow_input, out, "--patch-size", "96", "--overlap", "16", "--overwrite")
+        finally:
+            if paused:
+                os.kill(first.pid, signal.SIGCONT)
     finally:
         first_out, first_err = first.communicate(timeout=120)
     assert first.returncode == 0, first_err

@@ -7,6 +7,7 @@ import tifffile
 from helpers import drain, microscopy, write_imagej
 
 from tilesapp.core.errors import OutputError, SettingsError, TilesError
+from tilesapp.core.executors import ThreadExecutor
 from tilesapp.core.export import run_export
 from tilesapp.core.merge import blend_window, run_merge
 from tilesapp.core.preview import preview_image
@@ -153,3 +154,34 @@ def test_a_wide_image_whose_one_tile_row_fits_the_limit_is_merged_in_bands(tmp_p
     _, summary = drain(run_merge(tmp_path / "tiles", tmp_path / "merged", memory_limit=64 << 20))
     assert summary.exit_code == 0 and not summary.failed
     np.testing.assert_array_equal(tifffile.imread(summary.written[0]), image)
+
+
+class _CancelOnceWritten:
+    """A cancel flag that goes up the moment a merged image lands (a user pressing Cancel
+    just as a file is renamed into place)."""
+
+    def __init__(self, folder):
+        self.folder = folder
+
+    def is_set(self) -> bool:
+        return self.folder.is_dir() and any(p.suffix == ".tif" and not p.name.startswith(".")
+                                            for p in self.folder.iterdir())
+
+    def set(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("restore_scale", [False, True])
+def test_an_image_that_lands_as_the_run_is_cancelled_is_reported_written(tmp_path, restore_scale):
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("a", "b"):
+        write_imagej(src / f"{name}.tif", microscopy((90, 131)), 0.5)
+    settings = Settings(tile_size=64, overlap=16, norm="none", dtype="float32")
+    drain(run_export(sorted(src.iterdir()), tmp_path / "tiles", settings))
+    out = tmp_path / "merged"
+    _, summary = drain(run_merge(tmp_path / "tiles", out, cancel=_CancelOnceWritten(out), restore_scale=restore_scale,
+                                 executor=ThreadExecutor(1)))
+    on_disk = sorted(p.name for p in out.iterdir())
+    assert summary.cancelled and len(on_disk) == 1
+    assert [p.name for p in summary.written] == on_disk

@@ -288,7 +288,7 @@ def _merge_on(executor: Executor | str, jobs: _SourceJobs, sources: list[SourceR
         tasks = [jobs.job(s, flag, alone=True) for s in sources]
         pending = {n: executor.submit(merge_source, job, report) for n, job in enumerate(tasks)}
         in_flight = getattr(executor, "in_flight", lambda: 0)
-        total, done, failed = sum(len(j.tiles) for j in tasks), 0, {}
+        total, done, failed, written = sum(len(j.tiles) for j in tasks), 0, {}, set()
         while pending:
             if cancel.is_set() and not summary.cancelled:  # tasks not started are dropped, the others stop
                 summary.cancelled = True
@@ -300,18 +300,21 @@ def _merge_on(executor: Executor | str, jobs: _SourceJobs, sources: list[SourceR
                 future, job = pending.pop(number), tasks[number]
                 done += 0 if local else len(job.tiles)
                 try:
-                    error, counts = future.result()
+                    error, counts, landed = future.result()
                 except BaseException as exc:  # the executor lost the work (a cancelled future, a dead worker)
-                    error, counts = (None if future.cancelled() else f"{job.source.name}: {exc or type(exc).__name__}."), {}
+                    error, counts, landed = (None if future.cancelled() else f"{job.source.name}: {exc or type(exc).__name__}."), {}, False
                 if error is not None:
                     failed[number] = error
-                elif counts:
-                    summary.counts[job.source.name] = counts
+                elif landed:  # reported even when a cancel came after it landed: it is on disk
+                    written.add(number)
+                    if counts:
+                        summary.counts[job.source.name] = counts
             done = counter.count if local else done
             yield Progress(min(total, done + in_flight()), total, len(tasks) - len(pending), len(tasks), "", "Merging tiles")
-        if not summary.cancelled:
-            summary.written += [MergeTarget.of(j.source, j.output, j.restore).path for n, j in enumerate(tasks)
-                                if n not in failed]
+        summary.written += [MergeTarget.of(tasks[n].source, tasks[n].output, tasks[n].restore).path
+                            for n in sorted(written)]
+        # a cancel that came as the last tasks ended: those it stopped were not written
+        summary.cancelled = summary.cancelled or (cancel.is_set() and len(written) + len(failed) < len(tasks))
         summary.failed += [(tasks[n].source.name, failed[n]) for n in sorted(failed)]
         return summary
     except BaseException:  # closed (Ctrl-C): the tasks stop at their next tile, before we leave
@@ -324,24 +327,26 @@ def _merge_on(executor: Executor | str, jobs: _SourceJobs, sources: list[SourceR
             executor.close()
 
 
-def merge_source(job: SourceJob, report=None) -> tuple[str | None, dict[str, int]]:
-    """Merge one source, wherever it runs: (None, its counts) when its image is written (or
-    the merge was cancelled), else (why it failed, {}). ``report(n)`` is told of the tiles merged."""
+def merge_source(job: SourceJob, report=None) -> tuple[str | None, dict[str, int], bool]:
+    """Merge one source, wherever it runs: (None, its counts, whether its image was written —
+    not when cancelled before), else (why it failed, {}, False). ``report(n)`` is told of the
+    tiles merged."""
     image = job.image()
     gate = process_gate(job.limit)
     held = gate.acquire(image.bytes_needed(), job.cancel)
     name, merged = job.source.name, 0
     try:
-        for step in _merge_tiles(image, job):
+        tiles = _merge_tiles(image, job)
+        for step in tiles:
             if report is not None:
                 report(step - merged)
             merged = step
-        return None, image.combiner.counts()
+        return None, image.combiner.counts(), image.written
     except (ImageError, MemoryError, OSError) as exc:
-        return _failure(name, exc), {}
+        return _failure(name, exc), {}, False
     except Exception as exc:
         log.exception("unexpected error while merging %s", name)
-        return f"{name}: unexpected error ({exc}); see the log file.", {}
+        return f"{name}: unexpected error ({exc}); see the log file.", {}, False
     finally:
         gate.release(held)
 
@@ -382,7 +387,7 @@ def _merge_tiles(image: ImageMerge, job: SourceJob):
                 return
             image.add(tile, next(reads), tile.file)
             yield added
-        image.close()
+        image.written = image.close() is not None
     finally:
         reads.close()
         image.abort()
@@ -454,6 +459,7 @@ class ImageMerge:
                  cancel: threading.Event | None = None):
         self.grid, self.combiner, self.target = grid, combiner, target
         self.cancel = cancel or threading.Event()
+        self.written = False  # set once close() has put the image under its final name
         self.rows, self.cols = grid.shape
         self.channels = channels
         self.whole = combiner.whole_ok and combiner.state_bytes(self.rows, self.cols, channels) <= limit
@@ -506,25 +512,26 @@ class ImageMerge:
         self.row = max(self.row, row)
 
     def close(self) -> Path | None:
-        """Finish the image and write it; the path written (None when cancelled meanwhile)."""
+        """Finish the image and write it; the path written (None when cancelled before it was:
+        a file that landed is always reported, whenever the cancel came)."""
         if self.out_dtype is None:
             raise self.combiner.not_covered()
         self._advance(self.grid.n_rows - 1)
         self._emit(self.rows - self.band_y0)
         if self._writer is None:
             merged, self._memory = self._memory, None
-            self._write_whole(merged)
-            return None if self.cancel.is_set() else self.target.path
+            return self.target.path if self._write_whole(merged) else None
         writer, self._writer = self._writer, None
         writer.close()
         if self.target.restore:
             merged = _merged_file(self.target.path)
             try:
                 with open_image(merged) as image:
-                    self._restore(_ScenePixels(image.scenes[0]), _STRIP)
+                    if not self._restore(_ScenePixels(image.scenes[0]), _STRIP):
+                        return None
             finally:
                 merged.unlink(missing_ok=True)
-        return None if self.cancel.is_set() else self.target.path
+        return self.target.path
 
     def abort(self) -> None:
         """Give up (cancelled or failed): nothing is left under a final name."""
@@ -553,24 +560,26 @@ class ImageMerge:
                                         self.target.output_pixel_size_um)
         self._writer.add(_to_dtype(block, self.out_dtype, in_place=True))
 
-    def _write_whole(self, merged: np.ndarray) -> None:
-        """Write an image held in memory, back at the source's size first when asked."""
+    def _write_whole(self, merged: np.ndarray) -> bool:
+        """Write an image held in memory, back at the source's size first when asked; whether
+        it was written (not when cancelled before)."""
         target, dtype = self.target, self.out_dtype
         pixel_size = target.output_pixel_size_um
         if target.restore:
             restored: list[np.ndarray] = []
-            self._restore(_MemoryPixels(merged), None, restored.append)
-            if self.cancel.is_set():
-                return
+            if not self._restore(_MemoryPixels(merged), None, restored.append):
+                return False
             merged, pixel_size = restored[0], target.pixel_size_um
         else:
             merged = _to_dtype(merged, dtype, in_place=True)
         axes = _axes(merged.shape[2], target.axes)
         write_image(target.path, from_yxc(merged, axes), axes, pixel_size)
+        return True
 
-    def _restore(self, pixels, step: int | None, emit=None) -> None:
+    def _restore(self, pixels, step: int | None, emit=None) -> bool:
         """Resample merged pixels back to the source's size in bands of ``step`` rows (None: one
-        band), nearest neighbour for labels and integers; to ``emit`` or else to the final tiled BigTIFF."""
+        band), nearest neighbour for labels and integers; to ``emit`` or else to the final tiled
+        BigTIFF. Whether it ended (not when cancelled)."""
         rows, cols = self.target.shape_yx
         dtype = self.out_dtype
         resampled = MaskRows(pixels, (rows, cols)) if self.combiner.nearest else ScaledRows(pixels, (rows, cols))
@@ -581,11 +590,12 @@ class ImageMerge:
         try:
             for y in range(0, rows, step or rows):
                 if self.cancel.is_set():
-                    return
+                    return False
                 emit(_to_dtype(resampled.rows(y, min(rows, y + (step or rows))), dtype, in_place=True))
             if writer is not None:
                 writer.close()
                 writer = None
+            return True
         finally:
             if writer is not None:
                 writer.close(ok=False)
