@@ -2,7 +2,7 @@
 
 :func:`run_export` is a generator: it yields :class:`Progress` records and returns an
 :class:`ExportSummary`. It checks the folders (:mod:`tilesapp.core.folders`), locks the export
-folder, plans every image from its metadata (:mod:`tilesapp.core.plan`), hands each image to an
+folder, plans every image from its metadata (:mod:`tilesapp.core.planning`), hands each image to an
 executor (:mod:`tilesapp.core.executors`) that cuts it (:mod:`tilesapp.core.cut`) into the run's
 sink (:mod:`tilesapp.core.sinks`), and keeps the manifest (:mod:`tilesapp.core.manifest`) in the
 order of the sources whatever order images finish in. Setting ``cancel`` (a
@@ -22,12 +22,9 @@ import shutil
 import threading
 import time
 from collections.abc import Generator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from tilesapp.core.cut import CutRun, ImageJob, ImageResult, cut_image, stop_message
+from tilesapp.core.cut import CutRun, ImageResult, cut_image, stop_message
 from tilesapp.core.errors import ImageError, SettingsError
 from tilesapp.core.executors import Executor, make_executor
 from tilesapp.core.folders import (
@@ -40,51 +37,21 @@ from tilesapp.core.folders import (
     collect_inputs,
     prepare_output,
 )
-from tilesapp.core.manifest import MANIFEST_NAME, Manifest, SourceRecord, manifest_json, now, undecodable_names
-from tilesapp.core.memory import default_memory_limit, largest_tile, tile_bytes
+from tilesapp.core.manifest import MANIFEST_NAME, Manifest, manifest_json, now, undecodable_names
+from tilesapp.core.memory import default_memory_limit
+from tilesapp.core.planning import ExportPlan, ExportSummary
 from tilesapp.core.annotations import AnnotationFolders
-from tilesapp.core.plan import plan_image
 from tilesapp.core.progress import Progress, Throttle, TileCounter
-from tilesapp.core.readers import open_image
 from tilesapp.core.resume import Resumption, remove_strays, resumable
-from tilesapp.core.sources import sources_of
 from tilesapp.core.selection import split_sources
 from tilesapp.core.settings import Settings
-from tilesapp.core.sinks import StemNames, sink_class
+from tilesapp.core.sinks import sink_class
 from tilesapp.core.training import TrainingRun
 from tilesapp.core.writers import write_bytes
 
 log = logging.getLogger(__name__)
 
 _MANIFEST_INTERVAL = 10.0  # seconds between two progressive manifest writes
-
-
-@dataclass
-class ExportSummary:
-    """What an export did."""
-
-    output: Path
-    manifest_path: Path
-    tiles_written: int = 0
-    images_ok: int = 0
-    images_total: int = 0
-    failed: list[tuple[str, str]] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    warnings: list[tuple[str, str]] = field(default_factory=list)  # (image or "", message)
-    cancelled: bool = False
-    stopped_by: str | None = None  # a full disk or a lost permission ended the run
-    tiles_dropped: int = 0  # by the empty-tile filter
-    split: dict[str, int] | None = None  # images exported per side, when sources are split
-    manifest_written: bool = False  # the final manifest is on disk
-    #: The settings each failed image needs (e.g. "pixel_size"), for front ends to name their own way.
-    settings_failures: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    retried: list[str] = field(default_factory=list)  # images run again after their worker was lost
-    resumed: int = 0  # sources taken over from the interrupted export resumed
-
-    @property
-    def exit_code(self) -> int:
-        """0 when every image was exported, 1 otherwise."""
-        return 0 if not (self.failed or self.cancelled or self.stopped_by) else 1
 
 
 def run_export(
@@ -184,10 +151,6 @@ class _Export:
         # the split is by file: scenes and planes of one file never end up on both sides
         self.splits = split_sources(names, settings.val_fraction, settings.seed)
         self.files = list(zip(inputs.images, names))
-        self.records: list[SourceRecord] = []  # one per source, filled while planning
-        self.jobs: list[ImageJob | None] = []
-        self.results: list[ImageResult | None] = []
-        self.stems = StemNames()
         classes = self.labels / "classes.txt" if self.labels is not None else None
         self.training = training
         training.class_names(classes, self.files)
@@ -202,9 +165,12 @@ class _Export:
                 "train": sorted(n for n, side in self.splits.items() if side == "train"),
                 "val": sorted(n for n, side in self.splits.items() if side == "val"),
             },
-            sources=self.records, skipped=[inputs.name(p) for p in inputs.skipped],
+            sources=[], skipped=[inputs.name(p) for p in inputs.skipped],
         )
         self.summary = ExportSummary(out, out / MANIFEST_NAME, skipped=[p.name for p in inputs.skipped])
+        self.plan = ExportPlan(settings, self.splits, training, self.summary, self.warn)
+        self.records, self.jobs, self.results = self.plan.records, self.plan.jobs, self.plan.results
+        self.manifest.sources = self.records  # filled while planning
         odd = undecodable_names(names + self.manifest.skipped)
         for name in odd:
             self.warn("", f"the name {name.encode('utf-8', 'backslashreplace').decode()} is not valid UTF-8; "
@@ -212,10 +178,7 @@ class _Export:
 
     def warn(self, name: str, message: str) -> None:
         self.summary.warnings.append((name, message))
-        (self.manifest.warnings if not name else self._record(name).warnings).append(message)
-
-    def _record(self, name: str) -> SourceRecord:
-        return next(r for r in self.records if r.name == name)
+        (self.manifest.warnings if not name else self.plan.record(name).warnings).append(message)
 
     # --- the run ------------------------------------------------------------------------------
     def run(self, previous, created: bool) -> Generator[Progress, None, ExportSummary]:
@@ -225,13 +188,13 @@ class _Export:
             for number, (path, name) in enumerate(self.files):
                 if self.cancel.is_set():
                     break
-                self._plan(path, name, annotations)
+                self.plan.add_file(path, name, annotations)
                 if throttle.due():
                     yield Progress(0, 0, number, len(self.files), name, "Reading image metadata")
             self.summary.images_total = len(self.records)
             for number, error in self.training.whole_grids(self.jobs, self.records, self.manifest):
                 self.jobs[number] = None
-                self._failed(self.records[number], ImageError(error), appended=True)
+                self.plan.fail(self.records[number], ImageError(error), appended=True)
             self._check_tile_memory(created)
             if isinstance(previous, Resumption):  # the sources it completed are kept, its other files removed
                 previous.take_over(self.records, self.jobs, self.results)
@@ -253,66 +216,15 @@ class _Export:
                 self._finish()  # the manifest describes exactly what is on disk
         return self.summary
 
-    def _plan(self, path: Path, name: str, annotations: AnnotationFolders) -> None:
-        """The sources of one file, planned: a record each, and a job for each that can be cut."""
-        split = self.splits[name] if self.settings.val_fraction > 0 else None
-        try:
-            with open_image(path) as image:
-                scenes = [(scene.info, not getattr(scene, "whole_only", False)) for scene in image.scenes]
-            sources, warnings = sources_of(path, name, [info for info, _ in scenes], self.settings)
-            mask, labels = annotations.find(path, name)
-            objects, objects_file = self.training.objects_for(path, name)
-        except ImageError as exc:
-            self._failed(SourceRecord(name, self.stems.take(name), split=split), exc)
-            return
-        for number, source in enumerate(sources):
-            record = SourceRecord(name, self.stems.take(name, source.stem_suffix), name=source.name, split=split,
-                                  scene=source.ref.scene if len(scenes) > 1 else None,
-                                  scene_name=source.info.scene_name, z=source.ref.z, t=source.ref.t,
-                                  channel_names=list(source.info.channel_names) or
-                                  (list(source.ref.channels) if source.ref.channels is not None else None),
-                                  reader=source.info.reader)
-            self.records.append(record)
-            self.jobs.append(None)
-            self.results.append(None)
-            for warning in warnings if number == 0 else ():
-                self.warn(record.name, warning)
-            try:
-                plan = plan_image(source.info, self.settings, source.name, scenes[source.ref.scene][1])
-                self.training.check_plan(plan, record.name)
-            except ImageError as exc:
-                self._failed(record, exc, appended=True)
-                continue
-            self.jobs[-1] = ImageJob(len(self.records) - 1, source.ref, source.name, record.tile_stem, plan,
-                                     self.splits[name], mask, labels, objects)
-            record.describe(plan, mask, labels or objects_file)
-            for warning in plan.warnings:
-                self.warn(record.name, f"{record.name}: {warning}")
-
-    def _failed(self, record: SourceRecord, exc: ImageError, appended: bool = False) -> None:
-        record.status, record.error = "failed", str(exc)
-        if not appended:
-            self.records.append(record)
-            self.jobs.append(None)
-            self.results.append(None)
-        if getattr(exc, "setting", None):
-            self.summary.settings_failures[record.name] = (exc.setting,)
-
     def _check_tile_memory(self, created: bool) -> None:
         """Refuse a tile size whose tiles alone would not fit the memory limit (nothing is written)."""
-        channels = max((j.plan.info.channels for j in self.jobs if j is not None), default=1)
-        itemsize = np.dtype(self.settings.dtype).itemsize
-        fits = largest_tile(self.settings.tile_size, channels, itemsize, self.memory_limit)
-        if fits is not None:
+        try:
+            self.plan.check_tile_memory(self.memory_limit)
+        except SettingsError:
             self.refused = True
             if created:
                 shutil.rmtree(self.out, ignore_errors=True)
-            per_tile = tile_bytes(self.settings.tile_size, channels, itemsize)
-            raise SettingsError(
-                "tile_size", f"{{name}} {self.settings.tile_size} needs {per_tile >> 20} MB for each tile of "
-                             f"{channels} channel{'s' * (channels > 1)}, more than the memory limit "
-                             f"({self.memory_limit >> 20} MB) allows; use tiles of {fits} px or less, or raise the "
-                             f"memory limit.")
+            raise
 
     def _cut(self) -> Generator[Progress, None, None]:
         jobs = [j for j in self.jobs if j is not None]
@@ -403,21 +315,7 @@ class _Export:
     # --- the end ----------------------------------------------------------------------------
     def _finish(self) -> None:
         summary, manifest = self.summary, self.manifest
-        cancelled = self.cancel.is_set() and not self.stop_reason
-        for record in self.records:
-            if record.status == "pending":
-                record.status = "cancelled" if (cancelled or self.stop_reason) else "failed"
-            if record.status == "stopped":
-                record.status = "cancelled"  # its tiles were taken back; the run's stop says why
-                record.error = None
-        summary.tiles_written = sum(r.tiles for r in self.records)
-        summary.tiles_dropped = sum(r.tiles_dropped for r in self.records)
-        if self.settings.val_fraction > 0:
-            summary.split = {side: sum(r.status == "ok" and r.split == side for r in self.records) for side in ("train", "val")}
-        summary.images_ok = sum(r.status == "ok" for r in self.records)
-        summary.failed = [(r.name, r.error or "") for r in self.records if r.status == "failed"]
-        summary.cancelled = cancelled and any(r.status == "cancelled" for r in self.records)
-        summary.stopped_by = self.stop_reason
+        self.plan.close(self.cancel.is_set() and not self.stop_reason, self.stop_reason)
         manifest.stopped_by = self.stop_reason
         manifest.status = "stopped" if self.stop_reason else ("cancelled" if summary.cancelled else "complete")
         try:

@@ -317,8 +317,8 @@ class TrainingRun:
         framework = _FRAMEWORKS.get(self.layout, self.layout)
         objects = self.index is not None
         if self.layout == "ultralytics" and not (self.labels or objects or (self.masks and self.settings.boxes_from_masks)):
-            return (f"--layout ultralytics trains on boxes: give --labels DIR, --annotations PATH, or instance masks "
-                    f"with --masks DIR --boxes-from-masks.")
+            return ("--layout ultralytics trains on boxes: give --labels DIR, --annotations PATH, or instance masks "
+                    "with --masks DIR --boxes-from-masks.")
         if self.layout in ("nnunet", *INSTANCE_LAYOUTS) and not (self.masks or objects):
             kind = "class masks" if self.layout == "nnunet" else "instance masks"
             return f"--layout {self.layout}: {framework} trains on {kind}; give --masks DIR or --annotations PATH."
