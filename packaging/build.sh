@@ -38,8 +38,9 @@ step "installing tilesapp and PyInstaller into $venv"
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
 "$vpy" -m pip install -q --upgrade pip
 # A regular (not editable) install: the bundle must contain the package as users get it,
-# with the vendor readers ([formats]: CZI, ND2, LIF, DeltaVision, Andor SIF).
-"$vpy" -m pip install -q ".[formats]" "$pyinstaller_spec"
+# with the vendor readers ([formats]: CZI, ND2, LIF, DeltaVision, Andor SIF) and onnxruntime
+# for `predict` ([predict]: its CPU build).
+"$vpy" -m pip install -q ".[formats,predict]" "$pyinstaller_spec"
 
 version=$("$vpy" -c 'import tilesapp; print(tilesapp.__version__)')
 step "building Tiles Creator $version with $("$vpy" -m PyInstaller --version | head -n1 | sed 's/^/PyInstaller /')"

@@ -60,5 +60,6 @@ run gui "$work/demo" --quit-after 2
 echo "window opened and closed"
 
 echo "== tests/test_bundle.py"
-"$vpy" -m pip install -q --disable-pip-version-check "pytest>=7.4"
+# onnx builds the tiny models of the predict tests (the spec keeps it out of the bundle)
+"$vpy" -m pip install -q --disable-pip-version-check "pytest>=7.4" "onnx>=1.15"
 TILESAPP_BUNDLE="$exe" "$vpy" -m pytest -q -p no:cacheprovider tests/test_bundle.py

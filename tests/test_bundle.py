@@ -8,7 +8,8 @@ The executable is ``$TILESAPP_BUNDLE`` when set, else the first of ``dist/TilesC
 one file), ``dist/TilesCreator/tilesapp.exe`` (Windows console executable),
 ``dist/TilesCreator.app/Contents/MacOS/TilesCreator`` (macOS). Every run has an empty HOME, nothing on PATH (so no Python) and the
 offscreen Qt platform; expected values are computed here from the inputs, not taken from the
-package, so a stale or broken bundle fails.
+package, so a stale or broken bundle fails. The ``predict`` tests build their tiny ONNX models
+with the onnx package (skipped without it; ``packaging/smoke_test.sh`` installs it).
 """
 
 from __future__ import annotations
@@ -282,6 +283,79 @@ def test_big_tiled_bigtiff_is_cut_and_merged_in_bands(sandbox, tmp_path):
         np.testing.assert_array_equal(tif.asarray(), image)
 
 
+# --- predict: onnxruntime inside the bundle (its import, its native library, a session) -------------
+def _identity_model(path: Path, size) -> Path:
+    """An ONNX Identity model, (N, 1, size, size) in and out; ``size`` a name (any size) or a number."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    def tensor(name):
+        return helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N", 1, size, size])
+
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], path.stem, [tensor("x")], [tensor("y")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8  # read by any onnxruntime of the last years
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict:
+    """Models built here with the onnx package (skipped without it): any tile size, and 64 px only."""
+    folder = tmp_path_factory.mktemp("models")
+    return {"identity": _identity_model(folder / "identity.onnx", "H"),
+            "fixed64": _identity_model(folder / "fixed64.onnx", 64)}
+
+
+@pytest.fixture(scope="module")
+def cells(tmp_path_factory) -> dict:
+    """One 16-bit image at 0.65 µm: recalibrated to 0.325 µm it doubles each side."""
+    from helpers import microscopy, write_imagej
+
+    folder = tmp_path_factory.mktemp("cells")
+    image = microscopy((150, 200), seed=4)
+    write_imagej(folder / "cells.tif", image, 0.65)
+    return {"folder": folder, "cells.tif": image}
+
+
+def test_predict_runs_an_onnx_model_inside_the_bundle(sandbox, models, cells, tmp_path):
+    """An identity model gives the recalibrated image back, through the cut, onnxruntime and the blend."""
+    import cv2
+    import numpy as np
+    import tifffile
+
+    out = tmp_path / "predicted"
+    result = run(sandbox, "predict", cells["folder"], out, "--model", models["identity"], "--patch-size", TILE,
+                 "--overlap", OVERLAP, "--norm", "none", "--no-restore-scale")
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "CPUExecutionProvider" in result.stdout  # the bundle's onnxruntime ran the model
+    assert sorted(p.name for p in out.iterdir()) == ["cells.tif"]  # results only
+    source = cells["cells.tif"]
+    rows, cols = 2 * source.shape[0], 2 * source.shape[1]
+    # recalibration 0.65 -> 0.325 µm: cubic upscaling in float32, clipped to the source type's range
+    expected = np.clip(cv2.resize(source.astype(np.float32), (cols, rows), interpolation=cv2.INTER_CUBIC), 0, 65535)
+    with tifffile.TiffFile(out / "cells.tif") as tif:
+        got = tif.asarray()
+        num, den = tif.pages[0].tags["XResolution"].value
+    assert got.shape == (rows, cols) and got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-3)
+    assert den / num == pytest.approx(0.325, rel=1e-4)  # the result carries its pixel size
+    # telemetry stays off (packaging/entry.py): onnxruntime left no device id in the empty HOME
+    assert not [p for p in sandbox["home"].rglob("*") if p.name in (".onnxruntime", "deviceid")]
+
+
+def test_predict_with_a_model_of_another_tile_size_exits_2_with_a_sentence(sandbox, models, cells, tmp_path):
+    result = run(sandbox, "predict", cells["folder"], tmp_path / "out", "--model", models["fixed64"],
+                 "--patch-size", TILE, "--overlap", OVERLAP, "--quiet")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()  # one sentence
+    assert re.search(rf"fixed64\.onnx takes 64 \S 64 px tiles .* cut {TILE} px tiles", line), line
+    assert line.startswith("tilesapp: error:") and line.endswith(".")
+
+
 # Real files of the vendor formats (../shared/realdata beside the repository; origins, licences and
 # the values below in its SOURCES.md): their libraries are imported by name only when a file is
 # opened, so only opening one inside the bundle shows that the bundle carries them.
@@ -316,8 +390,11 @@ def vendor_folder(tmp_path_factory) -> Path:
     return folder
 
 
-def test_info_opens_each_vendor_format(sandbox, vendor_folder):
-    result = run(sandbox, "info", vendor_folder, "--json")
+def test_info_opens_each_vendor_format(sandbox, vendor_folder, tmp_path):
+    # the Z stacks and time series say which plane to cut, else info reports the missing choice
+    planes = tmp_path / "planes.json"
+    planes.write_text('{"z": "max", "t": 0}', "utf-8")
+    result = run(sandbox, "info", vendor_folder, "--json", "--config", planes)
     assert result.returncode == 0, result.stderr
     found = {entry["file"]: entry for entry in json.loads(result.stdout)["images"]}
     assert set(found) == set(VENDOR)
