@@ -6,6 +6,8 @@ import os
 
 # Before anything imports Qt: tests never need a display.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# Tests that load onnxruntime themselves send no usage reports either (predict sets it too).
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 from pathlib import Path  # noqa: E402
 

@@ -4,6 +4,7 @@ hand and merging."""
 
 import ast
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -269,3 +270,19 @@ def test_cli_predict_a_missing_model_and_a_failing_image(images, tmp_path):
                    "--overlap", 16)
     assert run.returncode == 1 and "Failed: broken.tif" in run.stderr and "Traceback" not in run.stderr
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.tif", "b.tif"]
+
+
+def test_cli_predict_sends_no_usage_reports(images, tmp_path):
+    """onnxruntime 1.29+ reports to Microsoft from its import on and keeps a device id in the
+    home folder, unless ORT_DISABLE_TELEMETRY says no: predict says no (a user's own setting wins)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
+    env.update(HOME=str(home), XDG_CACHE_HOME=str(home / ".cache"), USERPROFILE=str(home))
+    run = subprocess.run([sys.executable, "-m", "tilesapp", "predict", str(images), str(tmp_path / "out"), "--model",
+                          str(identity(tmp_path / "m.onnx")), "--tile-size", "64", "--overlap", "16"],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert run.returncode == 0, run.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.tif", "b.tif"]
+    left = [str(p.relative_to(home)) for p in home.rglob("*") if "icrosoft" in str(p) or "onnxruntime" in str(p)]
+    assert left == []

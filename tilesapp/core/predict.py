@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
 import sys
 import threading
@@ -147,6 +148,9 @@ class Model:
     """An ONNX model loaded for inference: its input (name, shape, type) and its first output."""
 
     def __init__(self, path: str | Path, device: str = "auto", threads: int | None = None):
+        # onnxruntime 1.29+ reports usage to Microsoft from its import on (and keeps a device id
+        # in the user's home) unless told not to; a lab's images tool does not, unless asked
+        os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
         try:
             import onnxruntime as ort
         except ImportError:
@@ -156,6 +160,8 @@ class Model:
                                  "\"tilesapp[predict]\".") from None
             raise TilesError("Predicting needs onnxruntime, which is not installed: pip install \"tilesapp[predict]\" "
                              "(or pip install onnxruntime).") from None
+        if os.environ["ORT_DISABLE_TELEMETRY"] == "1" and hasattr(ort, "disable_telemetry_events"):
+            ort.disable_telemetry_events()  # Windows' event tracing, which the variable does not cover
         self.path = Path(path).expanduser()
         if not self.path.is_file():
             raise SettingsError("model", f"{{name}} {self.path} is not a file; give the model's .onnx file.")
