@@ -158,26 +158,30 @@ def scale_boxes(classes: np.ndarray, cxcywh: np.ndarray, shape: tuple[int, int])
     return Boxes(classes, xyxy)
 
 
-def boxes_in_tile(boxes: Boxes, tile: Tile, tile_size: int, min_visibility: float) -> list[tuple[int, float, float, float, float]]:
-    """YOLO lines ``(class, cx, cy, w, h)`` of the boxes visible in ``tile``, normalized to it.
-
-    A box enters when the part of its area inside the tile is at least ``min_visibility`` (and
-    not zero); it enters clipped to the tile.
-    """
+def visible(boxes: Boxes, tile: Tile, min_visibility: float) -> tuple[np.ndarray, np.ndarray]:
+    """(indices, boxes clipped to the tile as x0, y0, x1, y1) of the boxes that enter ``tile``:
+    the part of their area inside it is at least ``min_visibility`` (and not zero)."""
     if not len(boxes):
-        return []
+        return np.empty(0, np.int64), np.empty((0, 4))
     x0, y0, x1, y1 = boxes.xyxy.T
     ix0, iy0 = np.maximum(x0, tile.x0), np.maximum(y0, tile.y0)
     ix1, iy1 = np.minimum(x1, tile.x1), np.minimum(y1, tile.y1)
     inter = np.clip(ix1 - ix0, 0, None) * np.clip(iy1 - iy0, 0, None)
     area = (x1 - x0) * (y1 - y0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        visible = (inter > 0) & (inter >= min_visibility * area - 1e-9)
+        keep = np.flatnonzero((inter > 0) & (inter >= min_visibility * area - 1e-9))
+    return keep, np.column_stack([ix0, iy0, ix1, iy1])[keep]
+
+
+def boxes_in_tile(boxes: Boxes, tile: Tile, tile_size: int, min_visibility: float) -> list[tuple[int, float, float, float, float]]:
+    """YOLO lines ``(class, cx, cy, w, h)`` of the boxes visible in ``tile`` (:func:`visible`),
+    clipped and normalized to it."""
+    keep, clipped = visible(boxes, tile, min_visibility)
     lines = []
-    for i in np.flatnonzero(visible):
-        cx = ((ix0[i] + ix1[i]) / 2 - tile.x0) / tile_size
-        cy = ((iy0[i] + iy1[i]) / 2 - tile.y0) / tile_size
-        lines.append((int(boxes.classes[i]), cx, cy, (ix1[i] - ix0[i]) / tile_size, (iy1[i] - iy0[i]) / tile_size))
+    for i, (x0, y0, x1, y1) in zip(keep, clipped):
+        cx = ((x0 + x1) / 2 - tile.x0) / tile_size
+        cy = ((y0 + y1) / 2 - tile.y0) / tile_size
+        lines.append((int(boxes.classes[i]), cx, cy, (x1 - x0) / tile_size, (y1 - y0) / tile_size))
     return lines
 
 

@@ -30,7 +30,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from tilesapp.core.annotations import Boxes
+from tilesapp.core.annotations import Boxes, visible
 from tilesapp.core.errors import ImageError
 from tilesapp.core.geometry import Tile
 
@@ -532,22 +532,6 @@ class TileObject:
     polygons: tuple[tuple[float, ...], ...] = ()
     instance: int | None = None
     area: float = 0.0
-
-
-def visible(boxes: Boxes, tile: Tile, min_visibility: float) -> tuple[np.ndarray, np.ndarray]:
-    """(indices, boxes clipped to the tile) of the boxes that enter ``tile``: the share of their
-    area inside it is at least ``min_visibility`` (and not zero), as
-    :func:`tilesapp.core.annotations.boxes_in_tile` decides."""
-    if not len(boxes):
-        return np.empty(0, np.int64), np.empty((0, 4))
-    x0, y0, x1, y1 = boxes.xyxy.T
-    ix0, iy0 = np.maximum(x0, tile.x0), np.maximum(y0, tile.y0)
-    ix1, iy1 = np.minimum(x1, tile.x1), np.minimum(y1, tile.y1)
-    inter = np.clip(ix1 - ix0, 0, None) * np.clip(iy1 - iy0, 0, None)
-    area = (x1 - x0) * (y1 - y0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        keep = np.flatnonzero((inter > 0) & (inter >= min_visibility * area - 1e-9))
-    return keep, np.column_stack([ix0, iy0, ix1, iy1])[keep]
 
 
 def objects_in_tile(boxes: Boxes, tile: Tile, min_visibility: float) -> list[TileObject]:

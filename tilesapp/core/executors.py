@@ -61,6 +61,20 @@ def make_executor(spec: Executor | str | None, workers: int | None = None) -> Ex
     return open_cluster(spec, workers)
 
 
+def results_in_order(futures: list) -> list:
+    """The results of ``futures`` in their order, once every one has ended; the first error
+    (in that order) is raised then, so no task is still running when the caller sees it."""
+    results, error = [], None
+    for future in futures:
+        try:
+            results.append(future.result())
+        except BaseException as exc:  # noqa: PERF203 - the first error wins, the rest end first
+            error = error or exc
+    if error is not None:
+        raise error
+    return results
+
+
 class ThreadExecutor:
     """Images and bands on two pools of threads of this process (``workers`` each; an image's
     thread waits for its bands in the other pool, so neither can starve the other)."""
@@ -100,16 +114,7 @@ class ThreadExecutor:
                 stop.set()
                 raise
 
-        futures = [pool.submit(one, item) for item in items]
-        results, error = [], None
-        for future in futures:
-            try:
-                results.append(future.result())
-            except BaseException as exc:  # noqa: PERF203 - the first error wins, the rest end first
-                error = error or exc
-        if error is not None:
-            raise error
-        return results
+        return results_in_order([pool.submit(one, item) for item in items])
 
     def close(self) -> None:
         with self._lock:

@@ -53,6 +53,7 @@ import distributed
 
 from tilesapp import __version__
 from tilesapp.core.errors import OutputError, TilesError
+from tilesapp.core.executors import results_in_order
 from tilesapp.core.settings import cpu_count
 from tilesapp.core.writers import PARTIAL_SUFFIX
 
@@ -376,15 +377,7 @@ def map_on(client: distributed.Client, fn: Callable[[Any], T], items: list, pref
     futures = client.map(fn, items, key=[f"{prefix}-{i}" for i in range(len(items))], pure=False,
                          priority=BAND_PRIORITY)
     distributed.wait(futures)
-    results, error = [], None
-    for future in futures:
-        try:
-            results.append(future.result())
-        except BaseException as exc:  # noqa: PERF203 - the first error wins, once all have ended
-            error = error or exc
-    if error is not None:
-        raise error
-    return results
+    return results_in_order(futures)
 
 
 #: Cancel flags raised in this process (by :meth:`ClusterFlag.set`'s broadcast, on a worker).

@@ -8,6 +8,7 @@ channels). Z and T planes are read one at a time; the engine projects or selects
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -177,6 +178,27 @@ def reason(exc: BaseException) -> str:
     """The first line of an exception's message, for a sentence shown to a user."""
     text = str(exc).strip().rstrip(".") or type(exc).__name__
     return text.splitlines()[0][:200]
+
+
+def short(exc: BaseException) -> str:
+    """An exception's message, printable and at most 160 characters, for a sentence shown to a
+    user (vendor libraries' messages can hold binary junk from a damaged file)."""
+    text = "".join(ch if ch.isprintable() else "?" for ch in str(exc) or type(exc).__name__)
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+@contextlib.contextmanager
+def closed_on_error(handle, path: Path, problem: str):
+    """Describe an opened file in the block; on any failure close ``handle`` and raise
+    :class:`ImageError` — as it is, or as "<file>: <problem> (<why>)." for a library's error."""
+    try:
+        yield handle
+    except ImageError:
+        handle.close()
+        raise
+    except Exception as exc:
+        handle.close()
+        raise ImageError(f"{path.name}: {problem} ({short(exc)}).") from exc
 
 
 class SliceScene:

@@ -29,7 +29,7 @@ from typing import NamedTuple
 import numpy as np
 
 from tilesapp.core.errors import ImageError
-from tilesapp.core.readers.base import SceneInfo, thin_overview
+from tilesapp.core.readers.base import SceneInfo, closed_on_error, short, thin_overview
 
 _INSTALL = 'reading CZI files needs the package pylibCZIrw (pip install "tilesapp[formats]").'
 
@@ -46,11 +46,6 @@ _GREY_ORDER = ("Gray8", "Gray16", "Gray32Float")  # widening order when channels
 _COLOUR_OF = {"uint8": "Bgr24", "uint16": "Bgr48", "float32": "Bgr96Float"}
 _MAX_CHANNELS = 4096  # a damaged directory can claim billions; spectral (λ) stacks have tens
 _OTHER_DIMS = {"H": "phase (H)", "V": "view (V)", "I": "illumination (I)", "R": "rotation (R)", "B": "block (B)"}
-
-
-def _short(exc: Exception) -> str:
-    text = "".join(ch if ch.isprintable() else "?" for ch in str(exc) or type(exc).__name__)
-    return text if len(text) <= 160 else text[:157] + "..."
 
 
 def _as_list(value) -> list:
@@ -338,7 +333,7 @@ class CziFile:
             except ImageError:
                 raise
             except Exception as exc:  # libCZI raises RuntimeError, ValueError, ...
-                raise ImageError(f"{self.path.name}: cannot read the CZI pixels ({_short(exc)}).") from exc
+                raise ImageError(f"{self.path.name}: cannot read the CZI pixels ({short(exc)}).") from exc
 
     def _check_plane(self, info: SceneInfo, z: int, t: int) -> None:
         if not (0 <= z < info.n_z and 0 <= t < info.n_t):
@@ -397,16 +392,10 @@ class CziReader:
         except ImageError:
             raise
         except Exception as exc:
-            raise ImageError(f"{path.name}: cannot open this CZI file, it may be damaged ({_short(exc)}).") from exc
+            raise ImageError(f"{path.name}: cannot open this CZI file, it may be damaged ({short(exc)}).") from exc
         czi = CziFile(path, reader)
-        try:
+        with closed_on_error(czi, path, "cannot read the CZI metadata, the file may be damaged"):
             czi.scenes = self._scenes(path, czi, reader)
-        except ImageError:
-            czi.close()
-            raise
-        except Exception as exc:
-            czi.close()
-            raise ImageError(f"{path.name}: cannot read the CZI metadata, the file may be damaged ({_short(exc)}).") from exc
         return czi
 
     def _scenes(self, path: Path, czi: CziFile, reader) -> list[CziScene]:

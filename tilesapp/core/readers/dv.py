@@ -16,15 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from tilesapp.core.errors import ImageError
-from tilesapp.core.readers.base import Closing, SceneInfo, SliceScene
+from tilesapp.core.readers.base import Closing, SceneInfo, SliceScene, closed_on_error, short
 
 _INSTALL = 'reading DeltaVision files needs the package mrc (pip install "tilesapp[formats]").'
 _MODES = {0, 1, 2, 3, 4, 5, 6, 7}
-
-
-def _short(exc: Exception) -> str:
-    text = "".join(ch if ch.isprintable() else "?" for ch in str(exc) or type(exc).__name__)
-    return text if len(text) <= 160 else text[:157] + "..."
 
 
 class DvScene(SliceScene):
@@ -46,7 +41,7 @@ class DvScene(SliceScene):
             part = part.transpose([kept.index(a) for a in "YXC"])
             out = np.array(part, dtype=part.dtype.newbyteorder("="), order="C", copy=True)
         except Exception as exc:
-            raise ImageError(f"{info.name}: cannot read the DeltaVision pixels ({_short(exc)}).") from exc
+            raise ImageError(f"{info.name}: cannot read the DeltaVision pixels ({short(exc)}).") from exc
         return out
 
 
@@ -101,17 +96,11 @@ class DvReader:
         except ImageError:
             raise
         except ValueError as exc:  # numpy: "mmap length is greater than file size"
-            raise ImageError(f"{path.name}: the DeltaVision file is truncated ({_short(exc)}).") from exc
+            raise ImageError(f"{path.name}: the DeltaVision file is truncated ({short(exc)}).") from exc
         except Exception as exc:
-            raise ImageError(f"{path.name}: cannot open this DeltaVision file ({_short(exc)}).") from exc
-        try:
+            raise ImageError(f"{path.name}: cannot open this DeltaVision file ({short(exc)}).") from exc
+        with closed_on_error(handle, path, "cannot read the DeltaVision header"):
             return self._describe(path, handle)
-        except ImageError:
-            handle.close()
-            raise
-        except Exception as exc:
-            handle.close()
-            raise ImageError(f"{path.name}: cannot read the DeltaVision header ({_short(exc)}).") from exc
 
     def _describe(self, path: Path, handle) -> DvFile:
         hdr = handle.hdr

@@ -28,18 +28,13 @@ from typing import NamedTuple
 import numpy as np
 
 from tilesapp.core.errors import ImageError
-from tilesapp.core.readers.base import Closing, SceneInfo, SliceScene
+from tilesapp.core.readers.base import Closing, SceneInfo, SliceScene, closed_on_error, short
 
 _INSTALL = 'reading LIF files needs the package liffile (pip install "tilesapp[formats]").'
 _UNIT_UM = {"m": 1e6, "mm": 1e3, "um": 1.0, "µm": 1.0, "\u03bcm": 1.0, "nm": 1e-3}
 _PLANE_DIMS = ("Z", "T")
 _FRAME_DIMS = ("Y", "X", "C", "S")
 _DIM_NAMES = {"M": "tile", "λ": "emission λ", "Λ": "excitation Λ", "A": "rotation", "N": "slice", "Q": "slice", "L": "loop"}
-
-
-def _short(exc: Exception) -> str:
-    text = "".join(ch if ch.isprintable() else "?" for ch in str(exc) or type(exc).__name__)
-    return text if len(text) <= 160 else text[:157] + "..."
 
 
 class LifScene(SliceScene):
@@ -88,7 +83,7 @@ class LifScene(SliceScene):
         except ImageError:
             raise
         except Exception as exc:
-            raise ImageError(f"{info.name}: cannot read the LIF pixels ({_short(exc)}).") from exc
+            raise ImageError(f"{info.name}: cannot read the LIF pixels ({short(exc)}).") from exc
         return out
 
     def _frames(self, z: int, t: int, rows: slice, cols: slice) -> np.ndarray:
@@ -308,16 +303,10 @@ class LifReader:
         try:
             lif = liffile.LifFile(str(path))
         except Exception as exc:
-            raise ImageError(f"{path.name}: cannot open this LIF file, it may be damaged or truncated ({_short(exc)}).") from exc
+            raise ImageError(f"{path.name}: cannot open this LIF file, it may be damaged or truncated ({short(exc)}).") from exc
         handle = LifFileHandle(path, lif)
-        try:
+        with closed_on_error(handle, path, "cannot read this LIF file, it may be damaged or truncated"):
             handle.scenes = self._scenes(path, handle, lif, liffile)
-        except ImageError:
-            handle.close()
-            raise
-        except Exception as exc:
-            handle.close()
-            raise ImageError(f"{path.name}: cannot read this LIF file, it may be damaged or truncated ({_short(exc)}).") from exc
         if not handle.scenes:
             handle.close()
             raise ImageError(f"{path.name}: the LIF file holds no image that can be read.")
