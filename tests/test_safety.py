@@ -284,6 +284,16 @@ def slow_input(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="module")
+def long_input(tmp_path_factory) -> Path:
+    """Images whose export at 64 px tiles on one worker takes a few seconds (~24000 tiles): long
+    enough that every Ctrl-C below lands while it runs, on a machine several times faster than ours."""
+    folder = tmp_path_factory.mktemp("long")
+    for i in range(24):
+        write_calibrated(folder / f"c{i:02d}.tif", noise((1500, 1500), seed=40 + i))
+    return folder
+
+
 def test_two_exports_into_one_folder_at_once(slow_input, tmp_path):
     out = tmp_path / "tiles"
     first = subprocess.Popen([sys.executable, "-m", "tilesapp", "cut", str(slow_input), str(out), "--patch-size", "64",
@@ -466,7 +476,7 @@ def test_save_config_is_checked_before_the_export(images, tmp_path, where):
     assert nothing_written(out)
 
 
-def test_ctrl_c_at_any_moment_exits_130_without_traceback(slow_input, tmp_path):
+def test_ctrl_c_at_any_moment_exits_130_without_traceback(long_input, tmp_path):
     # The child says 'R' just before it imports tilesapp (as the installed 'tilesapp' script does),
     # so each delay below lands in tilesapp's own code, never in Python's start-up.
     code = ("import sys; sys.stdout.buffer.write(b'R'); sys.stdout.flush(); "
@@ -474,10 +484,12 @@ def test_ctrl_c_at_any_moment_exits_130_without_traceback(slow_input, tmp_path):
     problems = []
     for i, delay in enumerate([0.003, 0.006, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.2, 0.3, 0.5]):
         out = tmp_path / f"tiles{i}"
-        child = subprocess.Popen([sys.executable, "-c", code, "cut", str(slow_input), str(out), *TILES, "--workers", "1"],
+        child = subprocess.Popen([sys.executable, "-c", code, "cut", str(long_input), str(out), *TILES, "--workers", "1"],
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env())
         assert child.stdout.read(1) == b"R"
         time.sleep(delay)
+        # A run that ended before the signal proves nothing about Ctrl-C: the input is too small.
+        assert child.poll() is None, f"the export ended within {delay} s, before Ctrl-C: make long_input longer"
         child.send_signal(signal.SIGINT)
         _, err = child.communicate(timeout=60)
         err = err.decode("utf-8", "replace")
@@ -501,11 +513,11 @@ def _freeze(folder: Path) -> tuple:
             (lambda: subprocess.run(["chattr", "-i", str(folder)], check=True)))
 
 
-def test_permission_lost_mid_export_names_the_file_and_keeps_a_manifest(slow_input, tmp_path):
+def test_permission_lost_mid_export_names_the_file_and_keeps_a_manifest(long_input, tmp_path):
     out = tmp_path / "tiles"
     out.mkdir()
     take, give = _freeze(out)
-    child = subprocess.Popen([sys.executable, "-m", "tilesapp", "cut", str(slow_input), str(out), *TILES, "--workers", "1",
+    child = subprocess.Popen([sys.executable, "-m", "tilesapp", "cut", str(long_input), str(out), *TILES, "--workers", "1",
                               "--overwrite"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env())
     taken = False
     try:
@@ -525,7 +537,7 @@ def test_permission_lost_mid_export_names_the_file_and_keeps_a_manifest(slow_inp
     output = stdout + stderr
     assert child.returncode == 1, output
     assert NO_TRACEBACK not in output and "unexpected error" not in output, output
-    assert re.search(r"b\d_\d{3,}\.tif|manifest\.json", stderr), stderr  # the file that could not be written
+    assert re.search(r"c\d+_\d{3,}\.tif|manifest\.json", stderr), stderr  # the file that could not be written
     assert mentions(stderr, r"permission|not permitted|refused|read-only"), stderr
     json.loads((out / "manifest.json").read_text(encoding="utf-8"))  # a manifest is kept
 
