@@ -13,7 +13,7 @@ from PySide6.QtGui import QDesktopServices, QPixmap
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
 
 from tilesapp.core.errors import SettingsError, TilesError
-from tilesapp.gui.wording import FIELD_LABELS, about_image, plural, without_name  # noqa: F401  (re-exported)
+from tilesapp.gui.wording import FIELD_LABELS, about_image, plural, window_words, without_name  # noqa: F401  (re-exported)
 
 _ICONS = {
     "information": QMessageBox.Icon.Information,
@@ -24,9 +24,9 @@ _ICONS = {
 def error_text(exc: BaseException, doing: str) -> str:
     """One readable sentence for ``exc``; the traceback is in the log, never in a dialog."""
     if isinstance(exc, SettingsError):
-        return exc.describe(FIELD_LABELS)
+        return window_words(exc.describe(FIELD_LABELS))
     if isinstance(exc, TilesError):
-        return str(exc)
+        return window_words(str(exc))
     if isinstance(exc, OSError):
         where = f" ({exc.filename})" if exc.filename else ""
         return f"Error while {doing}: {exc.strerror or exc}{where}."

@@ -217,6 +217,7 @@ class MainWindow(QMainWindow):
         self.editor.checked.connect(self._on_checked)
         self.editor.message.connect(lambda text: self.show_status(text, 10))
         self.editor.checks.append(self.loader.memory_check)
+        self.editor.checks.append(self.exporter.training_check)
         self.jobs.ended.connect(self._on_job_ended)
 
     def _restore_layout(self) -> None:
@@ -349,7 +350,7 @@ class MainWindow(QMainWindow):
         self.media.sampleButton.setEnabled(has_images)
         self.media.recursiveCheck.setEnabled(not self.jobs.busy("scan"))
         self.tiles.previewButton.setEnabled(preview_ok)
-        self.tiles.anotherButton.setEnabled(preview_ok and len(table.paths()) > 1)
+        self.tiles.anotherButton.setEnabled(preview_ok and len(table.names()) > 1)
         self.training.clearMasksButton.setEnabled(self.exporter.masks is not None)
         self.training.clearLabelsButton.setEnabled(self.exporter.labels is not None)
         self.exporter.update()

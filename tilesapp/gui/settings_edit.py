@@ -17,7 +17,7 @@ from tilesapp.core.errors import SettingsError
 from tilesapp.core.settings import Settings
 from tilesapp.gui.panels._base import Panel
 from tilesapp.gui.settings_store import SettingsStore
-from tilesapp.gui.wording import FIELD_LABELS
+from tilesapp.gui.wording import FIELD_LABELS, capitalized, window_words
 
 #: Rules of the window beyond the settings' own: ``check(settings)`` → [(field, message)].
 Check = Callable[[Settings], list[tuple[str, str]]]
@@ -113,15 +113,14 @@ class SettingsEditor(QObject):
         for panel in self.panels:
             panel.clear_errors()
         for exc in errors:
-            text = exc.describe(FIELD_LABELS)
-            text = text[:1].upper() + text[1:]
+            text = capitalized(window_words(exc.describe(FIELD_LABELS)))
             panel = self.panel_of(exc.field)
             if panel is None or not panel.show_error(exc.field, text):
                 self.message.emit(text)
         for field, text in self.settings_warnings():
             panel = self.panel_of(field)
             if panel is not None:
-                panel.show_error(field, text[:1].upper() + text[1:], warning=True)
+                panel.show_error(field, capitalized(text), warning=True)
 
     def settings_warnings(self) -> list[tuple[str, str]]:
         """Choices that are allowed but probably not meant (too few grey levels)."""

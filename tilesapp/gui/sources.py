@@ -1,8 +1,10 @@
 """The sources: loading a folder (or dropped files) in the background, and the sources table.
 
-The table shows every image: file, shape, type, pixel size and where it came from, scale
-factor, tiles and status (unreadable images, found when the folder is loaded, are marked). A
-pixel size typed in a row is that image's alone, marked as typed; clicking a row previews it.
+The table shows every image an export would cut — a file, or each scene and plane of a
+microscope file — with its scene, planes, channels, shape, type, pixel size and where it came
+from, scale factor, tiles and status (unreadable images, found when the folder is loaded, and
+stacks waiting for a plane choice are marked). A pixel size typed in a row is that image's
+alone, marked as typed; clicking a row previews it.
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ from tilesapp.gui.sources_model import Assessment, Row, Sources, assess, inspect
 from tilesapp.gui.wording import plural
 from tilesapp.gui.workers import Controller, Job, from_current_job, one_step
 
-COLUMNS = ("File", "Shape", "Type", "Pixel size", "From", "Scale", "Tiles", "Status")
+COLUMNS = ("Image", "Scene", "Planes", "Channels", "Shape", "Type", "Pixel size", "From", "Scale", "Tiles", "Status")
 PIXEL_COLUMN = COLUMNS.index("Pixel size")
-FAIL_COLOR, TYPED_COLOR = QColor("#c62828"), QColor("#1565c0")
+SCENE_COLUMN, PLANES_COLUMN = COLUMNS.index("Scene"), COLUMNS.index("Planes")
+FAIL_COLOR, TYPED_COLOR, WARN_COLOR = QColor("#c62828"), QColor("#1565c0"), QColor("#b26a00")
 
 
 def parse_typed_size(text: str) -> tuple[float, float] | None:
@@ -56,12 +59,12 @@ def parse_typed_size(text: str) -> tuple[float, float] | None:
 
 
 class SourcesTable(QTableWidget):
-    """One row per image of the sources.
+    """One row per image of the sources (a file, or a scene or plane of one).
 
     Signals
     -------
-    imageChosen(Path)
-        The user chose a row: preview that image.
+    imageChosen(str)
+        The user chose a row: preview that image (its name, as the manifest names it).
     pixelSizeTyped(str, object)
         A pixel size was typed for image ``name``: (y, x) in µm, or None to remove it.
     """
@@ -85,7 +88,8 @@ class SourcesTable(QTableWidget):
         header.setSectionResizeMode(len(COLUMNS) - 1, QHeaderView.ResizeMode.Stretch)
         header.setHighlightSections(False)
         self.setWordWrap(False)
-        self.setToolTip("Click a row to preview that image; double-click its pixel size to type one for it alone.")
+        self.setToolTip("Click a row to preview that image (a scene or plane of a microscope file is its own row);\n"
+                        "double-click its pixel size to type one for it alone.")
         self._rows: list[Row] = []
         self._filling = False
         self.itemChanged.connect(self._on_item_changed)
@@ -105,9 +109,13 @@ class SourcesTable(QTableWidget):
                     item.setToolTip("Double-click to type this image's pixel size (empty: its metadata).")
                 item.setFlags(flags)
                 if c == len(COLUMNS) - 1:
-                    item.setToolTip(row.status)
+                    item.setToolTip("\n".join([row.status, *row.warnings[1:]]))
+                elif c in (SCENE_COLUMN, COLUMNS.index("Channels")) and text:
+                    item.setToolTip(text)
                 if not row.ok and c in (0, len(COLUMNS) - 1):
                     item.setForeground(QBrush(FAIL_COLOR))
+                elif row.warnings and c == len(COLUMNS) - 1:
+                    item.setForeground(QBrush(WARN_COLOR))
                 if row.typed and c in (PIXEL_COLUMN, PIXEL_COLUMN + 1):
                     item.setForeground(QBrush(TYPED_COLOR))
                     font = QFont(item.font())
@@ -115,6 +123,10 @@ class SourcesTable(QTableWidget):
                     item.setFont(font)
                 self.setItem(r, c, item)
         self._rows = list(assessment.rows)
+        # Scenes and planes have columns only when some file has them.
+        self.setColumnHidden(SCENE_COLUMN, not any(r.scenes > 1 for r in self._rows))
+        self.setColumnHidden(PLANES_COLUMN, not any(r.scene is not None and r.scene.n_z * r.scene.n_t > 1
+                                                    for r in self._rows))
         if chosen is not None:
             self.select(chosen, quiet=True)
         self._filling = False
@@ -123,36 +135,42 @@ class SourcesTable(QTableWidget):
     def _texts(row: Row) -> tuple[str, ...]:
         info, plan = row.info, row.plan
         if info is None:
-            return (row.name, "", "", "", "", "", "", row.status)
+            return (row.name, *[""] * (len(COLUMNS) - 2), row.status)
         rows, cols = info.shape_yx
-        shape = f"{rows} × {cols}" + (f" × {info.channels}" if info.channels > 1 else "")
+        shape = f"{rows} × {cols}"
         scale = tiles = ""
         if plan is not None:
             fy, fx = plan.factors
             scale = f"×{fx:.4g}" if math.isclose(fy, fx) else f"×{fy:.4g} × {fx:.4g}"
             tiles = str(len(plan.grid))
         size = row.pixel_size + (" (typed)" if row.typed else "")
-        return (row.name, shape, info.dtype, size, row.origin, scale, tiles, row.status)
+        return (row.name, row.scene_text, row.planes_text, row.channels_text, shape, info.dtype, size, row.origin,
+                scale, tiles, row.status)
 
-    def chosen(self) -> Path | None:
+    def chosen(self) -> str | None:
+        """The name of the chosen row's image, or None."""
         r = self.currentRow()
-        return self._rows[r].path if 0 <= r < len(self._rows) else None
+        return self._rows[r].name if 0 <= r < len(self._rows) else None
 
-    def select(self, path: Path, quiet: bool = False) -> None:
-        """Make the row of ``path`` the current one (``quiet``: without asking for a preview)."""
+    def select(self, name: str, quiet: bool = False) -> None:
+        """Make the row of image ``name`` the current one (``quiet``: without asking for a preview)."""
         for r, row in enumerate(self._rows):
-            if row.path == path:
+            if row.name == name:
                 old, self._filling = self._filling, self._filling or quiet
                 self.setCurrentCell(r, 0)
                 self._filling = old
                 return
 
+    def names(self) -> list[str]:
+        """Every row's image, in table order."""
+        return [row.name for row in self._rows]
+
     def paths(self) -> list[Path]:
-        return [row.path for row in self._rows]
+        return list(dict.fromkeys(row.path for row in self._rows))
 
     def _on_current(self, row: int, col: int, previous_row: int, previous_col: int) -> None:
         if not self._filling and row != previous_row and 0 <= row < len(self._rows):
-            self.imageChosen.emit(self._rows[row].path)
+            self.imageChosen.emit(self._rows[row].name)
 
     def _on_item_changed(self, item: QTableWidgetItem) -> None:
         if self._filling or item.column() != PIXEL_COLUMN:
@@ -295,6 +313,8 @@ class SourcesController(Controller):
         if self.sources is not None:
             w.media.set_sources(self.assessment.count_text(), self._sources_tooltip())
             w.media.set_shape(*self._shape_text())
+        w.media.set_stacks(*self._stacks())
+        w.normalization.set_channel_names(self.sources.channel_names() if self.sources else [])
         w.calibration.set_metadata(self.assessment.calibration_text(settings))
         w.calibration.set_result(self._calibration_result(settings))
         self._show_split(settings)
@@ -312,12 +332,24 @@ class SourcesController(Controller):
         if size_um is not None:
             self.status(f"{name}: pixel size {format_pixel_size(size_um)} typed for this image.")
 
+    def _stacks(self) -> tuple[int, int, int, str]:
+        """(Z planes, T frames, scenes at most in a file, what waits for a choice) of the loaded files."""
+        if self.sources is None:
+            return 1, 1, 1, ""
+        n_z, n_t = self.sources.stacks
+        waiting = []
+        for setting, what in (("z", "a Z choice"), ("t", "a frame choice")):
+            rows = self.assessment.needing(setting)
+            if rows:
+                waiting.append(f"{plural(len(rows), 'file')} {'needs' if len(rows) == 1 else 'need'} {what}")
+        return n_z, n_t, self.sources.max_scenes, "; ".join(waiting)
+
     def _sources_tooltip(self) -> str:
         lines = [f"{r.name}: {r.problem}" for r in self.assessment.unreadable]
         return "\n".join(lines + [f"skipped: {p.name}" for p in self.sources.skipped[:20]])
 
     def _shape_text(self) -> tuple[str, str]:
-        infos = self.sources.infos
+        infos = [r.info for r in self.assessment.rows if r.info is not None]
         shapes = {info.shape_yx for info in infos}
         if not infos:
             return "–", ""
