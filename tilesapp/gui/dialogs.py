@@ -57,6 +57,14 @@ def ask(parent: QWidget | None, title: str, text: str, confirm: str = "OK", deta
     return box.clickedButton() is yes
 
 
+def bring_up(dialog):
+    """Show a modeless dialog in front, active; returns it."""
+    dialog.show()
+    dialog.raise_()
+    dialog.activateWindow()
+    return dialog
+
+
 def about(parent: QWidget | None, title: str, html: str, pixmap: QPixmap) -> None:
     """The About box: rich text beside the application's picture."""
     box = QMessageBox(parent)
