@@ -18,7 +18,7 @@ from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QApplication
 
 from helpers import find
-from person import click, click_row, column, pick, table_rows, type_in
+from person import click, click_row, column, pick, table_rows, type_in, type_in_row
 
 REALDATA = Path(__file__).resolve().parents[3] / "shared" / "realdata"
 if not REALDATA.is_dir():
@@ -247,3 +247,24 @@ def test_a_real_nd2_z_stack_gives_every_plane(window, load, qtbot, tmp_path):
     assert len(names) == 11 and names[0] == f"{ND2_Z} [z00]" and names[-1] == f"{ND2_Z} [z10]"
     assert find(window, "sourcesLabel").text() == "11 images (from 1 file)"
     assert preview_row(qtbot, window, f"{ND2_Z} [z05]").values.shape[:2] == (127, 127)
+
+
+def test_channels_and_scenes_belong_to_their_folder(window, load, qtbot, stacks, tmp_path):
+    folder, *_ = stacks
+    load(window, folder)
+    type_in_row(qtbot, window, "two.ome.tif [s1]", "Pixel size", "0.5")
+    assert window.settings.file_pixel_sizes == (("two.ome.tif [s1]", 0.5, 0.5),)
+    type_in(qtbot, window, "scenesEdit", "1")
+    assert [row[0] for row in table_rows(window)][-1] == "two.ome.tif [s1]" and len(table_rows(window)) == 2
+    type_in(qtbot, window, "channelsEdit", "0")
+    assert window.settings.scenes == (1,) and window.settings.channels == (0,)
+    assert window.store.load_settings().scenes is None and window.store.load_settings().channels is None
+    other = tmp_path / "other"
+    other.mkdir()
+    tifffile.imwrite(other / "a.tif", np.zeros((20, 20), np.uint16), imagej=True, resolution=(1 / 0.325, 1 / 0.325),
+                     metadata={"unit": "um"})
+    load(window, other)
+    assert window.settings.scenes is None and window.settings.channels is None and not window.settings.file_pixel_sizes
+    assert find(window, "channelsEdit").text() == "" and find(window, "scenesEdit").text() == ""
+    assert ("the pixel sizes typed for 1 image, the channels chosen, the scenes chosen of the previous folder cleared"
+            in window.statusBar().currentMessage())

@@ -248,9 +248,11 @@ class PredictDialog(QDialog):
             settings, _, used = self.resolve()
             if used is not None:
                 text = f"Settings from <b>{used.name}</b>, saved beside the model: {settings_text(settings)}."
+            elif beside is not None:
+                text = f"Settings of this window (no {beside.name} beside the model): {settings_text(settings)}."
             else:
-                why = f"no {beside.name} beside the model" if beside is not None else "choose a model"
-                text = f"Settings of this window ({why}): {settings_text(settings)}."
+                text = (f"Settings of this window: {settings_text(settings)} — unless the model has its own, "
+                        f"saved beside it as MODEL.tilesapp.json.")
         except TilesError as exc:
             text, style = f"⚠ {beside.name if beside else 'The settings file'}: {dialogs.error_text(exc, 'reading it')}", \
                 ERROR_STYLE

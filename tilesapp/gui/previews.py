@@ -12,6 +12,7 @@ from PySide6.QtCore import QTimer, Signal
 
 from tilesapp.core.calibration import format_pixel_size
 from tilesapp.core.errors import ImageError
+from tilesapp.core.normalize import joint_stretch
 from tilesapp.core.plan import CalibrationMissing, plan_image
 from tilesapp.gui import dialogs
 from tilesapp.gui.tasks import (
@@ -270,7 +271,14 @@ class PreviewController(Controller):
         text += f", {s.output_bounds[0]:g}–{s.output_bounds[1]:g})" if s.norm != "none" else ", values kept)"
         if levels is not None:
             few = levels < 64 and s.dtype != "float32"
-            text += f" · {plural(levels, 'grey level')}" + (" ⚠ too few: widen the bounds" if few else "")
+            word = "grey level" if len(view.levels) == 1 else "level"
+            text += f" · {plural(levels, word)}" + (" per channel" if len(view.levels) > 1 else "") + \
+                (" ⚠ too few: widen the bounds" if few else "")
+        channels = self.preview.plan.info.channels
+        if s.norm != "none" and channels > 1:
+            joint = joint_stretch(s, self.preview.plan.info)
+            text += (" · colours stretched jointly (one low/high: stain colours keep their balance)" if joint
+                     else " · each channel stretched on its own")
         if view.approximate:
             text += " · approximate (reduced view)"
         return text

@@ -103,8 +103,9 @@ class SettingsEditor(QObject):
         old, self.settings = self.settings, new
         self._show(errors)
         if new != old:
-            # Pixel sizes typed for single images belong to the folder they were typed for.
-            self.store.save_settings(dataclasses.replace(new, file_pixel_sizes=()))
+            # Pixel sizes typed for single images, channels and scenes chosen by name or number
+            # belong to the folder they were chosen for (settings files keep them).
+            self.store.save_settings(dataclasses.replace(new, file_pixel_sizes=(), channels=None, scenes=None))
             self.changed.emit(old, new)
         self.checked.emit()
 

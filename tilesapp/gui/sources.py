@@ -17,7 +17,14 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QFont
-from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem, QWidget
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHeaderView,
+    QStyledItemDelegate,
+    QTableWidget,
+    QTableWidgetItem,
+    QWidget,
+)
 
 from tilesapp import APP_NAME
 from tilesapp.core.calibration import canonical_unit, format_pixel_size, to_um
@@ -31,6 +38,13 @@ from tilesapp.gui.workers import Controller, Job, from_current_job, one_step
 COLUMNS = ("Image", "Scene", "Planes", "Channels", "Shape", "Type", "Pixel size", "From", "Scale", "Tiles", "Status")
 PIXEL_COLUMN = COLUMNS.index("Pixel size")
 SCENE_COLUMN, PLANES_COLUMN = COLUMNS.index("Scene"), COLUMNS.index("Planes")
+#: Widest a column grows by itself (px); longer texts are elided in the middle, whole in the tooltip.
+MAX_WIDTHS = {"Image": 300, "Scene": 160, "Planes": 130, "Channels": 170, "From": 120}
+#: Room kept for the status (px), at most.
+STATUS_WIDTH = 170
+#: When the columns do not fit, these give way in turn, down to these widths (px).
+YIELDING = (("Channels", 90), ("Image", 200), ("From", 70), ("Scene", 90), ("Image", 140), ("Channels", 70),
+            ("Planes", 100), ("Image", 100))
 FAIL_COLOR, TYPED_COLOR, WARN_COLOR = QColor("#c62828"), QColor("#1565c0"), QColor("#b26a00")
 
 
@@ -56,6 +70,15 @@ def parse_typed_size(text: str) -> tuple[float, float] | None:
     if not all(math.isfinite(v) and v > 0 for v in size):
         raise ValueError(f"'{text}' is not a pixel size: it must be greater than 0.")
     return size
+
+
+class _MiddleElided(QStyledItemDelegate):
+    """Image names elided in the middle (``czi_2scenes…images.czi [s1]`` keeps its scene); the
+    other texts at their end, so their first words stay."""
+
+    def initStyleOption(self, option, index) -> None:
+        super().initStyleOption(option, index)
+        option.textElideMode = Qt.TextElideMode.ElideMiddle if index.column() == 0 else Qt.TextElideMode.ElideRight
 
 
 class SourcesTable(QTableWidget):
@@ -84,9 +107,12 @@ class SourcesTable(QTableWidget):
         self.verticalHeader().setVisible(False)
         self.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 6)
         header = self.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        # Columns fit their contents up to a width (long names are elided in the middle, whole in
+        # the tooltip), so the status stays on screen; the user may widen any of them.
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         header.setSectionResizeMode(len(COLUMNS) - 1, QHeaderView.ResizeMode.Stretch)
         header.setHighlightSections(False)
+        self.setItemDelegate(_MiddleElided(self))
         self.setWordWrap(False)
         self.setToolTip("Click a row to preview that image (a scene or plane of a microscope file is its own row);\n"
                         "double-click its pixel size to type one for it alone.")
@@ -110,7 +136,7 @@ class SourcesTable(QTableWidget):
                 item.setFlags(flags)
                 if c == len(COLUMNS) - 1:
                     item.setToolTip("\n".join([row.status, *row.warnings[1:]]))
-                elif c in (SCENE_COLUMN, COLUMNS.index("Channels")) and text:
+                elif c in (0, SCENE_COLUMN, PLANES_COLUMN, COLUMNS.index("Channels")) and text:
                     item.setToolTip(text)
                 if not row.ok and c in (0, len(COLUMNS) - 1):
                     item.setForeground(QBrush(FAIL_COLOR))
@@ -127,9 +153,39 @@ class SourcesTable(QTableWidget):
         self.setColumnHidden(SCENE_COLUMN, not any(r.scenes > 1 for r in self._rows))
         self.setColumnHidden(PLANES_COLUMN, not any(r.scene is not None and r.scene.n_z * r.scene.n_t > 1
                                                     for r in self._rows))
+        self._fit_columns()
         if chosen is not None:
             self.select(chosen, quiet=True)
         self._filling = False
+
+    def _fit_columns(self) -> None:
+        """Each column as wide as its texts, up to a width; when they do not all fit, the names
+        give way first (elided in the middle, whole in their tooltips) so the status stays seen."""
+        metrics = self.fontMetrics()
+        widths = {}
+        for c, title in enumerate(COLUMNS[:-1]):
+            if self.isColumnHidden(c):
+                continue
+            texts = [title] + [self.item(r, c).text() for r in range(min(self.rowCount(), 500)) if self.item(r, c)]
+            widths[c] = min(max(metrics.horizontalAdvance(t) for t in texts) + 16, MAX_WIDTHS.get(COLUMNS[c], 10_000))
+        statuses = [self.item(r, len(COLUMNS) - 1).text() for r in range(min(self.rowCount(), 500))
+                    if self.item(r, len(COLUMNS) - 1)]
+        status = min(STATUS_WIDTH, max((metrics.horizontalAdvance(t) for t in statuses), default=0) + 16)
+        excess = sum(widths.values()) - (self.viewport().width() - status)
+        for title, floor in YIELDING:
+            c = COLUMNS.index(title)
+            if excess <= 0:
+                break
+            if c in widths and widths[c] > floor:
+                cut = min(widths[c] - floor, excess)
+                widths[c] -= cut
+                excess -= cut
+        for c, width in widths.items():
+            self.setColumnWidth(c, width)
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._fit_columns()
 
     @staticmethod
     def _texts(row: Row) -> tuple[str, ...]:
@@ -205,6 +261,7 @@ class SourcesController(Controller):
         self.sources: Sources | None = None
         self.assessment = Assessment()
         self.split: dict[Path, str] = {}  # image → "train" / "val" (empty: no split)
+        self._folder: Path | None = None  # the folder last loaded (kept while another loads)
         self._demo_dir: Path | None = None
         self.table = SourcesTable()
         self.table.pixelSizeTyped.connect(self.type_pixel_size)
@@ -272,21 +329,32 @@ class SourcesController(Controller):
     @from_current_job
     def _on_loaded(self, sources: Sources) -> None:
         w = self.window
-        previous, self.sources = self.sources_folder(), sources
+        previous, self.sources = self._folder, sources
+        self._folder = self.sources_folder()
         if isinstance(sources.sources, Path):
             w.store.add_recent_folder(sources.sources)
             w.store.set_path("input", sources.sources)
             w.setWindowTitle(f"{sources.sources.name} — {APP_NAME}")
         w.media.set_folder(sources.label)
-        typed = w.editor.settings.file_pixel_sizes
-        if typed and previous is not None and previous != self.sources_folder():
-            w.editor.replace(file_pixel_sizes=())  # typed for images of another folder
-            self.status(f"The pixel sizes typed for {plural(len(typed), 'image')} of the previous folder were cleared.")
+        notes = []
+        if previous is not None and previous != self.sources_folder():
+            # Chosen for the images of another folder: their pixel sizes, channels and scenes.
+            s = w.editor.settings
+            cleared = {k: v for k, v in (("file_pixel_sizes", ()), ("channels", None), ("scenes", None))
+                       if getattr(s, k) != v}
+            if cleared:
+                w.editor.replace(**cleared)
+                for panel in (w.media, w.normalization):  # the fields show them
+                    panel.set_settings(w.editor.settings)
+                what = [f"the pixel sizes typed for {plural(len(s.file_pixel_sizes), 'image')}"] if s.file_pixel_sizes else []
+                what += [f"the {k} chosen" for k in ("channels", "scenes") if k in cleared]
+                notes.append(f"{', '.join(what)} of the previous folder cleared")
         w.exporter.check_folders_against_sources()
         self.refresh()
         w.editor.recheck()
         n = len(self.assessment.rows)
-        self.status(f"Loaded {self.assessment.count_text()} from {sources.label}.")
+        self.status(f"Loaded {self.assessment.count_text()} from {sources.label}"
+                    + "".join(f"; {note}" for note in notes) + ".", 12 if notes else 8)
         self.loaded.emit(sources)
         if sources.infos:
             w.previews.show_sample()

@@ -190,7 +190,7 @@ class Row:
                 if chosen is not None:
                     part += f" → {PLANE_CHOICES.get(chosen, chosen) if isinstance(chosen, str) else chosen}"
                 parts.append(part)
-        return " × ".join(parts)
+        return ", ".join(parts)
 
     @property
     def channels_text(self) -> str:
@@ -304,7 +304,7 @@ class Assessment:
         lines = [f"{r.name}: {r.problem}" for r in failing]
         first = failing[0]
         why = "needs a pixel size" if first.needs_pixel_size else \
-            (NEEDS_TEXT[first.needs] if first.waiting else first.status)
+            (NEEDS_TEXT[first.needs] if first.waiting else first.status if first.info is None else first.problem)
         why = why if len(why) <= 70 else why[:69] + "…"
         return (f"⚠ {len(failing)} of {plural(len(self.rows), 'image')} will fail (marked in the sources table), "
                 f"e.g. {first.name}: {why}.".replace("..", "."), "\n".join(lines[:40]))
