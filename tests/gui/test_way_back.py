@@ -213,7 +213,7 @@ def test_apply_a_model_with_the_window_settings(window, load, qtbot, images, tmp
     expected = (image.astype(np.float64) - image.min()) / (image.max() - image.min())  # the UNet normalization
     np.testing.assert_allclose(np.squeeze(result), expected, atol=1e-5)
     text = find(dialog, "predictResultLabel").text()
-    assert text.startswith("unet.onnx gives probabilities (CPU).") and "1 result written to" in text
+    assert text.startswith("unet.onnx gives probabilities, blended (on CPU).") and "1 result written to" in text
     assert summary.kind == "probabilities" and find(dialog, "predictOpenButton").isEnabled()
     click(qtbot, dialog, "predictOpenButton")
     assert dialogs.opened == [summary.output]

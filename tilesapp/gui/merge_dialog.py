@@ -157,6 +157,7 @@ class MergeDialog(QDialog):
         self.resultLabel.setObjectName("mergeResultLabel")
         self.resultLabel.setWordWrap(True)
         self.resultLabel.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.resultLabel.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
         # A long result (many failed images) scrolls instead of being cut off.
         self.resultScroll = QScrollArea()
         self.resultScroll.setObjectName("mergeResultScroll")

@@ -45,6 +45,10 @@ OUTPUT_TIPS = {
              "and coco.json.",
 }
 SLOT = "predict"
+#: How the outputs of each kind were merged, for the summary.
+MERGED_BY = {"probabilities": "blended", "logits": "blended, then the class of the largest",
+             "labels": "voted", "instances": "stitched into objects", "mask": "merged by max",
+             "boxes": "duplicates merged"}
 
 
 def onnxruntime_missing() -> str:
@@ -84,6 +88,7 @@ class PredictDialog(QDialog):
         self.jobs = jobs
         self._window_settings = Settings()
         self._output: Path | None = None
+        self._browsers: list[QPushButton] = []
         self.missing = onnxruntime_missing()
         self.inputEdit = self._edit("predictInputEdit", "folder of images (or one image)")
         self.outputEdit = self._edit("predictOutputEdit", "empty folder for the results")
@@ -122,6 +127,7 @@ class PredictDialog(QDialog):
         self.resultLabel.setObjectName("predictResultLabel")
         self.resultLabel.setWordWrap(True)
         self.resultLabel.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.resultLabel.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
         self.resultScroll = QScrollArea()
         self.resultScroll.setWidget(self.resultLabel)
         self.resultScroll.setWidgetResizable(True)
@@ -186,6 +192,7 @@ class PredictDialog(QDialog):
                 edit.editingFinished.emit()
 
         button.clicked.connect(choose)
+        self._browsers.append(button)
         return button
 
     # --- what the model will be given ---------------------------------------------------------------
@@ -318,8 +325,9 @@ class PredictDialog(QDialog):
         boxes = summary.kind == "boxes"
         text = merge_result(summary, "box file" if boxes else "result")
         model = self._model()
-        text = (f"{model.name if model else 'The model'} gives {summary.kind} "
-                f"({', '.join(p.replace('ExecutionProvider', '') for p in summary.providers)}).<br>") + text
+        how = f", {MERGED_BY[summary.kind]}" if summary.kind in MERGED_BY else ""
+        text = (f"{model.name if model else 'The model'} gives {summary.kind}{how} "
+                f"(on {', '.join(p.replace('ExecutionProvider', '') for p in summary.providers)}).<br>") + text
         if summary.cancelled:
             text = "Cancelled: " + text + "<br>The images not listed were not written."
         else:
@@ -351,7 +359,8 @@ class PredictDialog(QDialog):
         self.predictButton.setToolTip(self.missing or "Apply the model to every image.")
         self.cancelButton.setEnabled(busy)
         self.openButton.setEnabled(not busy and self._output is not None and self._output.is_dir())
-        for widget in (self.inputEdit, self.outputEdit, self.modelEdit, self.outputCombo, self.restoreCheck):
+        for widget in (self.inputEdit, self.outputEdit, self.modelEdit, self.outputCombo, self.restoreCheck,
+                       *self._browsers):
             widget.setEnabled(not busy)
 
     def closeEvent(self, event) -> None:
