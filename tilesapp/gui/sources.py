@@ -130,9 +130,11 @@ class SourcesTable(QTableWidget):
             for c, text in enumerate(self._texts(row)):
                 item = QTableWidgetItem(text)
                 flags = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
-                if c == PIXEL_COLUMN and row.info is not None:
+                if c == PIXEL_COLUMN and row.info is not None and not row.whole_file:
                     flags |= Qt.ItemFlag.ItemIsEditable
                     item.setToolTip("Double-click to type this image's pixel size (empty: its metadata).")
+                elif c == PIXEL_COLUMN and row.whole_file:  # its images are named once the planes are chosen
+                    item.setToolTip("Choose what to cut of this file first; then type a pixel size in its images' rows.")
                 item.setFlags(flags)
                 if c == len(COLUMNS) - 1:
                     item.setToolTip("\n".join([row.status, *row.warnings[1:]]))
