@@ -113,3 +113,41 @@ def test_shutdown_waits_for_jobs(qtbot, delay):
     runner.start("export", job)
     assert runner.shutdown(timeout=5)
     assert job.done.is_set()
+
+
+def test_a_result_queued_before_its_job_was_superseded_never_reaches_the_window(qtbot):
+    """The worker emits, then (before the event loop runs) a new job takes the slot: Qt still
+    delivers the queued call, without a sender; the window's slots must drop it."""
+    from PySide6.QtCore import QObject
+
+    from tilesapp.gui.workers import Controller, from_current_job
+
+    class Window(QObject):
+        closing = False
+
+        def __init__(self):
+            super().__init__()
+            self.jobs = JobRunner(self)
+
+    class Results(Controller):
+        def __init__(self, window):
+            super().__init__(window)
+            self.seen = []
+
+        @from_current_job
+        def on_finished(self, value):
+            self.seen.append(value)
+
+    window = Window()
+    results = Results(window)
+    old = Job(lambda cancel: "old")
+    old.signals.finished.connect(results.on_finished)
+    window.jobs.start("view", old)
+    assert old.done.wait(5)  # its result is queued, not yet delivered
+    new = Job(lambda cancel: counting(3, cancel, 0.05))
+    new.signals.finished.connect(results.on_finished)
+    with qtbot.waitSignal(new.signals.finished, timeout=5000):
+        window.jobs.start("view", new)
+    qtbot.waitUntil(lambda: results.seen == ["done"], timeout=5000)
+    qtbot.wait(50)
+    assert results.seen == ["done"]

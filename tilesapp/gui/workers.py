@@ -232,12 +232,17 @@ class JobRunner(QObject):
 
 def from_current_job(method):
     """Ignore a job's signal that arrives after the job was superseded, or while the window
-    closes (the object's ``window.closing``)."""
+    closes (the object's ``window.closing``).
+
+    A signal a worker emitted before its job was superseded is still delivered once the job's
+    connections are cut (Qt keeps the queued call), with no sender (PySide6 then gives None):
+    such a call is stale too. The decorated methods are job slots only, never called directly.
+    """
 
     @functools.wraps(method)
     def slot(self, *args, **kwargs):
         sender = self.sender()
-        if self.window.closing or (isinstance(sender, JobSignals) and not self.jobs.is_current(sender)):
+        if self.window.closing or sender is None or (isinstance(sender, JobSignals) and not self.jobs.is_current(sender)):
             return None
         return method(self, *args, **kwargs)
 
