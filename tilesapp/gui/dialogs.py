@@ -13,6 +13,7 @@ from PySide6.QtGui import QDesktopServices, QPixmap
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
 
 from tilesapp.core.errors import SettingsError, TilesError
+from tilesapp.gui.workers import untangle
 from tilesapp.gui.wording import FIELD_LABELS, about_image, plural, window_words, without_name  # noqa: F401  (re-exported)
 
 _ICONS = {
@@ -22,7 +23,9 @@ _ICONS = {
 }
 
 def error_text(exc: BaseException, doing: str) -> str:
-    """One readable sentence for ``exc``; the traceback is in the log, never in a dialog."""
+    """One readable sentence for ``exc``; the traceback is in the log, never in a dialog (and
+    forgotten here: see :func:`~tilesapp.gui.workers.untangle`)."""
+    untangle(exc)
     if isinstance(exc, SettingsError):
         return window_words(exc.describe(FIELD_LABELS))
     if isinstance(exc, TilesError):

@@ -30,7 +30,7 @@ from tilesapp.gui import dialogs
 from tilesapp.gui.merge_dialog import merge_result
 from tilesapp.gui.panels._base import ERROR_STYLE, note_label
 from tilesapp.gui.wording import plural
-from tilesapp.gui.workers import Job, JobRunner
+from tilesapp.gui.workers import Job, JobRunner, untangle
 
 #: What each kind of model output is, and how it is merged.
 OUTPUT_TIPS = {
@@ -240,7 +240,8 @@ class PredictDialog(QDialog):
         if beside is not None and beside.is_file():
             try:
                 options, _ = PredictOptions.from_dict(predict_options(beside))
-            except TilesError:
+            except TilesError as exc:
+                untangle(exc)
                 options = None  # said by _show_settings
             if options is not None:
                 self.outputCombo.setCurrentIndex(max(0, self.outputCombo.findData(options.model_output)))

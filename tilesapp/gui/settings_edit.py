@@ -17,10 +17,17 @@ from tilesapp.core.errors import SettingsError
 from tilesapp.core.settings import Settings
 from tilesapp.gui.panels._base import Panel
 from tilesapp.gui.settings_store import SettingsStore
+from tilesapp.gui.workers import untangle
 from tilesapp.gui.wording import FIELD_LABELS, capitalized, window_words
 
 #: Rules of the window beyond the settings' own: ``check(settings)`` → [(field, message)].
 Check = Callable[[Settings], list[tuple[str, str]]]
+
+
+def kept(exc: SettingsError) -> list[SettingsError]:
+    """The errors of ``exc``, to be kept while they are shown, without their tracebacks (see
+    :func:`~tilesapp.gui.workers.untangle`)."""
+    return list(untangle(exc).errors)
 
 
 class SettingsEditor(QObject):
@@ -66,7 +73,7 @@ class SettingsEditor(QObject):
                 new = dataclasses.replace(self.settings, **values)
                 break
             except SettingsError as exc:
-                errors += [e for e in exc.errors if e.field not in {f.field for f in errors}]
+                errors += [e for e in kept(exc) if e.field not in {f.field for f in errors}]
                 broken = {e.field for e in exc.errors} & set(values)
                 if not broken:
                     new = self.settings
@@ -86,7 +93,7 @@ class SettingsEditor(QObject):
         try:
             new = dataclasses.replace(self.settings, **values)
         except SettingsError as exc:
-            self._show([*self.errors, *exc.errors])
+            self._show([*self.errors, *kept(exc)])
             return
         self._use(new, [e for e in self.errors if e.field not in values])
 
