@@ -13,7 +13,7 @@ from tilesapp.core.geometry import TileGrid
 from tilesapp.core.settings import Settings, load_settings
 from tilesapp.gui import MainWindow
 from helpers import find
-from person import click, pick, table_rows, type_in
+from person import click, column, pick, table_rows, type_in
 
 OBJECT_NAMES = {
     "sourcesLabel": QLabel,
@@ -67,7 +67,8 @@ def test_load_folder_shows_sources_shape_and_pixel_size(window, make_folder, loa
     assert "1 other file skipped" in find(window, "sourcesLabel").text()
     assert find(window, "shapeLabel").text().startswith("200 × 300")
     # Each image's pixel size is its metadata's, shown in the table; the field is for images without one.
-    assert [row[3:5] for row in table_rows(window)] == [["0.65 µm", "ImageJ"]] * 3
+    px = column(window, "Pixel size")
+    assert [row[px:px + 2] for row in table_rows(window)] == [["0.65 µm", "ImageJ"]] * 3
     assert find(window, "pixelSizeEdit").text() == "" and window.settings.pixel_size is None
     assert "3 of 3 images calibrated (0.65 µm, ImageJ)" in window.calibration.metadataLabel.text()
     # Loading shows the sample mosaic by itself.
@@ -82,7 +83,7 @@ def test_different_images_give_auto_pixel_size_and_different_shapes(window, make
     assert find(window, "pixelSizeEdit").text() == ""
     assert window.settings.pixel_size is None
     assert "2 of 2 images calibrated (0.5–0.65 µm, ImageJ)" in window.calibration.metadataLabel.text()
-    assert [row[5] for row in table_rows(window)] == ["×2", "×1.538"]
+    assert [row[column(window, "Scale")] for row in table_rows(window)] == ["×2", "×1.538"]
 
 
 def drop(window, paths):

@@ -113,3 +113,78 @@ def test_shutdown_waits_for_jobs(qtbot, delay):
     runner.start("export", job)
     assert runner.shutdown(timeout=5)
     assert job.done.is_set()
+
+
+def test_a_result_queued_before_its_job_was_superseded_never_reaches_the_window(qtbot):
+    """The worker emits, then (before the event loop runs) a new job takes the slot: Qt still
+    delivers the queued call, without a sender; the window's slots must drop it."""
+    from PySide6.QtCore import QObject
+
+    from tilesapp.gui.workers import Controller, from_current_job
+
+    class Window(QObject):
+        closing = False
+
+        def __init__(self):
+            super().__init__()
+            self.jobs = JobRunner(self)
+
+    class Results(Controller):
+        def __init__(self, window):
+            super().__init__(window)
+            self.seen = []
+
+        @from_current_job
+        def on_finished(self, value):
+            self.seen.append(value)
+
+    window = Window()
+    results = Results(window)
+    old = Job(lambda cancel: "old")
+    old.signals.finished.connect(results.on_finished)
+    window.jobs.start("view", old)
+    assert old.done.wait(5)  # its result is queued, not yet delivered
+    new = Job(lambda cancel: counting(3, cancel, 0.05))
+    new.signals.finished.connect(results.on_finished)
+    with qtbot.waitSignal(new.signals.finished, timeout=5000):
+        window.jobs.start("view", new)
+    qtbot.waitUntil(lambda: results.seen == ["done"], timeout=5000)
+    qtbot.wait(50)
+    assert results.seen == ["done"]
+
+
+def test_a_closed_window_leaves_nothing_to_the_cycle_collector(qtbot, make_folder, load, dialogs):
+    """Errors the window caught or was sent (a settings error, a preview that failed in a worker)
+    keep no frame of it: a window freed only by Python's cycle collector may be destroyed in a
+    worker thread, which deadlocked Qt (seen once in the suite)."""
+    import gc
+
+    from PySide6.QtCore import QCoreApplication, QEvent, QObject
+
+    from person import click_row, type_in
+    from tilesapp.gui import MainWindow
+
+    gc.collect()
+    window = MainWindow()
+    window.show()
+    load(window, make_folder("bare", [((40, 40), None), ((40, 40), 0.325)]))
+    type_in(qtbot, window, "patchSizeSpin", "100000")  # a SettingsError, shown next to the field
+    assert window.settings_errors
+    type_in(qtbot, window, "patchSizeSpin", "32")
+    click_row(qtbot, window, "cell_01.tif")  # no pixel size: the worker's error comes back
+    qtbot.waitUntil(lambda: "carries no pixel size" in window.viewer.placeholder.text(), timeout=10_000)
+    window.show_predict_dialog().close()
+    window.close()
+    window.deleteLater()
+    del window
+    for _ in range(5):
+        QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+        qtbot.wait(10)
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        gc.collect()
+        left = [type(o).__name__ for o in gc.garbage if isinstance(o, QObject)]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+    assert not left, left[:10]

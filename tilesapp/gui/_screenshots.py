@@ -4,8 +4,11 @@
     TILESAPP_SHOT_SIZE=1366x768 python -m tilesapp.gui._screenshots /tmp/laptop   (another window size)
 
 Works offscreen (``QT_QPA_PLATFORM=offscreen``) or on a display (``xvfb-run -a``). Uses the demo
-images (and, for the sources table, a folder of mixed files made from them) and a throw-away
-settings file, never the user's settings.
+images (and, for the sources table, a folder of mixed files made from them; for the imported
+annotations, QuPath GeoJSON outlines traced from masks made of them) and a throw-away settings
+file, never the user's settings. The microscope-file screenshots (scenes.png, slide.png) copy
+files of the shared real-data folder (``TILESAPP_REALDATA``, default ``../shared/realdata`` beside
+the repository) into a temporary folder; without it they are skipped, said on the output.
 """
 
 from __future__ import annotations
@@ -20,7 +23,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 SIZE = (1440, 960)  # the default window
 PREVIEW_IMAGE = "microglia_03.tif"
-NAMES = ("sample.png", "preview.png", "training.png", "sources.png", "output.png", "export.png")
+NAMES = ("sample.png", "preview.png", "training.png", "annotations.png", "sources.png", "output.png", "export.png",
+         "scenes.png", "slide.png")
+REALDATA = Path(os.environ.get("TILESAPP_REALDATA", ROOT.parent / "shared" / "realdata"))
+#: The microscope files of scenes.png: a CZI of two scenes with Z, an ND2 Z stack, an ND2 of four
+#: channels and an ND2 time series (left waiting for a frame choice, as a person sees it first).
+SCENE_FILES = ("czi_2scenes_z2_neubias_xyz__multiple_images.czi", "nd2_z11_arcadia_example-zstack.nd2",
+               "nd2_2d_4ch_arcadia_example-multichannel.nd2", "nd2_t53_arcadia_example-timelapse.nd2")
+SLIDE_FILE = "svs_CMU-1-Small-Region.svs"
 
 
 def _wait(app, condition, timeout: float = 60.0) -> None:
@@ -54,6 +64,37 @@ def make_masks(images: Path, masks: Path) -> Path:
         body = cell & (smooth > otsu_threshold(smooth[cell]))
         cv2.imwrite(str(masks / f"{path.stem}.png"), np.where(body, 2, np.where(cell, 1, 0)).astype(np.uint8))
     return masks
+
+
+def make_geojson(masks: Path, folder: Path) -> Path:
+    """QuPath GeoJSON exports traced from the masks of :func:`make_masks`: each cell's outline
+    (class "microglia", holes kept) and each cell body's ("soma"), one file per image."""
+    import json
+
+    import cv2
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in sorted(masks.glob("*.png")):
+        labels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        features = []
+        for name, region in (("microglia", labels >= 1), ("soma", labels == 2)):
+            contours, hierarchy = cv2.findContours(region.astype("uint8"), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+            for k, contour in enumerate(contours):
+                if hierarchy[0][k][3] != -1 or len(contour) < 3:
+                    continue  # a hole: added to its outline below
+                rings = [contour]
+                child = hierarchy[0][k][2]
+                while child != -1:
+                    if len(contours[child]) >= 3:
+                        rings.append(contours[child])
+                    child = hierarchy[0][child][0]
+                coordinates = [[[float(x) + 0.5, float(y) + 0.5] for x, y in ring[:, 0]] for ring in rings]
+                for ring in coordinates:
+                    ring.append(ring[0])
+                features.append({"type": "Feature", "geometry": {"type": "Polygon", "coordinates": coordinates},
+                                 "properties": {"objectType": "annotation", "classification": {"name": name}}})
+        (folder / f"{path.stem}.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    return folder
 
 
 def make_mixed(demo: Path, folder: Path) -> Path:
@@ -158,11 +199,48 @@ def take_screenshots(out_dir: Path, names: tuple[str, ...] = NAMES, size: tuple[
         _wait(app, lambda: previews and previews[-1].keep is not None)
         dropped = [i for i, kept in enumerate(previews[-1].keep) if not kept]
         window.tiles.tileSlider.setValue(dropped[len(dropped) // 2] if dropped else 0)
+        for panel in (window.calibration, window.normalization):
+            panel.set_expanded(False)  # the Training set panel in view
+        settle()
+        window.scroll.ensureWidgetVisible(window.training)
         grab("training.png")
+        for panel in (window.calibration, window.normalization):
+            panel.set_expanded(True)
+        window.scroll.verticalScrollBar().setValue(0)
         window.exporter.set_annotations("masks", None)
         window.training.minForegroundSpin.setValue(0)
         window.training.valFractionSpin.setValue(0)
         window.training.set_expanded(False)
+
+    if "annotations.png" in names:
+        # Objects drawn in QuPath (here: outlines traced from the masks), an nnU-Net layout, the
+        # filter dropping the tiles with few objects: polygons over the grid, crosses.
+        masks = project / "masks" if (project / "masks").is_dir() else make_masks(folder, project / "masks")
+        qupath = make_geojson(masks, project / "qupath")
+        for panel in (window.media, window.calibration, window.normalization):
+            panel.set_expanded(False)
+        window.training.set_expanded(True)
+        window.training.layoutCombo.setCurrentIndex(window.training.layoutCombo.findData("nnunet"))
+        window.exporter.select_folder(project / "Dataset501_Microglia")
+        previews.clear()
+        window.exporter.select_imported("folder", qupath)
+        _wait(app, lambda: previews and previews[-1].objects is not None)
+        previews.clear()
+        window.training.minForegroundSpin.setValue(8)
+        _wait(app, lambda: previews and previews[-1].keep is not None)
+        window.tiles.showAllCheck.setChecked(False)
+        dropped = [i for i, kept in enumerate(previews[-1].keep) if not kept]
+        window.tiles.tileSlider.setValue(dropped[len(dropped) // 2] if dropped else 0)
+        settle()
+        window.scroll.ensureWidgetVisible(window.training)
+        grab("annotations.png")
+        window.exporter.set_annotations("annotations", None)
+        window.training.minForegroundSpin.setValue(0)
+        window.training.layoutCombo.setCurrentIndex(window.training.layoutCombo.findData("plain"))
+        window.training.set_expanded(False)
+        for panel in (window.media, window.calibration, window.normalization):
+            panel.set_expanded(True)
+        window.scroll.verticalScrollBar().setValue(0)
 
     if "sources.png" in names or "export.png" in names:
         samples.clear()
@@ -185,11 +263,61 @@ def take_screenshots(out_dir: Path, names: tuple[str, ...] = NAMES, size: tuple[
             window.exporter.cancel()
             _wait(app, lambda: ends, timeout=120)
             grab("export-cancelled.png")
+    if {"scenes.png", "slide.png"} & set(names):
+        _microscope_files(window, project, names, app, previews, samples, grab)
     window.close()
     window.deleteLater()
     app.processEvents()
     shutil.rmtree(tmp, ignore_errors=True)
     return paths
+
+
+def _microscope_files(window, project: Path, names, app, previews, samples, grab) -> None:
+    """scenes.png: a CZI of two scenes in the sources table, one scene previewed; slide.png: an H&E
+    slide's output values, its colours stretched jointly. Files copied from the real-data folder."""
+    missing = [n for n in (*SCENE_FILES, SLIDE_FILE) if not (REALDATA / n).is_file()]
+    if missing:
+        print(f"skipped scenes.png and slide.png: {', '.join(missing)} not in {REALDATA}", file=sys.stderr)
+        return
+    window.tiles.showAllCheck.setChecked(True)
+    if "scenes.png" in names:
+        folder = project / "confocal"
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in SCENE_FILES:
+            shutil.copy(REALDATA / name, folder / name)
+        samples.clear()
+        window.open_folder(folder)
+        _wait(app, lambda: samples)
+        window.tiles.patchSizeSpin.setValue(128)  # the scenes are small: a few tiles each
+        window.tiles.overlapSpin.setValue(32)
+        window.media.zCombo.setCurrentIndex(window.media.zCombo.findData("max"))
+        previews.clear()
+        window.preview_image(f"{SCENE_FILES[0]} [s1]")
+        _wait(app, lambda: previews)
+        window.tiles.tileSlider.setValue(3)
+        grab("scenes.png")
+        window.tiles.patchSizeSpin.setValue(512)
+        window.tiles.overlapSpin.setValue(128)
+    if "slide.png" in names:
+        folder = project / "pathology"
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REALDATA / SLIDE_FILE, folder / SLIDE_FILE)
+        samples.clear()
+        window.open_folder(folder)
+        _wait(app, lambda: samples)
+        window.apply_preset("yolo")
+        window.tiles.showAllCheck.setChecked(False)
+        previews.clear()
+        window.preview_image(folder / SLIDE_FILE)
+        _wait(app, lambda: previews)
+        outputs = []
+        window.outputShown.connect(outputs.append)
+        window.tiles.outputValuesCheck.setChecked(True)
+        _wait(app, lambda: outputs)
+        window.tiles.tileSlider.setValue(41)
+        grab("slide.png")
+        window.tiles.outputValuesCheck.setChecked(False)
+        window.apply_preset("unet")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@ from PySide6.QtGui import QDesktopServices, QPixmap
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
 
 from tilesapp.core.errors import SettingsError, TilesError
-from tilesapp.gui.wording import FIELD_LABELS, about_image, plural, without_name  # noqa: F401  (re-exported)
+from tilesapp.gui.workers import untangle
+from tilesapp.gui.wording import FIELD_LABELS, about_image, plural, window_words, without_name  # noqa: F401  (re-exported)
 
 _ICONS = {
     "information": QMessageBox.Icon.Information,
@@ -22,11 +23,13 @@ _ICONS = {
 }
 
 def error_text(exc: BaseException, doing: str) -> str:
-    """One readable sentence for ``exc``; the traceback is in the log, never in a dialog."""
+    """One readable sentence for ``exc``; the traceback is in the log, never in a dialog (and
+    forgotten here: see :func:`~tilesapp.gui.workers.untangle`)."""
+    untangle(exc)
     if isinstance(exc, SettingsError):
-        return exc.describe(FIELD_LABELS)
+        return window_words(exc.describe(FIELD_LABELS))
     if isinstance(exc, TilesError):
-        return str(exc)
+        return window_words(str(exc))
     if isinstance(exc, OSError):
         where = f" ({exc.filename})" if exc.filename else ""
         return f"Error while {doing}: {exc.strerror or exc}{where}."
@@ -55,6 +58,14 @@ def ask(parent: QWidget | None, title: str, text: str, confirm: str = "OK", deta
         box.setDetailedText(details)
     box.exec()
     return box.clickedButton() is yes
+
+
+def bring_up(dialog):
+    """Show a modeless dialog in front, active; returns it."""
+    dialog.show()
+    dialog.raise_()
+    dialog.activateWindow()
+    return dialog
 
 
 def about(parent: QWidget | None, title: str, html: str, pixmap: QPixmap) -> None:

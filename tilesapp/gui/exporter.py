@@ -1,5 +1,5 @@
-"""The export: its folder (and the masks and labels folders that must stay apart from it),
-emptying it, the run with progress and time left, Cancel, and the summary."""
+"""The export: its folder (and the masks and labels folders or annotations that must stay apart
+from it), emptying it, the run with progress and time left, Cancel, and the summary."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 from PySide6.QtCore import Signal
 
-from tilesapp.core.errors import OutputError
+from tilesapp.core.errors import OutputError, TilesError
 from tilesapp.core.export import run_export
 from tilesapp.core.folders import (
     annotation_folder_problem,
@@ -20,7 +20,22 @@ from tilesapp.core.folders import (
 )
 from tilesapp.core.progress import Progress
 from tilesapp.gui import dialogs
+from tilesapp.core.training import TrainingRun, check_annotations_path
 from tilesapp.gui.wording import GIVE_PIXEL_SIZE, about_image, plural
+
+#: What the window says a layout lacks, when the engine finds it lacks something.
+NEEDS = {
+    "ultralytics": "The ultralytics layout trains on boxes: choose a labels folder or annotations, or a masks "
+                   "folder of instance masks with Boxes from masks ticked.",
+    "nnunet": "nnU-Net trains on class masks: choose a masks folder or annotations.",
+    "cellpose": "Cellpose trains on instance masks: choose a masks folder or annotations.",
+    "stardist": "StarDist trains on instance masks: choose a masks folder or annotations.",
+    "coco": "COCO describes objects: choose annotations, a masks folder of instance masks, or a labels folder.",
+}
+#: Where the window says to give what a failed image needed.
+SETTING_HINTS = {"z": "choose what to cut of Z stacks in Planes (Media panel)",
+                 "t": "choose what to cut of time series in Planes (Media panel)",
+                 "channels": "change the channels to keep (Normalization panel)"}
 from tilesapp.gui.workers import Controller, Job, from_current_job, one_step
 
 MAX_LISTED = 5
@@ -63,6 +78,7 @@ class ExportController(Controller):
         self.folder: Path | None = None
         self.masks: Path | None = None  # folders of annotations named like the images
         self.labels: Path | None = None
+        self.annotations: Path | None = None  # GeoJSON, ROI or COCO files (a file or a folder)
         self.bar, self.panel = window.export_bar, window.export_panel
         self._started = 0.0
         self._settings = None  # those of the running (or last) export, for its summary
@@ -77,6 +93,8 @@ class ExportController(Controller):
         t.labelsFolderRequested.connect(lambda: self.select_annotations("labels"))
         t.clearMasksRequested.connect(lambda: self.set_annotations("masks", None))
         t.clearLabelsRequested.connect(lambda: self.set_annotations("labels", None))
+        t.annotationsRequested.connect(lambda kind: self.select_imported(kind))
+        t.clearAnnotationsRequested.connect(lambda: self.set_annotations("annotations", None))
 
     @property
     def running(self) -> bool:
@@ -104,14 +122,14 @@ class ExportController(Controller):
         """The engine's refusals: not an input, masks or labels folder, nor inside one, nor
         holding the masks or labels folder (said in a dialog unless ``quiet``)."""
         problem = ""
-        for kind, folder in (("masks", self.masks), ("labels", self.labels)):
+        for kind, folder in (("masks", self.masks), ("labels", self.labels), ("annotations", self.annotations)):
             if folder is not None and not problem:
                 problem = folder_conflict(kind, folder, path)
         if not problem:
             sources = self.window.loader.sources
             try:
                 check_output_place(path, (list(sources.folders) if sources else []) +
-                                   [f for f in (self.masks, self.labels) if f is not None])
+                                   [f for f in (self.masks, self.labels, self.annotations) if f is not None and f.is_dir()])
             except OutputError as exc:
                 problem = str(exc)
         if problem and not quiet:
@@ -156,14 +174,58 @@ class ExportController(Controller):
         self.set_annotations(kind, path)
         return True
 
+    def select_imported(self, kind: str, path: str | Path | None = None) -> bool:
+        """Choose imported annotations: a ``kind`` "file" (GeoJSON, ROI, COCO) or "folder" of them
+        (asks when ``path`` is None); they replace masks and labels folders. False when refused."""
+        if path is None:
+            sources = self.window.loader.sources
+            start = self.annotations or self.window.store.path("annotations") or (sources.folders[0] if sources else None)
+            if kind == "folder":
+                path = dialogs.choose_folder(self.window, "Select the folder of annotation files", start)
+            else:
+                path = dialogs.choose_open_file(
+                    self.window, "Select an annotation file", start,
+                    "Annotations (*.geojson *.json *.roi *.zip);;QuPath GeoJSON (*.geojson *.json);;"
+                    "ImageJ ROIs (*.roi *.zip);;COCO (*.json);;All files (*)")
+            if path is None:
+                return False
+        try:
+            path = check_annotations_path(path, self.window.loader.sources.folders if self.window.loader.sources else [],
+                                          self.folder or Path(path).expanduser().absolute().parent / ".tilesapp-no-export")
+        except TilesError as exc:
+            dialogs.inform(self.window, "Annotations", dialogs.error_text(exc, "choosing annotations"), kind="warning")
+            return False
+        if self.folder is not None:
+            problem = folder_conflict("annotations", path, self.folder)
+            if problem:
+                dialogs.inform(self.window, "Annotations", problem, kind="warning")
+                return False
+        self.window.store.set_path("annotations", path if path.is_dir() else path.parent)
+        self.set_annotations("annotations", path)
+        return True
+
     def set_annotations(self, kind: str, path: Path | None) -> None:
-        """Use ``path`` as the masks / labels folder (None: none); the preview follows."""
+        """Use ``path`` as the masks / labels folder or the annotations (None: none); the preview
+        follows. Annotations replace masks and labels (the engine draws those from them), and
+        the other way round: choosing one clears the other, said in the status bar."""
         if self.running:
-            dialogs.inform(self.window, f"{kind.capitalize()} folder",
+            dialogs.inform(self.window, kind.capitalize() if kind == "annotations" else f"{kind.capitalize()} folder",
                            "An export is running; wait for it to end or cancel it first.")
             return
         setattr(self, kind, path)
-        self.window.training.set_folders(self.masks, self.labels)
+        cleared = []
+        if path is not None:
+            others = ("masks", "labels") if kind == "annotations" else ("annotations",)
+            for other in others:
+                if getattr(self, other) is not None:
+                    setattr(self, other, None)
+                    cleared.append(other if other == "annotations" else f"{other} folder")
+        if cleared:
+            self.status(f"{' and '.join(c.capitalize() if i == 0 else c for i, c in enumerate(cleared))} cleared: "
+                        f"{'annotations replace masks and labels' if kind == 'annotations' else f'a {kind} folder replaces the annotations'}.",
+                        12)
+        self.window.training.set_folders(self.masks, self.labels, self.annotations)
+        self.window.editor.recheck()
         self.window.update_actions()
         # Asked by the user: a missing mask for this image deserves a message, not a status line.
         self.window.previews.refresh(interactive=path is not None)
@@ -265,8 +327,10 @@ class ExportController(Controller):
                                confirm="Replace and export"):
                 return
             overwrite = True
+        annotations = self.annotations
         job = Job(lambda cancel: run_export(sources.sources, out, settings, overwrite=overwrite, cancel=cancel,
-                                            masks=masks, labels=labels), name="exporting tiles")
+                                            masks=masks, labels=labels, annotations=annotations),
+                  name="exporting tiles")
         job.signals.progressed.connect(self._on_progress)
         job.signals.finished.connect(self._on_finished)
         job.signals.cancelled.connect(self._on_cancelled)
@@ -297,9 +361,24 @@ class ExportController(Controller):
         self.window.show_progress(progress, "Exporting")
 
     def _reason(self, summary, name: str, reason: str) -> str:
-        if "pixel_size" in summary.settings_failures.get(name, ()):
+        needs = summary.settings_failures.get(name, ())
+        if "pixel_size" in needs:
             return f"{name} carries no pixel size: {GIVE_PIXEL_SIZE}."
-        return about_image(name, reason)
+        hint = next((SETTING_HINTS[n] for n in needs if n in SETTING_HINTS), "")
+        return dialogs.window_words(about_image(name, reason)) + (f" ({hint}.)" if hint else "")
+
+    def training_check(self, settings) -> list[tuple[str, str]]:
+        """What the layout lacks, said next to the field before exporting (the engine's rule,
+        in the window's words)."""
+        out = []
+        if settings.boxes_from_masks and self.masks is None:
+            out.append(("boxes_from_masks", "Boxes from masks needs a masks folder of instance masks (one id per "
+                                            "object) to take the boxes from."))
+        run = TrainingRun(settings, settings.layout, self.masks is not None, self.labels is not None)
+        run.index = self.annotations  # only whether there are annotations counts here
+        if run.missing():
+            out.append(("layout", NEEDS.get(settings.layout, dialogs.window_words(run.missing()))))
+        return out
 
     def _summary_text(self, summary) -> str:
         seconds = time.monotonic() - self._started

@@ -73,7 +73,7 @@ class MainWindow(QMainWindow):
         self.jobs = JobRunner(self)
         self.closing = False
         self._busy_text = ""
-        self._merge_dialog = None
+        self._merge_dialog = self._predict_dialog = None
         self._build_panels()
         self.editor = SettingsEditor(self.panels, self.store, self)
         self.loader = SourcesController(self)
@@ -162,7 +162,8 @@ class MainWindow(QMainWindow):
                 ("openFolderAction", "&Open folder…", QKeySequence.StandardKey.Open, self.loader.choose_folder),
                 ("recentMenu", "Open &recent", None, None),
                 ("demoAction", "Open &demo images", None, self.loader.open_demo), None,
-                ("mergeAction", "&Merge tiles…", "Ctrl+M", self.show_merge_dialog), None,
+                ("mergeAction", "&Merge tiles…", "Ctrl+M", self.show_merge_dialog),
+                ("predictAction", "&Apply a model…", "Ctrl+P", self.show_predict_dialog), None,
                 ("loadSettingsAction", "&Load settings…", "Ctrl+L", self.files.load),
                 ("saveSettingsAction", "&Save settings…", QKeySequence.StandardKey.Save, self.files.save),
                 ("resetSettingsAction", "Reset settings to &defaults", None, self.files.reset), None,
@@ -217,6 +218,7 @@ class MainWindow(QMainWindow):
         self.editor.checked.connect(self._on_checked)
         self.editor.message.connect(lambda text: self.show_status(text, 10))
         self.editor.checks.append(self.loader.memory_check)
+        self.editor.checks.append(self.exporter.training_check)
         self.jobs.ended.connect(self._on_job_ended)
 
     def _restore_layout(self) -> None:
@@ -272,16 +274,21 @@ class MainWindow(QMainWindow):
         """Open the Merge tiles dialog (tiles folder preset to the export folder)."""
         from tilesapp.gui.merge_dialog import MergeDialog
 
-        if self._merge_dialog is None:
-            self._merge_dialog = MergeDialog(self.jobs, self)
-        dialog, folder = self._merge_dialog, self.exporter.folder
+        dialog = self._merge_dialog = self._merge_dialog or MergeDialog(self.jobs, self)
+        folder = self.exporter.folder
         if not dialog.tilesEdit.text() and folder is not None:
             dialog.tilesEdit.setText(str(folder))
             dialog.outputEdit.setText(str(folder.with_name(folder.name + "-merged")))
-        dialog.show()
-        dialog.raise_()
-        dialog.activateWindow()
-        return dialog
+        return dialogs.bring_up(dialog)
+
+    def show_predict_dialog(self):
+        """Open the Apply a model dialog (the images preset to the loaded folder)."""
+        from tilesapp.gui.predict_dialog import PredictDialog
+
+        dialog = self._predict_dialog = self._predict_dialog or PredictDialog(self.jobs, self)
+        sources = self.loader.sources
+        dialog.use_window(self.editor.settings, sources.folders[0] if sources and sources.folders else None)
+        return dialogs.bring_up(dialog)
 
     # --- settings --------------------------------------------------------------------------------------
     def _on_settings_changed(self, old, new) -> None:
@@ -328,7 +335,7 @@ class MainWindow(QMainWindow):
     def _on_job_ended(self, slot: str) -> None:
         if self.closing:
             return
-        if not any(self.jobs.busy(s) for s in ("scan", "view", "export", "empty", "merge", "output", "tile")):
+        if not any(self.jobs.busy(s) for s in ("scan", "view", "export", "empty", "merge", "predict", "output", "tile")):
             self.statusProgress.setVisible(False)
             self.clear_busy()
         self.update_actions()
@@ -349,7 +356,7 @@ class MainWindow(QMainWindow):
         self.media.sampleButton.setEnabled(has_images)
         self.media.recursiveCheck.setEnabled(not self.jobs.busy("scan"))
         self.tiles.previewButton.setEnabled(preview_ok)
-        self.tiles.anotherButton.setEnabled(preview_ok and len(table.paths()) > 1)
+        self.tiles.anotherButton.setEnabled(preview_ok and len(table.names()) > 1)
         self.training.clearMasksButton.setEnabled(self.exporter.masks is not None)
         self.training.clearLabelsButton.setEnabled(self.exporter.labels is not None)
         self.exporter.update()

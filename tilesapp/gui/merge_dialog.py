@@ -1,4 +1,5 @@
-"""Merge tiles back into whole images (e.g. a model's predictions), in the background."""
+"""Merge tiles back into whole images (e.g. a model's predictions), in the background: the mode
+that fits what the tiles hold (blend, vote, instances, max), or per-tile boxes."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDialog,
+    QDoubleSpinBox,
     QGridLayout,
     QHBoxLayout,
     QLabel,
@@ -19,16 +21,66 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from tilesapp.core.merge import BLENDS, run_merge
+from tilesapp.core.boxes import FUSIONS
+from tilesapp.core.combine import BLENDS, COMBINES, DEFAULT_IOU
+from tilesapp.core.merge import COCO_NAME, run_merge
 from tilesapp.core.progress import Progress
 from tilesapp.gui import dialogs
 from tilesapp.gui.panels._base import ERROR_STYLE, note_label
+from tilesapp.gui.wording import plural
 from tilesapp.gui.workers import Job, JobRunner
 
+BOXES = "boxes"
+#: What each mode is for, as the combo box says it.
+COMBINE_LABELS = {
+    "blend": "blend — probabilities, intensities",
+    "vote": "vote — class ids",
+    "instances": "instances — instance labels",
+    "max": "max — binary masks",
+    BOXES: "boxes — YOLO box files (.txt)",
+}
+COMBINE_TIPS = {
+    "blend": "Weighted average of the tiles covering a pixel: probability maps, intensities.",
+    "vote": "Per pixel the class most tiles (weighted by the window) predict: class-id maps.\n"
+            "Never a class no tile predicted (averaging class ids would invent some).",
+    "instances": "Instance label maps: objects cut by tile edges or found in two tiles become one object\n"
+                 "with one id (matched by their overlap, IoU); ids 1, 2, 3, …",
+    "max": "The largest value of the tiles covering a pixel: a detection anywhere wins (binary masks).",
+    BOXES: "Per-tile YOLO prediction files (class cx cy w h [confidence], named like the tiles), merged into one\n"
+           "box file per image and a COCO file; duplicates in overlaps merged class by class.",
+}
 BLEND_TIPS = {
     "flat": "Overlapping pixels are averaged with equal weights.",
-    "gradient": "Weights fall smoothly towards tile edges: no visible seams.",
+    "gradient": "Weights fall linearly towards tile edges: no visible seams.",
+    "hann": "Weights fall as a cosine towards tile edges: the smoothest seams.",
 }
+FUSION_LABELS = {"nms": "keep the best (NMS)", "wbf": "average them (WBF)"}
+#: Modes whose tiles are weighted by the window.
+WEIGHTED = ("blend", "vote")
+
+
+def merge_result(summary, what: str | None = None) -> str:
+    """What a merge (or a prediction) wrote and counted, in a sentence or two.
+
+    >>> from tilesapp.core.merge import MergeSummary
+    >>> merge_result(MergeSummary(Path("out"), [Path("a.tif")], counts={"a": {"objects": 5, "merged": 2, "split": 0}}))
+    '1 image written to out.<br>5 objects; 2 found in several tiles were given one id.'
+    """
+    counts = {key for c in summary.counts.values() for key in c}
+    n = len(summary.written)
+    boxes = "boxes" in counts
+    what = what or ("box file" if boxes else "image")
+    text = f"{plural(n, what)} written to {summary.output}" + (f" and {COCO_NAME}." if boxes and n else ".")
+    if "objects" in counts:
+        text += (f"<br>{plural(summary.total('objects'), 'object')}; {summary.total('merged')} found in several tiles "
+                 f"were given one id")
+        split = summary.total("split")
+        text += (f"; {split} kept two ids (their parts met after they were written: raise the memory limit to merge "
+                 f"them whole)." if split else ".")
+    if boxes:
+        text += (f"<br>{plural(summary.total('boxes_in'), 'box', 'boxes')} found in the tiles, "
+                 f"{summary.total('boxes')} after merging the duplicates of overlapping tiles.")
+    return text
 
 
 class MergeDialog(QDialog):
@@ -54,11 +106,38 @@ class MergeDialog(QDialog):
         self.outputEdit = QLineEdit()
         self.outputEdit.setObjectName("mergeOutputEdit")
         self.outputEdit.setPlaceholderText("empty folder for the merged images")
+        self.combineCombo = QComboBox()
+        self.combineCombo.setObjectName("combineCombo")
+        for mode in (*COMBINES, BOXES):
+            self.combineCombo.addItem(COMBINE_LABELS.get(mode, mode), mode)
+            self.combineCombo.setItemData(self.combineCombo.count() - 1, COMBINE_TIPS.get(mode, ""),
+                                          Qt.ItemDataRole.ToolTipRole)
+        self.combineCombo.setToolTip("How the tiles covering a pixel become one value: choose what the tiles hold.")
         self.blendCombo = QComboBox()
         self.blendCombo.setObjectName("blendCombo")
         for blend in BLENDS:
             self.blendCombo.addItem(blend, blend)
             self.blendCombo.setItemData(self.blendCombo.count() - 1, BLEND_TIPS.get(blend, ""), Qt.ItemDataRole.ToolTipRole)
+        self.blendCombo.setToolTip("Weights of the tiles in their overlaps.\n" + "\n".join(
+            f"{k}: {v}" for k, v in BLEND_TIPS.items()))
+        self.iouSpin = QDoubleSpinBox()
+        self.iouSpin.setObjectName("iouSpin")
+        self.iouSpin.setRange(0.01, 1.0)
+        self.iouSpin.setSingleStep(0.05)
+        self.iouSpin.setDecimals(2)
+        self.iouSpin.setValue(DEFAULT_IOU)
+        self.iouSpin.setKeyboardTracking(False)
+        self.iouSpin.setToolTip("Two objects (or boxes) whose overlap, where both tiles see, reaches this share of\n"
+                                "their union (IoU) are one object.")
+        self.predictionsEdit = QLineEdit()
+        self.predictionsEdit.setObjectName("mergePredictionsEdit")
+        self.predictionsEdit.setPlaceholderText("folder of per-tile .txt files, named like the tiles")
+        self.fusionCombo = QComboBox()
+        self.fusionCombo.setObjectName("boxFusionCombo")
+        for fusion in FUSIONS:
+            self.fusionCombo.addItem(FUSION_LABELS.get(fusion, fusion), fusion)
+        self.fusionCombo.setToolTip("Duplicates of one object in overlapping tiles: keep the best-ranked box (NMS),\n"
+                                    "or average their sides weighted by confidence (weighted box fusion).")
         self.restoreCheck = QCheckBox("Restore the original pixel size")
         self.restoreCheck.setObjectName("restoreScaleCheck")
         self.mergeButton = QPushButton("Merge")
@@ -78,6 +157,7 @@ class MergeDialog(QDialog):
         self.resultLabel.setObjectName("mergeResultLabel")
         self.resultLabel.setWordWrap(True)
         self.resultLabel.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.resultLabel.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
         # A long result (many failed images) scrolls instead of being cut off.
         self.resultScroll = QScrollArea()
         self.resultScroll.setObjectName("mergeResultScroll")
@@ -86,6 +166,8 @@ class MergeDialog(QDialog):
         self.resultScroll.setFrameShape(QScrollArea.Shape.NoFrame)
         self.resultScroll.setMinimumHeight(90)
         self._output: Path | None = None
+        self._window_chosen = False
+        self.blendCombo.activated.connect(lambda *args: setattr(self, "_window_chosen", True))
 
         grid = QGridLayout(self)
         grid.setColumnStretch(1, 1)
@@ -96,17 +178,32 @@ class MergeDialog(QDialog):
         grid.addWidget(QLabel("Output:"), 2, 0)
         grid.addWidget(self.outputEdit, 2, 1)
         grid.addWidget(self._browse(self.outputEdit, "Folder for the merged images"), 2, 2)
-        grid.addWidget(QLabel("Blending:"), 3, 0)
-        grid.addWidget(self.blendCombo, 3, 1)
-        grid.addWidget(self.restoreCheck, 4, 1, 1, 2)
-        grid.addWidget(self.progressBar, 5, 0, 1, 3)
-        grid.addWidget(self.resultScroll, 6, 0, 1, 3)
-        grid.setRowStretch(6, 1)
+        grid.addWidget(QLabel("Tiles hold:"), 3, 0)
+        grid.addWidget(self.combineCombo, 3, 1, 1, 2)
+        self.predictionsLabel = QLabel("Predictions:")
+        self.predictionsBrowse = self._browse(self.predictionsEdit, "Folder of per-tile prediction files")
+        grid.addWidget(self.predictionsLabel, 4, 0)
+        grid.addWidget(self.predictionsEdit, 4, 1)
+        grid.addWidget(self.predictionsBrowse, 4, 2)
+        self.blendLabel, self.iouLabel, self.fusionLabel = QLabel("Window:"), QLabel("IoU:"), QLabel("Duplicates:")
+        options = QHBoxLayout()
+        for label, widget in ((self.blendLabel, self.blendCombo), (self.iouLabel, self.iouSpin),
+                              (self.fusionLabel, self.fusionCombo)):
+            options.addWidget(label)
+            options.addWidget(widget)
+        options.addStretch(1)
+        grid.addLayout(options, 5, 1, 1, 2)
+        grid.addWidget(self.restoreCheck, 6, 1, 1, 2)
+        grid.addWidget(self.progressBar, 7, 0, 1, 3)
+        grid.addWidget(self.resultScroll, 8, 0, 1, 3)
+        grid.setRowStretch(8, 1)
         buttons = QHBoxLayout()
         buttons.addStretch(1)
         for button in (self.mergeButton, self.cancelButton, self.openButton, self.closeButton):
             buttons.addWidget(button)
-        grid.addLayout(buttons, 7, 0, 1, 3)
+        grid.addLayout(buttons, 9, 0, 1, 3)
+        self.combineCombo.currentIndexChanged.connect(self._show_options)
+        self._show_options()
 
         self.mergeButton.clicked.connect(self.merge)
         self.cancelButton.clicked.connect(lambda: self.jobs.cancel("merge"))
@@ -114,7 +211,21 @@ class MergeDialog(QDialog):
         self.openButton.clicked.connect(lambda: self._output is not None and dialogs.open_folder(self._output))
         self.jobs.ended.connect(self._update_buttons)
         self._update_buttons()
-        self.resize(640, 380)
+        self.resize(680, 430)
+
+    def _show_options(self, *args) -> None:
+        """Only the options of the chosen mode: the window for blend and vote, IoU for instances
+        and boxes, the predictions folder and the duplicates rule for boxes."""
+        mode = self.combineCombo.currentData()
+        for widget, shown in ((self.blendLabel, mode in WEIGHTED), (self.blendCombo, mode in WEIGHTED),
+                              (self.iouLabel, mode in ("instances", BOXES)), (self.iouSpin, mode in ("instances", BOXES)),
+                              (self.fusionLabel, mode == BOXES), (self.fusionCombo, mode == BOXES),
+                              (self.predictionsLabel, mode == BOXES), (self.predictionsEdit, mode == BOXES),
+                              (self.predictionsBrowse, mode == BOXES)):
+            widget.setVisible(shown)
+        if mode == "vote" and not self._window_chosen:
+            self.blendCombo.setCurrentIndex(self.blendCombo.findData("gradient"))  # no ties between two tiles
+        self.restoreCheck.setText("Restore the original pixel size" + (" (box coordinates)" if mode == BOXES else ""))
 
     def _browse(self, edit: QLineEdit, title: str) -> QPushButton:
         button = QPushButton("Browse…")
@@ -144,11 +255,19 @@ class MergeDialog(QDialog):
             ):
                 return
             overwrite = True
-        blend, restore = self.blendCombo.currentData(), self.restoreCheck.isChecked()
-        job = Job(
-            lambda cancel: run_merge(tiles, output, blend=blend, restore_scale=restore, overwrite=overwrite, cancel=cancel),
-            name="merging tiles",
-        )
+        mode, restore = self.combineCombo.currentData(), self.restoreCheck.isChecked()
+        boxes = None
+        if mode == BOXES:
+            boxes = self.predictionsEdit.text().strip()
+            if not boxes:
+                dialogs.inform(self, "Merge tiles", "Choose the folder of the per-tile prediction files (.txt) first.",
+                               kind="warning")
+                return
+            boxes = Path(boxes).expanduser()
+        options = dict(combine="blend" if mode == BOXES else mode, blend=self.blendCombo.currentData() if mode in WEIGHTED
+                       else None, iou=self.iouSpin.value(), boxes=boxes, box_fusion=self.fusionCombo.currentData(),
+                       restore_scale=restore, overwrite=overwrite)
+        job = Job(lambda cancel: run_merge(tiles, output, cancel=cancel, **options), name="merging tiles")
         job.signals.progressed.connect(self._on_progress)
         job.signals.finished.connect(self._on_ended)
         job.signals.cancelled.connect(self._on_ended)
@@ -170,7 +289,7 @@ class MergeDialog(QDialog):
     def _on_ended(self, summary) -> None:
         self.progressBar.setRange(0, 1000)
         self._output = Path(summary.output)
-        text = f"{len(summary.written)} image{'s' * (len(summary.written) != 1)} written to {summary.output}."
+        text = merge_result(summary)
         if summary.cancelled:
             text = "Cancelled: " + text
         else:

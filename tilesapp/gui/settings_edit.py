@@ -17,10 +17,17 @@ from tilesapp.core.errors import SettingsError
 from tilesapp.core.settings import Settings
 from tilesapp.gui.panels._base import Panel
 from tilesapp.gui.settings_store import SettingsStore
-from tilesapp.gui.wording import FIELD_LABELS
+from tilesapp.gui.workers import untangle
+from tilesapp.gui.wording import FIELD_LABELS, capitalized, window_words
 
 #: Rules of the window beyond the settings' own: ``check(settings)`` → [(field, message)].
 Check = Callable[[Settings], list[tuple[str, str]]]
+
+
+def kept(exc: SettingsError) -> list[SettingsError]:
+    """The errors of ``exc``, to be kept while they are shown, without their tracebacks (see
+    :func:`~tilesapp.gui.workers.untangle`)."""
+    return list(untangle(exc).errors)
 
 
 class SettingsEditor(QObject):
@@ -66,7 +73,7 @@ class SettingsEditor(QObject):
                 new = dataclasses.replace(self.settings, **values)
                 break
             except SettingsError as exc:
-                errors += [e for e in exc.errors if e.field not in {f.field for f in errors}]
+                errors += [e for e in kept(exc) if e.field not in {f.field for f in errors}]
                 broken = {e.field for e in exc.errors} & set(values)
                 if not broken:
                     new = self.settings
@@ -86,7 +93,7 @@ class SettingsEditor(QObject):
         try:
             new = dataclasses.replace(self.settings, **values)
         except SettingsError as exc:
-            self._show([*self.errors, *exc.errors])
+            self._show([*self.errors, *kept(exc)])
             return
         self._use(new, [e for e in self.errors if e.field not in values])
 
@@ -103,8 +110,9 @@ class SettingsEditor(QObject):
         old, self.settings = self.settings, new
         self._show(errors)
         if new != old:
-            # Pixel sizes typed for single images belong to the folder they were typed for.
-            self.store.save_settings(dataclasses.replace(new, file_pixel_sizes=()))
+            # Pixel sizes typed for single images, channels and scenes chosen by name or number
+            # belong to the folder they were chosen for (settings files keep them).
+            self.store.save_settings(dataclasses.replace(new, file_pixel_sizes=(), channels=None, scenes=None))
             self.changed.emit(old, new)
         self.checked.emit()
 
@@ -113,15 +121,14 @@ class SettingsEditor(QObject):
         for panel in self.panels:
             panel.clear_errors()
         for exc in errors:
-            text = exc.describe(FIELD_LABELS)
-            text = text[:1].upper() + text[1:]
+            text = capitalized(window_words(exc.describe(FIELD_LABELS)))
             panel = self.panel_of(exc.field)
             if panel is None or not panel.show_error(exc.field, text):
                 self.message.emit(text)
         for field, text in self.settings_warnings():
             panel = self.panel_of(field)
             if panel is not None:
-                panel.show_error(field, text[:1].upper() + text[1:], warning=True)
+                panel.show_error(field, capitalized(text), warning=True)
 
     def settings_warnings(self) -> list[tuple[str, str]]:
         """Choices that are allowed but probably not meant (too few grey levels)."""

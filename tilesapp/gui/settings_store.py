@@ -18,6 +18,7 @@ from PySide6.QtCore import QByteArray, QSettings
 
 from tilesapp.core.errors import SettingsError
 from tilesapp.core.settings import Settings
+from tilesapp.gui.workers import untangle
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ class SettingsStore:
             try:
                 settings, unknown = Settings.from_dict(data)
             except SettingsError as exc:
+                untangle(exc)  # no frame of the window's construction kept in a cycle
                 log.warning("Ignoring stored setting %r: %s", exc.field, exc)
                 if exc.field not in data:
                     return Settings()

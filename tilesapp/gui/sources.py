@@ -1,8 +1,10 @@
 """The sources: loading a folder (or dropped files) in the background, and the sources table.
 
-The table shows every image: file, shape, type, pixel size and where it came from, scale
-factor, tiles and status (unreadable images, found when the folder is loaded, are marked). A
-pixel size typed in a row is that image's alone, marked as typed; clicking a row previews it.
+The table shows every image an export would cut — a file, or each scene and plane of a
+microscope file — with its scene, planes, channels, shape, type, pixel size and where it came
+from, scale factor, tiles and status (unreadable images, found when the folder is loaded, and
+stacks waiting for a plane choice are marked). A pixel size typed in a row is that image's
+alone, marked as typed; clicking a row previews it.
 """
 
 from __future__ import annotations
@@ -15,7 +17,14 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QFont
-from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem, QWidget
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHeaderView,
+    QStyledItemDelegate,
+    QTableWidget,
+    QTableWidgetItem,
+    QWidget,
+)
 
 from tilesapp import APP_NAME
 from tilesapp.core.calibration import canonical_unit, format_pixel_size, to_um
@@ -26,9 +35,17 @@ from tilesapp.gui.sources_model import Assessment, Row, Sources, assess, inspect
 from tilesapp.gui.wording import plural
 from tilesapp.gui.workers import Controller, Job, from_current_job, one_step
 
-COLUMNS = ("File", "Shape", "Type", "Pixel size", "From", "Scale", "Tiles", "Status")
+COLUMNS = ("Image", "Scene", "Planes", "Channels", "Shape", "Type", "Pixel size", "From", "Scale", "Tiles", "Status")
 PIXEL_COLUMN = COLUMNS.index("Pixel size")
-FAIL_COLOR, TYPED_COLOR = QColor("#c62828"), QColor("#1565c0")
+SCENE_COLUMN, PLANES_COLUMN = COLUMNS.index("Scene"), COLUMNS.index("Planes")
+#: Widest a column grows by itself (px); longer texts are elided in the middle, whole in the tooltip.
+MAX_WIDTHS = {"Image": 300, "Scene": 160, "Planes": 130, "Channels": 170, "From": 120}
+#: Room kept for the status (px), at most.
+STATUS_WIDTH = 170
+#: When the columns do not fit, these give way in turn, down to these widths (px).
+YIELDING = (("Channels", 90), ("Image", 200), ("From", 70), ("Scene", 90), ("Image", 140), ("Channels", 70),
+            ("Planes", 100), ("Image", 100))
+FAIL_COLOR, TYPED_COLOR, WARN_COLOR = QColor("#c62828"), QColor("#1565c0"), QColor("#b26a00")
 
 
 def parse_typed_size(text: str) -> tuple[float, float] | None:
@@ -55,13 +72,22 @@ def parse_typed_size(text: str) -> tuple[float, float] | None:
     return size
 
 
+class _MiddleElided(QStyledItemDelegate):
+    """Image names elided in the middle (``czi_2scenes…images.czi [s1]`` keeps its scene); the
+    other texts at their end, so their first words stay."""
+
+    def initStyleOption(self, option, index) -> None:
+        super().initStyleOption(option, index)
+        option.textElideMode = Qt.TextElideMode.ElideMiddle if index.column() == 0 else Qt.TextElideMode.ElideRight
+
+
 class SourcesTable(QTableWidget):
-    """One row per image of the sources.
+    """One row per image of the sources (a file, or a scene or plane of one).
 
     Signals
     -------
-    imageChosen(Path)
-        The user chose a row: preview that image.
+    imageChosen(str)
+        The user chose a row: preview that image (its name, as the manifest names it).
     pixelSizeTyped(str, object)
         A pixel size was typed for image ``name``: (y, x) in µm, or None to remove it.
     """
@@ -81,11 +107,15 @@ class SourcesTable(QTableWidget):
         self.verticalHeader().setVisible(False)
         self.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 6)
         header = self.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        # Columns fit their contents up to a width (long names are elided in the middle, whole in
+        # the tooltip), so the status stays on screen; the user may widen any of them.
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         header.setSectionResizeMode(len(COLUMNS) - 1, QHeaderView.ResizeMode.Stretch)
         header.setHighlightSections(False)
+        self.setItemDelegate(_MiddleElided(self))
         self.setWordWrap(False)
-        self.setToolTip("Click a row to preview that image; double-click its pixel size to type one for it alone.")
+        self.setToolTip("Click a row to preview that image (a scene or plane of a microscope file is its own row);\n"
+                        "double-click its pixel size to type one for it alone.")
         self._rows: list[Row] = []
         self._filling = False
         self.itemChanged.connect(self._on_item_changed)
@@ -100,14 +130,20 @@ class SourcesTable(QTableWidget):
             for c, text in enumerate(self._texts(row)):
                 item = QTableWidgetItem(text)
                 flags = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
-                if c == PIXEL_COLUMN and row.info is not None:
+                if c == PIXEL_COLUMN and row.info is not None and not row.whole_file:
                     flags |= Qt.ItemFlag.ItemIsEditable
                     item.setToolTip("Double-click to type this image's pixel size (empty: its metadata).")
+                elif c == PIXEL_COLUMN and row.whole_file:  # its images are named once the planes are chosen
+                    item.setToolTip("Choose what to cut of this file first; then type a pixel size in its images' rows.")
                 item.setFlags(flags)
                 if c == len(COLUMNS) - 1:
-                    item.setToolTip(row.status)
+                    item.setToolTip("\n".join([row.status, *row.warnings[1:]]))
+                elif c in (0, SCENE_COLUMN, PLANES_COLUMN, COLUMNS.index("Channels")) and text:
+                    item.setToolTip(text)
                 if not row.ok and c in (0, len(COLUMNS) - 1):
                     item.setForeground(QBrush(FAIL_COLOR))
+                elif row.warnings and c == len(COLUMNS) - 1:
+                    item.setForeground(QBrush(WARN_COLOR))
                 if row.typed and c in (PIXEL_COLUMN, PIXEL_COLUMN + 1):
                     item.setForeground(QBrush(TYPED_COLOR))
                     font = QFont(item.font())
@@ -115,44 +151,84 @@ class SourcesTable(QTableWidget):
                     item.setFont(font)
                 self.setItem(r, c, item)
         self._rows = list(assessment.rows)
+        # Scenes and planes have columns only when some file has them.
+        self.setColumnHidden(SCENE_COLUMN, not any(r.scenes > 1 for r in self._rows))
+        self.setColumnHidden(PLANES_COLUMN, not any(r.scene is not None and r.scene.n_z * r.scene.n_t > 1
+                                                    for r in self._rows))
+        self._fit_columns()
         if chosen is not None:
             self.select(chosen, quiet=True)
         self._filling = False
+
+    def _fit_columns(self) -> None:
+        """Each column as wide as its texts, up to a width; when they do not all fit, the names
+        give way first (elided in the middle, whole in their tooltips) so the status stays seen."""
+        metrics = self.fontMetrics()
+        widths = {}
+        for c, title in enumerate(COLUMNS[:-1]):
+            if self.isColumnHidden(c):
+                continue
+            texts = [title] + [self.item(r, c).text() for r in range(min(self.rowCount(), 500)) if self.item(r, c)]
+            widths[c] = min(max(metrics.horizontalAdvance(t) for t in texts) + 16, MAX_WIDTHS.get(COLUMNS[c], 10_000))
+        statuses = [self.item(r, len(COLUMNS) - 1).text() for r in range(min(self.rowCount(), 500))
+                    if self.item(r, len(COLUMNS) - 1)]
+        status = min(STATUS_WIDTH, max((metrics.horizontalAdvance(t) for t in statuses), default=0) + 16)
+        excess = sum(widths.values()) - (self.viewport().width() - status)
+        for title, floor in YIELDING:
+            c = COLUMNS.index(title)
+            if excess <= 0:
+                break
+            if c in widths and widths[c] > floor:
+                cut = min(widths[c] - floor, excess)
+                widths[c] -= cut
+                excess -= cut
+        for c, width in widths.items():
+            self.setColumnWidth(c, width)
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._fit_columns()
 
     @staticmethod
     def _texts(row: Row) -> tuple[str, ...]:
         info, plan = row.info, row.plan
         if info is None:
-            return (row.name, "", "", "", "", "", "", row.status)
+            return (row.name, *[""] * (len(COLUMNS) - 2), row.status)
         rows, cols = info.shape_yx
-        shape = f"{rows} × {cols}" + (f" × {info.channels}" if info.channels > 1 else "")
+        shape = f"{rows} × {cols}"
         scale = tiles = ""
         if plan is not None:
             fy, fx = plan.factors
             scale = f"×{fx:.4g}" if math.isclose(fy, fx) else f"×{fy:.4g} × {fx:.4g}"
             tiles = str(len(plan.grid))
         size = row.pixel_size + (" (typed)" if row.typed else "")
-        return (row.name, shape, info.dtype, size, row.origin, scale, tiles, row.status)
+        return (row.name, row.scene_text, row.planes_text, row.channels_text, shape, info.dtype, size, row.origin,
+                scale, tiles, row.status)
 
-    def chosen(self) -> Path | None:
+    def chosen(self) -> str | None:
+        """The name of the chosen row's image, or None."""
         r = self.currentRow()
-        return self._rows[r].path if 0 <= r < len(self._rows) else None
+        return self._rows[r].name if 0 <= r < len(self._rows) else None
 
-    def select(self, path: Path, quiet: bool = False) -> None:
-        """Make the row of ``path`` the current one (``quiet``: without asking for a preview)."""
+    def select(self, name: str, quiet: bool = False) -> None:
+        """Make the row of image ``name`` the current one (``quiet``: without asking for a preview)."""
         for r, row in enumerate(self._rows):
-            if row.path == path:
+            if row.name == name:
                 old, self._filling = self._filling, self._filling or quiet
                 self.setCurrentCell(r, 0)
                 self._filling = old
                 return
 
+    def names(self) -> list[str]:
+        """Every row's image, in table order."""
+        return [row.name for row in self._rows]
+
     def paths(self) -> list[Path]:
-        return [row.path for row in self._rows]
+        return list(dict.fromkeys(row.path for row in self._rows))
 
     def _on_current(self, row: int, col: int, previous_row: int, previous_col: int) -> None:
         if not self._filling and row != previous_row and 0 <= row < len(self._rows):
-            self.imageChosen.emit(self._rows[row].path)
+            self.imageChosen.emit(self._rows[row].name)
 
     def _on_item_changed(self, item: QTableWidgetItem) -> None:
         if self._filling or item.column() != PIXEL_COLUMN:
@@ -187,6 +263,7 @@ class SourcesController(Controller):
         self.sources: Sources | None = None
         self.assessment = Assessment()
         self.split: dict[Path, str] = {}  # image → "train" / "val" (empty: no split)
+        self._folder: Path | None = None  # the folder last loaded (kept while another loads)
         self._demo_dir: Path | None = None
         self.table = SourcesTable()
         self.table.pixelSizeTyped.connect(self.type_pixel_size)
@@ -254,21 +331,32 @@ class SourcesController(Controller):
     @from_current_job
     def _on_loaded(self, sources: Sources) -> None:
         w = self.window
-        previous, self.sources = self.sources_folder(), sources
+        previous, self.sources = self._folder, sources
+        self._folder = self.sources_folder()
         if isinstance(sources.sources, Path):
             w.store.add_recent_folder(sources.sources)
             w.store.set_path("input", sources.sources)
             w.setWindowTitle(f"{sources.sources.name} — {APP_NAME}")
         w.media.set_folder(sources.label)
-        typed = w.editor.settings.file_pixel_sizes
-        if typed and previous is not None and previous != self.sources_folder():
-            w.editor.replace(file_pixel_sizes=())  # typed for images of another folder
-            self.status(f"The pixel sizes typed for {plural(len(typed), 'image')} of the previous folder were cleared.")
+        notes = []
+        if previous is not None and previous != self.sources_folder():
+            # Chosen for the images of another folder: their pixel sizes, channels and scenes.
+            s = w.editor.settings
+            cleared = {k: v for k, v in (("file_pixel_sizes", ()), ("channels", None), ("scenes", None))
+                       if getattr(s, k) != v}
+            if cleared:
+                w.editor.replace(**cleared)
+                for panel in (w.media, w.normalization):  # the fields show them
+                    panel.set_settings(w.editor.settings)
+                what = [f"the pixel sizes typed for {plural(len(s.file_pixel_sizes), 'image')}"] if s.file_pixel_sizes else []
+                what += [f"the {k} chosen" for k in ("channels", "scenes") if k in cleared]
+                notes.append(f"{', '.join(what)} of the previous folder cleared")
         w.exporter.check_folders_against_sources()
         self.refresh()
         w.editor.recheck()
         n = len(self.assessment.rows)
-        self.status(f"Loaded {self.assessment.count_text()} from {sources.label}.")
+        self.status(f"Loaded {self.assessment.count_text()} from {sources.label}"
+                    + "".join(f"; {note}" for note in notes) + ".", 12 if notes else 8)
         self.loaded.emit(sources)
         if sources.infos:
             w.previews.show_sample()
@@ -295,6 +383,8 @@ class SourcesController(Controller):
         if self.sources is not None:
             w.media.set_sources(self.assessment.count_text(), self._sources_tooltip())
             w.media.set_shape(*self._shape_text())
+        w.media.set_stacks(*self._stacks())
+        w.normalization.set_channel_names(self.sources.channel_names() if self.sources else [])
         w.calibration.set_metadata(self.assessment.calibration_text(settings))
         w.calibration.set_result(self._calibration_result(settings))
         self._show_split(settings)
@@ -312,12 +402,24 @@ class SourcesController(Controller):
         if size_um is not None:
             self.status(f"{name}: pixel size {format_pixel_size(size_um)} typed for this image.")
 
+    def _stacks(self) -> tuple[int, int, int, str]:
+        """(Z planes, T frames, scenes at most in a file, what waits for a choice) of the loaded files."""
+        if self.sources is None:
+            return 1, 1, 1, ""
+        n_z, n_t = self.sources.stacks
+        waiting = []
+        for setting, what in (("z", "a Z choice"), ("t", "a frame choice")):
+            rows = self.assessment.needing(setting)
+            if rows:
+                waiting.append(f"{plural(len(rows), 'file')} {'needs' if len(rows) == 1 else 'need'} {what}")
+        return n_z, n_t, self.sources.max_scenes, "; ".join(waiting)
+
     def _sources_tooltip(self) -> str:
         lines = [f"{r.name}: {r.problem}" for r in self.assessment.unreadable]
         return "\n".join(lines + [f"skipped: {p.name}" for p in self.sources.skipped[:20]])
 
     def _shape_text(self) -> tuple[str, str]:
-        infos = self.sources.infos
+        infos = [r.info for r in self.assessment.rows if r.info is not None]
         shapes = {info.shape_yx for info in infos}
         if not infos:
             return "–", ""

@@ -19,6 +19,7 @@ import numpy as np
 from tilesapp.core import preview as core_preview
 from tilesapp.core.annotations import Boxes
 from tilesapp.core.errors import Cancelled, ImageError
+from tilesapp.core.gui_support import AnnotationPreview, annotation_preview
 from tilesapp.core.mosaic import thumbnail
 from tilesapp.core.plan import ImagePlan
 from tilesapp.core.preview import OutputView, output_view, preview_image, tile_pixels
@@ -32,7 +33,10 @@ class Preview:
     """One recalibrated image of the folder, ready to be shown under its tile grid.
 
     With a masks or labels folder, or the empty-tile filter on, it also carries the image's
-    mask and boxes on the same grid and which tiles the filter keeps.
+    mask and boxes on the same grid and which tiles the filter keeps; with imported
+    annotations, their objects (``objects``: polygons and boxes, drawn over the grid).
+    ``name`` is the image's name (a scene or plane of a file is named for it: ``a.czi [s1]``),
+    ``number`` which image of its file it is.
 
     A big image is previewed through a reduced view (:attr:`reduced`): ``values``, ``mask``
     and the display are smaller than ``plan.scaled_shape`` and stand for all of it, while the
@@ -49,11 +53,19 @@ class Preview:
     foreground: np.ndarray | None = None  # (n_tiles,) share; None when the filter is off
     keep: np.ndarray | None = None  # (n_tiles,) bool; None when the filter is off
     source: core_preview.Preview | None = None  # the engine's preview, for the output values
+    name: str = ""
+    number: int = 0
+    objects: AnnotationPreview | None = None  # imported annotations, as the export draws them
 
     @property
     def annotated(self) -> bool:
-        """There is a mask or boxes to draw."""
-        return self.mask is not None or self.boxes is not None
+        """There is a mask, boxes or objects to draw."""
+        return self.mask is not None or self.boxes is not None or self.objects is not None
+
+    @property
+    def ref(self):
+        """Which part of its file the image is (scene, plane, channels), for reading a tile."""
+        return self.source.source.ref if self.source is not None and self.source.source is not None else None
 
     @property
     def reduced(self) -> bool:
@@ -70,23 +82,26 @@ def preview_settings(settings: Settings) -> Settings:
     return dataclasses.replace(settings, format="tif")
 
 
-def needs_annotations(settings: Settings, masks: Path | None, labels: Path | None) -> bool:
-    """Whether a preview must show annotations or the filter (the engine's annotated preview)."""
-    return masks is not None or labels is not None or settings.min_foreground > 0
-
-
 def make_preview(path: Path, settings: Settings, masks: Path | None = None, labels: Path | None = None,
-                 name: str | None = None) -> Preview:
+                 name: str | None = None, number: int = 0, annotations: Path | None = None) -> Preview:
     """Read, plan and recalibrate one image (engine), and prepare it for the screen.
 
-    With ``masks`` / ``labels`` folders or the empty-tile filter on, also its mask, boxes and
-    kept tiles (raises the engine's ``ImageError`` when its mask or label file is missing or bad).
-    A big image is read as a reduced view, never whole.
+    ``number`` picks one of the images a file gives (its scenes and planes); ``name`` is the
+    file's name as the manifest knows it. With ``masks`` / ``labels`` folders or the
+    empty-tile filter on, also its mask, boxes and kept tiles; with ``annotations``, their
+    objects and the tiles the filter keeps by them (raises the engine's ``ImageError`` when an
+    annotation file is missing or bad). A big image is read as a reduced view, never whole.
     """
     path = Path(path)
     settings = preview_settings(settings)
-    result = preview_image(path, settings, masks, labels, name=name)
+    filtered = settings if annotations is None else dataclasses.replace(settings, min_foreground=0.0)
+    result = preview_image(path, filtered, masks, labels, name=name, source=number)
     plan, image = result.plan, result.image
+    source_name = result.source.name if result.source is not None else (name or path.name)
+    objects = None
+    if annotations is not None:
+        objects = annotation_preview(annotations, path, plan, settings, name, source_name)
+        result = dataclasses.replace(result, foreground=objects.foreground, keep=objects.keep)
     values = image[:, :, 0] if image.shape[2] == 1 else image
     display = _display(image, plan)
     overlay = None
@@ -96,7 +111,7 @@ def make_preview(path: Path, settings: Settings, masks: Path | None = None, labe
     return Preview(
         path, plan, values, display,
         mask=result.mask, overlay=overlay, boxes=result.boxes, foreground=result.foreground, keep=result.keep,
-        source=result,
+        source=result, name=source_name, number=number, objects=objects,
     )
 
 
@@ -116,16 +131,17 @@ class TileDetail:
     box: tuple[int, int, int, int]  # (y0, y1, x0, x1) in recalibrated pixels, padding excluded
     values: np.ndarray  # (rows, cols[, channels]) float32, the exact recalibrated pixels
     display: DisplayImage
+    name: str = ""  # of the image (a scene or plane of the file)
 
 
 def make_tile_detail(preview: Preview, index: int) -> TileDetail:
     """Read tile ``index`` of a previewed image at full resolution, shown with the preview's levels."""
-    pixels = tile_pixels(preview.path, preview.plan, index)
+    pixels = tile_pixels(preview.path, preview.plan, index, preview.ref)
     tile = preview.plan.grid.tile(index)
     values = pixels[:, :, 0] if pixels.shape[2] == 1 else pixels
     display = display_image(pixels, preview.plan.info.axes, like=preview.display)
     box = (tile.y0, tile.y1, tile.x0, tile.x1)
-    return TileDetail(preview.path, tuple(preview.plan.scaled_shape), index, box, values, display)
+    return TileDetail(preview.path, tuple(preview.plan.scaled_shape), index, box, values, display, preview.name)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QBrush, QColor, QPainter, QPen, QPicture
+from PySide6.QtGui import QBrush, QColor, QPainter, QPainterPath, QPen, QPicture
 from PySide6.QtWidgets import QGraphicsRectItem, QLabel, QStackedLayout, QWidget
 
 from tilesapp.core.annotations import Boxes, resize_nearest
@@ -304,6 +304,65 @@ class BoxesItem(PictureItem):
         self._redraw(shapes, draw)
 
 
+#: Objects beyond which only their outlines are drawn (filling thousands of paths slows panning).
+MAX_FILLED_OBJECTS = 5_000
+OBJECT_ALPHA = 70
+
+
+def rings_path(rings) -> QPainterPath:
+    """One object's rings ((n, 2) arrays of x, y) as one closed path, combined even-odd (a
+    hole is a ring inside another), built from the arrays at once."""
+    closed = [np.vstack([ring, ring[:1]]) for ring in rings if len(ring) >= 2]
+    if not closed:
+        return QPainterPath()
+    points = np.concatenate(closed).astype(np.float64)
+    connect = np.ones(len(points), bool)
+    connect[np.cumsum([len(ring) for ring in closed]) - 1] = False  # a ring's last point ends it
+    path = pg.arrayToQPath(points[:, 0], points[:, 1], connect=connect)
+    path.setFillRule(Qt.FillRule.OddEvenFill)
+    return path
+
+
+class ObjectsItem(PictureItem):
+    """Every imported object (polygons with their holes) of an image, coloured by class: one
+    item, each object one path (its rings combined even-odd, as the export draws them), filled
+    lightly and outlined."""
+
+    def __init__(self):
+        super().__init__(z=9)
+
+    def set_objects(self, objects) -> None:
+        """Draw ``objects`` (:class:`~tilesapp.core.annotations_in.Objects`: rings of x, y in
+        data pixels, one class each); an object without polygons is drawn as its box. None: nothing."""
+        if objects is None or not len(objects):
+            self._redraw([], lambda painter, shape: QRectF())
+            return
+        fill = len(objects) <= MAX_FILLED_OBJECTS
+        pens, brushes = {}, {}
+
+        def draw(painter: QPainter, shape) -> QRectF:
+            cls, rings, box = shape
+            colour = LABEL_COLORS[cls % len(LABEL_COLORS)]
+            if cls not in pens:
+                pens[cls] = _cosmetic_pen(colour, 1.5)
+                tint = QColor(colour)
+                tint.setAlpha(OBJECT_ALPHA)
+                brushes[cls] = QBrush(tint) if fill else QBrush(Qt.BrushStyle.NoBrush)
+            painter.setPen(pens[cls])
+            painter.setBrush(brushes[cls])
+            if not rings:
+                x0, y0, x1, y1 = box
+                rect = QRectF(x0, y0, x1 - x0, y1 - y0)
+                painter.drawRect(rect)
+                return rect
+            path = rings_path(rings)
+            painter.drawPath(path)
+            return path.boundingRect()
+
+        rings = objects.rings if len(objects.rings) == len(objects) else [()] * len(objects)
+        self._redraw(list(zip(objects.classes.tolist(), rings, objects.xyxy.tolist())), draw)
+
+
 class DroppedTilesItem(PictureItem):
     """The tiles that the empty-tile filter drops: a red cross at the centre of each
     (crosses of overlapping tiles stay apart, unlike outlines)."""
@@ -333,8 +392,9 @@ class ImageViewer(QWidget):
     """Image view with a histogram/levels bar, the tile overlay and a scale bar.
 
     Over the image, from bottom to top: the full-resolution pixels of one tile when the image is
-    a reduced view (one image item), the mask (one RGBA image item), the boxes (one item), all
-    tile outlines (one item), the dropped tiles (one item), the current tile.
+    a reduced view (one image item), the mask (one RGBA image item), the boxes (one item), the
+    imported objects' polygons (one item), all tile outlines (one item), the dropped tiles (one
+    item), the current tile.
 
     Everything is placed in data pixels of the image's extent (:attr:`DisplayImage.extent`),
     whatever size the shown data and the hovered values have.
@@ -391,6 +451,9 @@ class ImageViewer(QWidget):
         self.boxes_item = BoxesItem()
         self.boxes_item.setVisible(False)
         self.view.addItem(self.boxes_item, ignoreBounds=True)
+        self.objects_item = ObjectsItem()
+        self.objects_item.setVisible(False)
+        self.view.addItem(self.objects_item, ignoreBounds=True)
         self.dropped_item = DroppedTilesItem()
         self.dropped_item.setVisible(False)
         self.view.addItem(self.dropped_item, ignoreBounds=True)
@@ -506,6 +569,7 @@ class ImageViewer(QWidget):
         self.image.clear()
         self.set_grid(None)
         self.set_annotations(None, None)
+        self.set_objects(None)
         self.title.setText("")
         self._pixel_size_um = None
         self._update_scale_bar()
@@ -547,6 +611,11 @@ class ImageViewer(QWidget):
         self.boxes_item.set_boxes(boxes)
         self.boxes_item.setVisible(boxes is not None and self._show_annotations)
 
+    def set_objects(self, objects) -> None:
+        """Draw imported objects (polygons, coloured by class) over the image; None removes them."""
+        self.objects_item.set_objects(objects)
+        self.objects_item.setVisible(len(self.objects_item) > 0 and self._show_annotations)
+
     def set_detail(
         self, image: DisplayImage | None, box: tuple[int, int, int, int] | None = None, values: np.ndarray | None = None
     ) -> None:
@@ -580,6 +649,7 @@ class ImageViewer(QWidget):
         self._show_annotations = show
         self.mask_item.setVisible(show and self.mask_item.image is not None)
         self.boxes_item.setVisible(show and len(self.boxes_item) > 0)
+        self.objects_item.setVisible(show and len(self.objects_item) > 0)
 
     def set_show_all(self, show: bool) -> None:
         """Draw every tile outline, or the current tile only."""

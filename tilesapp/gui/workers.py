@@ -96,7 +96,7 @@ class Job(QRunnable):
             # Errors a user can cause are expected: a warning; anything else is a bug.
             level = logging.WARNING if isinstance(exc, TilesError) else logging.ERROR
             log.log(level, "Error while %s", self.name, exc_info=exc)
-            self.signals.errored.emit(exc)
+            self.signals.errored.emit(untangle(exc))  # logged: the window needs its words only
         else:
             if self.cancel_event.is_set():
                 self.signals.cancelled.emit(result)
@@ -124,6 +124,18 @@ class Job(QRunnable):
                 self.signals.progressed.emit(item)
             else:
                 pending = item
+
+
+def untangle(exc: BaseException) -> BaseException:
+    """``exc`` without its traceback (and those of the exceptions it carries), once it is logged
+    or said: a traceback holds every frame of the call that raised it — the window among them in
+    the GUI thread — and an exception that refers to itself (a ``SettingsError`` lists itself in
+    its ``errors``) keeps them in a cycle that only Python's garbage collector frees, which may
+    run in a worker thread and deadlock Qt there (seen: a worker's allocation collected a window).
+    """
+    for error in (exc, *getattr(exc, "errors", ())):
+        error.__traceback__ = error.__context__ = error.__cause__ = None
+    return exc
 
 
 def one_step(func: Callable[..., Any], *args: Any, **kwargs: Any) -> JobFactory:
@@ -232,12 +244,17 @@ class JobRunner(QObject):
 
 def from_current_job(method):
     """Ignore a job's signal that arrives after the job was superseded, or while the window
-    closes (the object's ``window.closing``)."""
+    closes (the object's ``window.closing``).
+
+    A signal a worker emitted before its job was superseded is still delivered once the job's
+    connections are cut (Qt keeps the queued call), with no sender (PySide6 then gives None):
+    such a call is stale too. The decorated methods are job slots only, never called directly.
+    """
 
     @functools.wraps(method)
     def slot(self, *args, **kwargs):
         sender = self.sender()
-        if self.window.closing or (isinstance(sender, JobSignals) and not self.jobs.is_current(sender)):
+        if self.window.closing or sender is None or (isinstance(sender, JobSignals) and not self.jobs.is_current(sender)):
             return None
         return method(self, *args, **kwargs)
 

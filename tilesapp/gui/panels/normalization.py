@@ -1,10 +1,12 @@
-"""Normalization panel: histogram stretching, target bounds, output type and format, presets."""
+"""Normalization panel: histogram stretching, target bounds, output type and format, presets;
+which channels are kept (and in which order), and whether colours are stretched jointly."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (
     QButtonGroup,
     QComboBox,
@@ -13,11 +15,13 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QMenu,
     QRadioButton,
+    QToolButton,
     QWidget,
 )
 
-from tilesapp.core.settings import DEFAULT_BOUNDS, DTYPES, FORMATS, PRESETS, Settings
+from tilesapp.core.settings import CHANNEL_STRETCHES, DEFAULT_BOUNDS, DTYPES, FORMATS, PRESETS, Settings
 from tilesapp.gui.panels._base import Panel
 
 CUSTOM = "Custom"
@@ -28,6 +32,25 @@ NORM_TIPS = {
     "local": "Each tile is stretched from its own minimum/maximum (noise gets stretched too).",
     "global": "Each image is stretched from its minimum/maximum; dim regions stay dim.",
 }
+
+
+#: How the colour stretch choices are named, and what they do.
+STRETCH_LABELS = {"auto": "auto", "joint": "joint", "each": "each channel"}
+STRETCH_TIPS = {
+    "auto": "RGB colour (brightfield, H&E, IHC) is stretched jointly, so stain colours keep their balance;\n"
+            "fluorescence channels each on its own.",
+    "joint": "One low/high over all channels: their balance is kept.",
+    "each": "Every channel stretched from its own low/high (fluorescence channels of unrelated brightness).",
+}
+
+
+def channels_text(channels: tuple | None) -> str:
+    """``DAPI, FITC BP`` or ``0, 2`` for the channels field ("" for all).
+
+    >>> channels_text(("DAPI", 2)), channels_text(None)
+    ('DAPI, 2', '')
+    """
+    return "" if channels is None else ", ".join(map(str, channels))
 
 
 def bound_text(value: float) -> str:
@@ -44,7 +67,7 @@ class NormalizationPanel(Panel):
         The user picked a preset ("unet" or "yolo").
     """
 
-    FIELDS = ("norm", "percentiles", "bounds", "dtype", "format")
+    FIELDS = ("norm", "percentiles", "bounds", "dtype", "format", "channels", "channel_stretch")
     presetChosen = Signal(str)
 
     def __init__(self, parent: QWidget | None = None):
@@ -91,6 +114,30 @@ class NormalizationPanel(Panel):
         for fmt in FORMATS:
             self.formatCombo.addItem(f".{fmt}", fmt)
         self.formatCombo.setToolTip(".tif stores any type; .png uint8 and uint16; .jpg uint8 only (lossy).")
+        self.channelStretchCombo = QComboBox()
+        self.channelStretchCombo.setObjectName("channelStretchCombo")
+        for value in CHANNEL_STRETCHES:
+            self.channelStretchCombo.addItem(STRETCH_LABELS[value], value)
+            self.channelStretchCombo.setItemData(self.channelStretchCombo.count() - 1, STRETCH_TIPS[value],
+                                                 Qt.ItemDataRole.ToolTipRole)
+        self.channelStretchCombo.setToolTip("How the channels of an image are stretched:\n"
+                                            + "\n".join(f"{STRETCH_LABELS[k]}: {v}" for k, v in STRETCH_TIPS.items()))
+        self.channelsEdit = QLineEdit()
+        self.channelsEdit.setObjectName("channelsEdit")
+        self.channelsEdit.setPlaceholderText("all, in the file's order")
+        self.channelsEdit.setToolTip("Channels to keep, in this order: their names (DAPI, FITC BP) or numbers from 0,\n"
+                                     "separated by commas. Empty: every channel (Enter to apply).")
+        self.channelsButton = QToolButton()
+        self.channelsButton.setObjectName("channelsButton")
+        self.channelsButton.setText("Names ▾")
+        self.channelsButton.setToolTip("The channel names of the loaded images: pick one to add it to the list.")
+        self.channelsButton.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        self.channelsMenu = QMenu(self.channelsButton)
+        self.channelsMenu.setObjectName("channelsMenu")
+        self.channelsButton.setMenu(self.channelsMenu)
+        self.channelsMenu.aboutToShow.connect(self._fill_channels_menu)  # filled when opened, never while in use
+        self._channel_names: list[str] = []
+        self.set_channel_names([])
 
         norms = QHBoxLayout()
         for button in self._norm_buttons.values():
@@ -118,6 +165,14 @@ class NormalizationPanel(Panel):
         grid.addWidget(QLabel("as"), 6, 2)
         grid.addWidget(self.formatCombo, 6, 3)
         grid.addWidget(self.make_error_label("dtype", "format", "norm", name="outputError"), 7, 0, 1, 4)
+        grid.addWidget(QLabel("Channels:"), 8, 0)
+        channels = QHBoxLayout()
+        channels.addWidget(self.channelsEdit, 1)
+        channels.addWidget(self.channelsButton)
+        grid.addLayout(channels, 8, 1, 1, 3)
+        grid.addWidget(QLabel("Colours:"), 9, 0)
+        grid.addWidget(self.channelStretchCombo, 9, 1, 1, 3)
+        grid.addWidget(self.make_error_label("channels", "channel_stretch", name="channelsError"), 10, 0, 1, 4)
 
         self.presetCombo.activated.connect(self._on_preset)
         self._norm_group.buttonToggled.connect(self._on_norm_toggled)
@@ -127,6 +182,8 @@ class NormalizationPanel(Panel):
             edit.editingFinished.connect(self._on_bound_edited)  # Enter or leaving the field
         self.dtypeCombo.currentIndexChanged.connect(self._on_dtype)
         self.formatCombo.currentIndexChanged.connect(self._emit_edited)
+        self.channelStretchCombo.currentIndexChanged.connect(self._emit_edited)
+        self.channelsEdit.editingFinished.connect(self._emit_edited)  # Enter or leaving the field
         #: The bounds follow the output type until the user types one.
         self._bounds_auto = True
 
@@ -154,6 +211,8 @@ class NormalizationPanel(Panel):
             ),
             "dtype": self.dtypeCombo.currentData(),
             "format": self.formatCombo.currentData(),
+            "channels": self.channelsEdit.text().strip() or None,
+            "channel_stretch": self.channelStretchCombo.currentData(),
         }
 
     def _apply(self, settings: Settings) -> None:
@@ -165,8 +224,38 @@ class NormalizationPanel(Panel):
         self.upperBoundEdit.setText(bound_text(settings.output_bounds[1]))
         self.dtypeCombo.setCurrentIndex(max(0, self.dtypeCombo.findData(settings.dtype)))
         self.formatCombo.setCurrentIndex(max(0, self.formatCombo.findData(settings.format)))
+        self.channelStretchCombo.setCurrentIndex(max(0, self.channelStretchCombo.findData(settings.channel_stretch)))
+        self.channelsEdit.setText(channels_text(settings.channels))
         self._enable_stretch()
         self.show_preset(settings.preset)
+
+    def set_channel_names(self, names: list[str]) -> None:
+        """The channel names the loaded images' metadata gives, offered in the Names menu."""
+        self._channel_names = list(names)
+        self.channelsButton.setEnabled(bool(names) or bool(self.channelsEdit.text()))
+
+    def _fill_channels_menu(self) -> None:
+        names = self._channel_names
+        self.channelsMenu.clear()
+        all_channels = QAction("All channels (clear the list)", self.channelsMenu)
+        all_channels.triggered.connect(lambda checked=False: self._set_channels(""))
+        self.channelsMenu.addAction(all_channels)
+        if names:
+            self.channelsMenu.addSeparator()
+        for name in names:
+            action = QAction(name, self.channelsMenu)
+            action.triggered.connect(lambda checked=False, name=name: self._add_channel(name))
+            self.channelsMenu.addAction(action)
+
+    def _add_channel(self, name: str) -> None:
+        kept = [p.strip() for p in self.channelsEdit.text().split(",") if p.strip()]
+        if name not in kept:
+            kept.append(name)
+        self._set_channels(", ".join(kept))
+
+    def _set_channels(self, text: str) -> None:
+        self.channelsEdit.setText(text)
+        self._emit_edited()
 
     def _on_bound_edited(self) -> None:
         self._bounds_auto = False
@@ -197,5 +286,6 @@ class NormalizationPanel(Panel):
     def _enable_stretch(self) -> None:
         # With "none" the values are kept: bounds and percentiles play no part.
         on = self.norm() != "none"
-        for widget in (self.lowPercentileSpin, self.highPercentileSpin, self.lowerBoundEdit, self.upperBoundEdit):
+        for widget in (self.lowPercentileSpin, self.highPercentileSpin, self.lowerBoundEdit, self.upperBoundEdit,
+                       self.channelStretchCombo):
             widget.setEnabled(on)
