@@ -19,7 +19,7 @@ import numpy as np
 from tilesapp.core import preview as core_preview
 from tilesapp.core.annotations import Boxes
 from tilesapp.core.errors import Cancelled, ImageError
-from tilesapp.core.gui_support import AnnotationPreview, annotation_preview
+from tilesapp.core.preview_annotations import AnnotationPreview, annotation_preview
 from tilesapp.core.mosaic import thumbnail
 from tilesapp.core.plan import ImagePlan
 from tilesapp.core.preview import OutputView, output_view, preview_image, tile_pixels

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from helpers import drain, microscopy, write_imagej
 
-from tilesapp.core import gui_support
+from tilesapp.core import preview_annotations
 from tilesapp.core.errors import ImageError
 from tilesapp.core.export import run_export
 from tilesapp.core.geometry import TileGrid
-from tilesapp.core.gui_support import annotation_preview, mask_fractions
+from tilesapp.core.preview_annotations import annotation_preview, mask_fractions
 from tilesapp.core.plan import plan_image
 from tilesapp.core.readers import inspect_image
 from tilesapp.core.settings import Settings
@@ -84,5 +84,5 @@ def test_mask_fractions_in_bands_equal_the_whole(monkeypatch):
     mask = (rng.random((300, 410, 1)) > 0.7).astype(np.uint8)
     grid = TileGrid.for_shape((300, 410), 64, 20)
     whole = mask_fractions(lambda y0, y1: mask[y0:y1], grid)
-    monkeypatch.setattr(gui_support, "WHOLE_MASK_PIXELS", 1000)
+    monkeypatch.setattr(preview_annotations, "WHOLE_MASK_PIXELS", 1000)
     np.testing.assert_allclose(mask_fractions(lambda y0, y1: mask[y0:y1], grid), whole)
