@@ -156,6 +156,49 @@ def test_preview_draws_the_tile_grid_of_the_recalibrated_image(window, make_fold
     assert window.viewer.scale_bar.text.toPlainText().endswith("µm")
 
 
+def test_the_current_tile_s_label_never_hides_the_tile(window, make_folder, load, qtbot):
+    """The "tile n · row, col" label sits beside the highlighted tile (above it; below it on the
+    first row), never over it: on a whole slide a tile is a few dozen pixels high on screen and
+    the label hid a third of it."""
+    from PySide6.QtCore import QRectF
+
+    folder = make_folder("label", [((2000, 1500), 0.325)])  # many tiles: small on screen, as on a slide
+    load(window, folder)
+    type_in(qtbot, window, "patchSizeSpin", "200")
+    type_in(qtbot, window, "overlapSpin", "50")
+    with qtbot.waitSignal(window.previewShown, timeout=10_000) as blocker:
+        qtbot.mouseClick(find(window, "previewButton"), Qt.MouseButton.LeftButton)
+    grid = blocker.args[0].plan.grid
+    slider = find(window, "tileSlider")
+    slider.setFocus()
+    columns = max(grid.tile(i).col for i in range(len(grid))) + 1
+    for _ in range(columns + 2):  # the arrow keys to the third tile of the second row
+        qtbot.keyClick(slider, Qt.Key.Key_Right)
+    viewer = window.viewer
+
+    def on_screen():
+        qtbot.wait(50)  # the label is placed when the view paints
+        index = slider.value()
+        tile = grid.tile(index)
+        box = viewer.view.mapViewToScene(QRectF(tile.x0, tile.y0, grid.tile_size, grid.tile_size)).boundingRect()
+        return tile, box, viewer.highlight_label.sceneBoundingRect()
+
+    tile, box, label = on_screen()
+    assert (tile.row, tile.col) == (1, 2)
+    assert viewer.highlight_label.isVisible() and viewer.highlight_label.toPlainText().strip().startswith(
+        f"tile {columns + 3} · row 2, col 3")
+    assert box.height() < 120 and label.height() > 10  # a small tile on screen, a readable label
+    assert label.intersected(box).height() <= 1, (label, box)
+    assert label.bottom() == pytest.approx(box.top(), abs=2)  # above it, touching it
+    assert label.left() == pytest.approx(box.left(), abs=2)
+    qtbot.keyClick(slider, Qt.Key.Key_Home)  # the first tile: nothing above it but the view's edge
+    tile, box, label = on_screen()
+    assert (tile.row, tile.col) == (0, 0)
+    assert label.intersected(box).height() <= 1, (label, box)
+    assert label.top() == pytest.approx(box.bottom(), abs=2)  # below it
+    assert viewer.view.sceneBoundingRect().contains(label)
+
+
 def test_tile_settings_redraw_the_grid_without_reading_again(window, make_folder, load, qtbot):
     folder = make_folder("regrid", [((256, 256), 0.325)])
     load(window, folder)

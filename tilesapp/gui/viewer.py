@@ -674,7 +674,15 @@ class ImageViewer(QWidget):
         if self._keep is not None and not self._keep[index]:
             text += " · dropped"
         self.highlight_label.setText(text + " ")
-        self.highlight_label.setPos(QPointF(tile.x0, tile.y0))
+        # Outside the tile, never over it (a tile a few dozen pixels high on screen, as on a whole
+        # slide, was a third hidden): above it, or below it on the first row (above would leave
+        # the image and the view).
+        if tile.row == 0:
+            self.highlight_label.setAnchor((0, 0))
+            self.highlight_label.setPos(QPointF(tile.x0, tile.y0 + size))
+        else:
+            self.highlight_label.setAnchor((0, 1))
+            self.highlight_label.setPos(QPointF(tile.x0, tile.y0))
         self.highlight_label.setVisible(True)
 
     @property
