@@ -251,7 +251,6 @@ def test_invalid_dtype_for_format_disables_export_with_the_reason(window, make_f
     assert window.exporter.select_folder(tmp_path / "out")
     export = find(window, "exportButton")
     assert export.isEnabled()
-    dtype, fmt = find(window, "dtypeCombo"), find(window, "formatCombo")
     pick(qtbot, window, "dtypeCombo", "float32")
     pick(qtbot, window, "formatCombo", ".jpg")
     assert not export.isEnabled()
@@ -260,6 +259,7 @@ def test_invalid_dtype_for_format_disables_export_with_the_reason(window, make_f
     assert window.settings_errors and window.settings_errors[0].field == "format"
     # The YOLO preset sets all four fields and the choice is valid again.
     preset = find(window, "presetCombo")
+    assert preset.currentText() == "Custom"  # .jpg is no preset's format
     pick(qtbot, window, "presetCombo", "YOLO")
     assert (window.settings.norm, window.settings.bounds, window.settings.dtype, window.settings.format) == (
         "global", (0.0, 255.0), "uint8", "png",

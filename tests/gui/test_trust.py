@@ -8,7 +8,6 @@ import json
 
 import numpy as np
 import pytest
-import tifffile
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QAbstractItemView, QLabel
 

@@ -153,6 +153,11 @@ def test_a_result_queued_before_its_job_was_superseded_never_reaches_the_window(
     assert results.seen == ["done"]
 
 
+def shows(label, text: str):
+    """A condition for ``qtbot.waitUntil``: ``label`` shows ``text``."""
+    return lambda: text in label.text()
+
+
 def test_a_closed_window_leaves_nothing_to_the_cycle_collector(qtbot, make_folder, load, dialogs):
     """Errors the window caught or was sent (a settings error, a preview that failed in a worker)
     keep no frame of it: a window freed only by Python's cycle collector may be destroyed in a
@@ -172,7 +177,9 @@ def test_a_closed_window_leaves_nothing_to_the_cycle_collector(qtbot, make_folde
     assert window.settings_errors
     type_in(qtbot, window, "patchSizeSpin", "32")
     click_row(qtbot, window, "cell_01.tif")  # no pixel size: the worker's error comes back
-    qtbot.waitUntil(lambda: "carries no pixel size" in window.viewer.placeholder.text(), timeout=10_000)
+    # A condition that holds the label, not a closure over ``window``: the name is deleted below
+    # (a closure would make it a cell that pyflakes, reading the lambda after the del, calls undefined).
+    qtbot.waitUntil(shows(window.viewer.placeholder, "carries no pixel size"), timeout=10_000)
     window.show_predict_dialog().close()
     window.close()
     window.deleteLater()

@@ -14,7 +14,7 @@ from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
 
 from tilesapp.core.errors import SettingsError, TilesError
 from tilesapp.gui.workers import untangle
-from tilesapp.gui.wording import FIELD_LABELS, about_image, plural, window_words, without_name  # noqa: F401  (re-exported)
+from tilesapp.gui.wording import FIELD_LABELS, window_words
 
 _ICONS = {
     "information": QMessageBox.Icon.Information,

@@ -27,7 +27,7 @@ from tilesapp.core.merge import COCO_NAME, run_merge
 from tilesapp.core.progress import Progress
 from tilesapp.gui import dialogs
 from tilesapp.gui.panels._base import ERROR_STYLE, note_label
-from tilesapp.gui.wording import plural
+from tilesapp.gui.wording import about_image, plural
 from tilesapp.gui.workers import Job, JobRunner
 
 BOXES = "boxes"
@@ -296,7 +296,7 @@ class MergeDialog(QDialog):
             self.progressBar.setValue(1000)
         problems = list(summary.failed) + list(getattr(summary, "not_cut", []))
         if problems:
-            text += "".join(f"<br>• {dialogs.about_image(name, reason)}" for name, reason in problems[:8])
+            text += "".join(f"<br>• {about_image(name, reason)}" for name, reason in problems[:8])
             if len(problems) > 8:
                 text += f"<br>… and {len(problems) - 8} more."
         self.resultLabel.setText(text)

@@ -29,7 +29,7 @@ from tilesapp.core.settings import Settings, load_settings
 from tilesapp.gui import dialogs
 from tilesapp.gui.merge_dialog import merge_result
 from tilesapp.gui.panels._base import ERROR_STYLE, note_label
-from tilesapp.gui.wording import plural
+from tilesapp.gui.wording import about_image, plural
 from tilesapp.gui.workers import Job, JobRunner, untangle
 
 #: What each kind of model output is, and how it is merged.
@@ -336,7 +336,7 @@ class PredictDialog(QDialog):
         problems = list(summary.failed)
         if problems:
             text += f"<br><b>{plural(len(problems), 'image')} failed:</b>"
-            text += "".join(f"<br>• {dialogs.window_words(dialogs.about_image(n, r))}" for n, r in problems[:8])
+            text += "".join(f"<br>• {dialogs.window_words(about_image(n, r))}" for n, r in problems[:8])
             if len(problems) > 8:
                 text += f"<br>… and {len(problems) - 8} more."
         for _name, warning in summary.warnings[:3]:
