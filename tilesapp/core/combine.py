@@ -119,6 +119,9 @@ class Combiner:
     name = ""
     #: May hold a whole image when it fits (else always a band of one tile row).
     whole_ok = True
+    #: Its rows are the same numbers whether the image is held whole or in bands (per-pixel
+    #: arithmetic, in the same tile order): such a merge is done in bands even when it fits.
+    same_in_bands = False
     #: Tiles of another size are resized with nearest neighbour (labels, never mixed).
     labels = False
 
@@ -189,6 +192,7 @@ class Blend(Combiner):
     """Weighted average; with ``argmax``, the index of the largest channel of the average."""
 
     name = "blend"
+    same_in_bands = True
 
     def __init__(self, weights: Weights, holes: bool, source: str, argmax: bool = False):
         super().__init__(weights, holes, source)
@@ -203,6 +207,7 @@ class Blend(Combiner):
         self.canvas = np.zeros((height, cols, channels))
         # flat weights are counts: whole numbers, the same quotient, a quarter of the traffic
         self.sums = np.zeros((height, cols), np.uint32 if self.flat else np.float64)
+        self.one = self.sums.dtype.type(1)
         if self.argmax:
             self.out_dtype = np.dtype(np.uint8 if channels <= 256 else np.uint16)
         else:
@@ -212,11 +217,16 @@ class Blend(Combiner):
         part = self.check(values, place)
         y0, x0, y1, x1 = place.y0, place.x0, place.y1, place.x1
         if self.flat:  # weights of 1: the same sums without a product per pixel
-            self.canvas[y0:y1, x0:x1] += part
-            self.sums[y0:y1, x0:x1] += 1
+            view = self.canvas[y0:y1, x0:x1]
+            # numpy's mixed-type in-place add (float32 into float64) is 2.5× slower than the
+            # exact cast then a same-type add; an int 1 is 5× slower than the sums' own type
+            view += part.astype(view.dtype, copy=False)
+            self.sums[y0:y1, x0:x1] += self.one
         else:
             w = self.weights(place)
-            self.canvas[y0:y1, x0:x1] += part * w[..., np.newaxis]
+            weighted = part.astype(np.float64)
+            weighted *= w[..., np.newaxis]
+            self.canvas[y0:y1, x0:x1] += weighted
             self.sums[y0:y1, x0:x1] += w
 
     def rows(self, n: int) -> np.ndarray:
@@ -225,8 +235,13 @@ class Blend(Combiner):
         part, w = self.canvas[:n], self.sums[:n]
         if not self.holes and np.any(w == 0):
             raise self.not_covered()
-        # a hole's sums are 0 and stay 0
-        np.divide(part, w[..., np.newaxis], out=part, where=w[..., np.newaxis] > 0)
+        # a hole's sums are 0 and stay 0: divided by 1 (the counts are dropped after this;
+        # a division with where= is twice as slow)
+        if self.flat:
+            np.maximum(w, self.one, out=w)
+            np.divide(part, w[..., np.newaxis], out=part)
+        else:
+            np.divide(part, w[..., np.newaxis], out=part, where=w[..., np.newaxis] > 0)
         if self.argmax:
             return np.argmax(part, axis=2).astype(self.out_dtype)[..., np.newaxis]
         return part
@@ -241,6 +256,7 @@ class Maximum(Combiner):
 
     name = "max"
     labels = True
+    same_in_bands = True
 
     def state_bytes(self, height: int, cols: int, channels: int) -> int:
         return height * cols * (channels * 8 + 1)

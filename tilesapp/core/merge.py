@@ -462,13 +462,18 @@ class ImageMerge:
         self.written = False  # set once close() has put the image under its final name
         self.rows, self.cols = grid.shape
         self.channels = channels
-        self.whole = combiner.whole_ok and combiner.state_bytes(self.rows, self.cols, channels) <= limit
+        # A blend's sums are float64, three times its output: in bands (of one tile row, reused)
+        # two images are merged at once in the memory one whole image takes, with a fraction of
+        # the fresh pages to fault in. Resampling back wants the sums whole (rounded after).
+        banded = combiner.same_in_bands and not target.restore
+        held_whole = combiner.whole_ok and not banded
+        self.whole = held_whole and combiner.state_bytes(self.rows, self.cols, channels) <= limit
         self.height = self.rows if self.whole else min(self.rows, grid.tile_size)
         restored = target.shape_yx[0] * target.shape_yx[1] * channels * 8 if target.restore else 0
         self.output_bytes = self.rows * self.cols * channels * 8 + restored  # as float64 at most
-        # a mode that may hold the whole image writes a band's rows to a BigTIFF; a vote (always
-        # in bands) keeps its output in memory when it fits half the limit, its sums the rest
-        self.in_memory = self.whole if combiner.whole_ok else self.output_bytes <= limit // 2
+        # a mode held whole when it fits writes a band's rows to a BigTIFF otherwise; a merge in
+        # bands keeps its output in memory when it fits half the limit, its state the rest
+        self.in_memory = self.whole if held_whole else self.output_bytes <= limit // 2
         if isinstance(combiner, Vote):
             combiner.reserve = max(Vote.class_bytes(2, self.height, self.cols),
                                    limit - (self.output_bytes if self.in_memory else 0))
