@@ -9,6 +9,9 @@ annotations, QuPath GeoJSON outlines traced from masks made of them) and a throw
 file, never the user's settings. The microscope-file screenshots (scenes.png, slide.png) copy
 files of the shared real-data folder (``TILESAPP_REALDATA``, default ``../shared/realdata`` beside
 the repository) into a temporary folder; without it they are skipped, said on the output.
+merge.png and predict.png show the two dialogs after a real run: the demo exported and merged
+back, and an identity model (built with onnx, run by onnxruntime; skipped without them) applied
+to the demo folder with the settings saved beside it.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SIZE = (1440, 960)  # the default window
 PREVIEW_IMAGE = "microglia_03.tif"
 NAMES = ("sample.png", "preview.png", "training.png", "annotations.png", "sources.png", "output.png", "export.png",
-         "scenes.png", "slide.png")
+         "scenes.png", "slide.png", "merge.png", "predict.png")
 REALDATA = Path(os.environ.get("TILESAPP_REALDATA", ROOT.parent / "shared" / "realdata"))
 #: The microscope files of scenes.png: a CZI of two scenes with Z, an ND2 Z stack, an ND2 of four
 #: channels and an ND2 time series (left waiting for a frame choice, as a person sees it first).
@@ -265,6 +268,11 @@ def take_screenshots(out_dir: Path, names: tuple[str, ...] = NAMES, size: tuple[
             grab("export-cancelled.png")
     if {"scenes.png", "slide.png"} & set(names):
         _microscope_files(window, project, names, app, previews, samples, grab)
+    if {"merge.png", "predict.png"} & set(names):
+        samples.clear()
+        window.open_folder(folder)
+        _wait(app, lambda: samples)
+        _way_back(window, project, names, app, ends, settle, out_dir, paths)
     window.close()
     window.deleteLater()
     app.processEvents()
@@ -318,6 +326,64 @@ def _microscope_files(window, project: Path, names, app, previews, samples, grab
         grab("slide.png")
         window.tiles.outputValuesCheck.setChecked(False)
         window.apply_preset("unet")
+
+
+def _way_back(window, project: Path, names, app, ends, settle, out_dir: Path, paths: list) -> None:
+    """merge.png: the demo's tiles merged back (gradient blend, original pixel size) in the Merge
+    dialog; predict.png: a model applied to the demo folder in the Apply a model dialog (an identity
+    model built with onnx, its settings saved beside it; skipped, said, without onnx/onnxruntime)."""
+    from tilesapp.core.settings import save_settings
+
+    def grab_dialog(dialog, name: str) -> None:
+        settle()
+        path = out_dir / name
+        dialog.grab().save(str(path))
+        paths.append(path)
+
+    if "merge.png" in names:
+        ends.clear()
+        window.exporter.select_folder(project / "tiles-unet")
+        window.exporter.export()
+        _wait(app, lambda: ends, timeout=300)
+        dialog = window.show_merge_dialog()
+        dialog.combineCombo.setCurrentIndex(dialog.combineCombo.findData("blend"))
+        dialog.blendCombo.setCurrentIndex(dialog.blendCombo.findData("gradient"))
+        dialog.restoreCheck.setChecked(True)
+        merged = []
+        dialog.mergeEnded.connect(merged.append)
+        dialog.merge()
+        _wait(app, lambda: merged, timeout=300)
+        grab_dialog(dialog, "merge.png")
+        dialog.close()
+    if "predict.png" in names:
+        from importlib.util import find_spec
+
+        if find_spec("onnx") is None or find_spec("onnxruntime") is None:
+            print("skipped predict.png: onnx and onnxruntime are needed to build and run a model", file=sys.stderr)
+            return
+        import onnx
+        from onnx import TensorProto, helper
+        models = project / "models"
+        models.mkdir(parents=True, exist_ok=True)
+        model = models / "microglia-unet.onnx"
+        spec = ["N", 1, "H", "W"]
+        graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "identity",
+                                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, spec)],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, spec)])
+        built = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+        built.ir_version = 8
+        onnx.save(built, model)
+        from tilesapp.core.predict import settings_beside
+
+        save_settings(window.editor.settings, settings_beside(model))
+        dialog = window.show_predict_dialog()
+        dialog.modelEdit.setText(str(model))
+        done = []
+        dialog.predictEnded.connect(done.append)
+        dialog.predict()
+        _wait(app, lambda: done, timeout=300)
+        grab_dialog(dialog, "predict.png")
+        dialog.close()
 
 
 if __name__ == "__main__":
