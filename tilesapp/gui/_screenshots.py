@@ -10,12 +10,13 @@ file, never the user's settings. The microscope-file screenshots (scenes.png, sl
 files of the shared real-data folder (``TILESAPP_REALDATA``, default ``../shared/realdata`` beside
 the repository) into a temporary folder; without it they are skipped, said on the output.
 merge.png and predict.png show the two dialogs after a real run: the demo exported and merged
-back, and an identity model (built with onnx, run by onnxruntime; skipped without them) applied
+back, and an identity model (run by onnxruntime; skipped without it) applied
 to the demo folder with the settings saved beside it.
 """
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import sys
@@ -34,6 +35,11 @@ REALDATA = Path(os.environ.get("TILESAPP_REALDATA", ROOT.parent / "shared" / "re
 SCENE_FILES = ("czi_2scenes_z2_neubias_xyz__multiple_images.czi", "nd2_z11_arcadia_example-zstack.nd2",
                "nd2_2d_4ch_arcadia_example-multichannel.nd2", "nd2_t53_arcadia_example-timelapse.nd2")
 SLIDE_FILE = "svs_CMU-1-Small-Region.svs"
+#: predict.png's model: an ONNX model that gives back its input, float (N, 1, H, W), opset 13 — the
+#: bytes of onnx.helper.make_model(make_graph([make_node("Identity", ["x"], ["y"])], …)), ir_version 8,
+#: kept here because only core/predict.py may import onnx or onnxruntime (tests/core/test_predict.py).
+IDENTITY_MODEL = ("CAg6XAoQCgF4EgF5IghJZGVudGl0eRIIaWRlbnRpdHlaHgoBeBIZChcIARITCgMSAU4KAggBCgMSAUgKAxIBV2IeCgF5EhkK"
+                  "FwgBEhMKAxIBTgoCCAEKAxIBSAoDEgFXQgQKABAN")
 
 
 def _wait(app, condition, timeout: float = 60.0) -> None:
@@ -331,7 +337,7 @@ def _microscope_files(window, project: Path, names, app, previews, samples, grab
 def _way_back(window, project: Path, names, app, ends, settle, out_dir: Path, paths: list) -> None:
     """merge.png: the demo's tiles merged back (gradient blend, original pixel size) in the Merge
     dialog; predict.png: a model applied to the demo folder in the Apply a model dialog (an identity
-    model built with onnx, its settings saved beside it; skipped, said, without onnx/onnxruntime)."""
+    model, its settings saved beside it; skipped, said, without onnxruntime)."""
     from tilesapp.core.settings import save_settings
 
     def grab_dialog(dialog, name: str) -> None:
@@ -358,21 +364,13 @@ def _way_back(window, project: Path, names, app, ends, settle, out_dir: Path, pa
     if "predict.png" in names:
         from importlib.util import find_spec
 
-        if find_spec("onnx") is None or find_spec("onnxruntime") is None:
-            print("skipped predict.png: onnx and onnxruntime are needed to build and run a model", file=sys.stderr)
+        if find_spec("onnxruntime") is None:
+            print("skipped predict.png: onnxruntime is needed to run the model", file=sys.stderr)
             return
-        import onnx
-        from onnx import TensorProto, helper
         models = project / "models"
         models.mkdir(parents=True, exist_ok=True)
         model = models / "microglia-unet.onnx"
-        spec = ["N", 1, "H", "W"]
-        graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "identity",
-                                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, spec)],
-                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, spec)])
-        built = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-        built.ir_version = 8
-        onnx.save(built, model)
+        model.write_bytes(base64.b64decode(IDENTITY_MODEL))
         from tilesapp.core.predict import settings_beside
 
         save_settings(window.editor.settings, settings_beside(model))
