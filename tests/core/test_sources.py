@@ -146,3 +146,24 @@ def test_non_ascii_paths(tmp_path):
     for path in scan.images:
         array, _ = read_image(path)
         assert np.array_equal(array[..., 0], img)
+
+
+def test_a_small_png_is_read_once_and_a_big_one_in_two_reads(tmp_path, monkeypatch):
+    from tilesapp.core.readers import opencv
+
+    rng = np.random.default_rng(3)
+    small = rng.integers(0, 255, (64, 80), dtype=np.uint8)
+    big = rng.integers(0, 255, (400, 400), dtype=np.uint8)  # noise: its PNG is over 64 KB
+    cv2.imwrite(str(tmp_path / "small.png"), small)
+    cv2.imwrite(str(tmp_path / "big.png"), big)
+    assert (tmp_path / "small.png").stat().st_size < opencv.HEAD < (tmp_path / "big.png").stat().st_size
+    whole_reads = []
+    real = np.fromfile
+    monkeypatch.setattr(opencv.np, "fromfile", lambda *a, **k: whole_reads.append(a[0]) or real(*a, **k))
+    with open_image(tmp_path / "small.png") as image:
+        np.testing.assert_array_equal(image.scenes[0].read(0, 64, 0, 80)[..., 0], small)
+    with open_image(tmp_path / "big.png") as image:
+        np.testing.assert_array_equal(image.scenes[0].read(0, 400, 0, 400)[..., 0], big)
+        scene = image.scenes[0]
+    assert [p.name for p in whole_reads] == ["big.png"]  # the small file's bytes came from its opening
+    assert scene._pixels is None  # closing the file lets its pixels go

@@ -21,6 +21,18 @@ import tifffile
 
 PARTIAL_SUFFIX = ".partial"
 _counter = itertools.count()
+_pid = os.getpid()  # a system call per tile otherwise; a forked child takes its own
+
+
+def _forked() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked)
+
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0)
 
 
 class Staged:
@@ -32,11 +44,10 @@ class Staged:
     def __init__(self, path: str | Path):
         self.path = os.fspath(path)
         folder, name = os.path.split(self.path)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0)
         for _ in range(100):
-            self.tmp = os.path.join(folder, f".{name}.{os.getpid()}-{next(_counter)}{PARTIAL_SUFFIX}")
+            self.tmp = os.path.join(folder, f".{name}.{_pid}-{next(_counter)}{PARTIAL_SUFFIX}")
             try:
-                self.fd = os.open(self.tmp, flags, 0o666)
+                self.fd = os.open(self.tmp, _CREATE, 0o666)
                 break
             except FileExistsError:
                 continue
@@ -186,7 +197,7 @@ def _tiff_frame(shape, dtype, axes, pixel_size_um) -> tuple[bytes, bytes] | None
     return head, tail
 
 
-def encode(array: np.ndarray, axes: str, suffix: str) -> bytes:
+def encode(array: np.ndarray, axes: str, suffix: str) -> memoryview:
     """PNG/JPEG bytes of an array (OpenCV's encoder; colours reordered to its BGR)."""
     if axes == "CYX":
         array = np.moveaxis(array, 0, -1)
@@ -200,7 +211,7 @@ def encode(array: np.ndarray, axes: str, suffix: str) -> bytes:
     ok, buffer = cv2.imencode(suffix, np.ascontiguousarray(array), params)
     if not ok:
         raise ValueError(f"OpenCV could not encode a {array.dtype} {array.shape} image as {suffix}")
-    return buffer.tobytes()
+    return buffer.data  # the encoder's buffer, not a copy
 
 
 def _imagej_compatible(array: np.ndarray, axes: str) -> bool:

@@ -22,6 +22,9 @@ from tilesapp.core.readers.base import BaseFile, SceneInfo, check_region, reason
 #: Pixels OpenCV itself refuses to decode beyond (its CV_IO_MAX_IMAGE_PIXELS default).
 MAX_PIXELS = 1 << 30
 
+#: Bytes read from a file when it is opened (its header; all of a smaller file).
+HEAD = 1 << 16
+
 
 class OpenCVReader:
     """Reader of .png, .jpg/.jpeg and .bmp files."""
@@ -36,11 +39,13 @@ class OpenCVReader:
         path = Path(path)
         try:
             with open(path, "rb") as fh:
-                head = fh.read(1 << 16)
+                head = fh.read(HEAD)
         except OSError as exc:
             raise ImageError(f"{path.name}: cannot be read ({exc.strerror or exc}).") from exc
-        scene = OpenCVScene(path, header_info(head, path))
-        return BaseFile([scene])
+        # a read short of HEAD bytes is the whole file: a small image (the common case of a
+        # folder of thousands) is decoded from these bytes, not read a second time
+        scene = OpenCVScene(path, header_info(head, path), head if len(head) < HEAD else None)
+        return BaseFile([scene], scene.forget)
 
 
 class OpenCVScene:
@@ -49,8 +54,9 @@ class OpenCVScene:
     #: Regions cost a decode of the whole file: the engine checks the whole plane fits memory.
     whole_only = True
 
-    def __init__(self, path: Path, header: tuple[int, int, int | None, str] | None):
+    def __init__(self, path: Path, header: tuple[int, int, int | None, str] | None, data: bytes | None = None):
         self._path = path
+        self._data = data  # the whole file when it was read at open, until it is decoded
         self._pixels: np.ndarray | None = None
         self._lock = threading.Lock()
         if header is None or header[2] is None:  # the header does not say it all: decode to know
@@ -67,10 +73,13 @@ class OpenCVScene:
 
     def _decode(self) -> np.ndarray:
         # np.fromfile + imdecode: cv2.imread cannot open non-ASCII paths on Windows.
-        try:
-            data = np.fromfile(self._path, dtype=np.uint8)
-        except OSError as exc:
-            raise ImageError(f"{self._path.name}: cannot be read ({exc.strerror or exc}).") from exc
+        if self._data is not None:
+            data, self._data = np.frombuffer(self._data, dtype=np.uint8), None
+        else:
+            try:
+                data = np.fromfile(self._path, dtype=np.uint8)
+            except OSError as exc:
+                raise ImageError(f"{self._path.name}: cannot be read ({exc.strerror or exc}).") from exc
         try:
             array = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
         except cv2.error as exc:
@@ -94,6 +103,11 @@ class OpenCVScene:
                                      f"file's header ({expected}, {self.info.dtype}); the file is damaged.")
                 self._pixels = image
             return self._pixels
+
+    def forget(self) -> None:
+        """Drop the file's bytes and pixels (the file is closed)."""
+        with self._lock:
+            self._data = self._pixels = None
 
     def read(self, y0: int, y1: int, x0: int, x1: int, *, z: int = 0, t: int = 0) -> np.ndarray:
         check_region(self.info, y0, y1, x0, x1, z, t)
