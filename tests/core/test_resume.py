@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 
+import cv2
 import numpy as np
 import pytest
 import tifffile
@@ -171,3 +172,20 @@ def test_resume_of_a_framework_layout_equals_a_complete_run(images, tmp_path, la
     assert kept and summary.exit_code == 0
     assert summary.resumed == (len(set(kept) - with_objects) if layout == "coco" else len(kept))
     assert_same_export(tmp_path / "whole" / "set", tmp_path / "out" / "set")
+
+
+def test_a_killed_run_s_folder_of_staged_tiles_is_cleared_by_resume_and_overwrite(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for seed in range(2):
+        cv2.imwrite(str(folder / f"crop{seed}.png"), (microscopy((96, 96), seed=seed) >> 8).astype(np.uint8))
+    args = ["--no-calibration", "--preset", "yolo", "--patch-size", "48", "--overlap", "8", "-q"]
+    for option in ("--resume", "--overwrite"):
+        out = tmp_path / option.strip("-")
+        assert main(["cut", str(folder), str(out), *args]) == 0
+        staged = out / ".tilesapp-4242-7.partial"  # a killed run's private folder, half a tile in it
+        staged.mkdir()
+        (staged / "12.png").write_bytes(b"half a tile")
+        assert main(["cut", str(folder), str(out), *args, option]) == 0
+        assert not staged.exists()
+        assert not [p for p in out.iterdir() if p.name.startswith(".")]

@@ -318,6 +318,9 @@ class _Export:
         self.plan.close(self.cancel.is_set() and not self.stop_reason, self.stop_reason)
         manifest.stopped_by = self.stop_reason
         manifest.status = "stopped" if self.stop_reason else ("cancelled" if summary.cancelled else "complete")
+        close = getattr(self.sink, "close", None)
+        if close is not None:
+            close()
         try:
             manifest.files += self.sink.finish(self._manifest_now())
         except OSError as exc:

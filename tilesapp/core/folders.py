@@ -138,18 +138,22 @@ def export_contents(folder: str | Path) -> ExportContents:
             explained.add(folder / MANIFEST_NAME)
             stems = {s.tile_stem for s in contents.manifest.sources}
     tile_name = re.compile(r"^(?P<stem>.+)_\d{3,}\.[A-Za-z0-9]+$")
+    leftover_dirs: set[Path] = set()  # private folders of staged tiles (writers.TileWriter)
     for root, dirs, files in os.walk(folder):
         dirs.sort()
+        here = Path(root)
+        staged = here in leftover_dirs or any(p in leftover_dirs for p in here.parents)
+        leftover_dirs.update(here / d for d in dirs if _LEFTOVER.match(d))
         for name in sorted(files):
-            path = Path(root) / name
+            path = here / name
             match = tile_name.match(name)
-            if name == LOCK_NAME and Path(root) == folder:
+            if name == LOCK_NAME and here == folder:
                 continue  # a run's own lock, removed by the run
-            if path in explained or _LEFTOVER.match(name) or (match and match["stem"] in stems):
+            if staged or path in explained or _LEFTOVER.match(name) or (match and match["stem"] in stems):
                 contents.written.append(path)
             else:
                 contents.other.append(path)
-    written_dirs = {p.parent for p in contents.written if p.parent != folder}
+    written_dirs = {p.parent for p in contents.written if p.parent != folder} | leftover_dirs
     contents.folders = sorted(written_dirs | {d for p in written_dirs for d in p.parents if is_inside(d, folder) and d != folder},
                               key=lambda p: len(p.parts), reverse=True)
     return contents

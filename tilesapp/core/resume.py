@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,8 @@ RUN_ONLY = ("memory_limit", "workers")
 _OUTCOME = ("status", "error", "normalization", "tiles", "tiles_dropped", "warnings")
 #: A temporary file of :class:`tilesapp.core.writers.Staged`: ``.<name>.<pid>-<n>.partial``.
 _STAGED = re.compile(r"^\.(?P<name>.+)\.\d+-\d+" + re.escape(PARTIAL_SUFFIX) + "$")
+#: A private folder of staged tiles (:class:`tilesapp.core.writers.TileWriter`).
+_LEFTOVER_DIR = re.compile(r"^\.tilesapp-\d+-\d+" + re.escape(PARTIAL_SUFFIX) + "$")
 
 
 @dataclass
@@ -89,6 +92,9 @@ class Resumption:
             if path not in keep:
                 path.unlink(missing_ok=True)
                 removed += 1
+        for leftover in self.contents.folders:  # a killed run's private folders of staged tiles
+            if _LEFTOVER_DIR.match(leftover.name):
+                shutil.rmtree(leftover, ignore_errors=True)
         return removed
 
 

@@ -1,15 +1,20 @@
 """Writing images: a temporary name first, then an atomic rename to the final name.
 
-A crash or a cancel can therefore leave only ``.<name>.<pid>-<n>.partial`` files behind, never
-a half-written file under a final name. Temporary files are created exclusively, so a file or
-link someone planted in the folder is never written through.
+A crash or a cancel can therefore leave only ``.<name>.<pid>-<n>.partial`` files (and
+``.tilesapp-<pid>-<n>.partial`` folders of tiles) behind, never a half-written file under a
+final name. Temporary files are created exclusively, so a file or link someone planted in the
+folder is never written through.
 """
 
 from __future__ import annotations
 
 import io
 import itertools
+import logging
 import os
+import shutil
+import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +23,8 @@ from typing import BinaryIO
 import cv2
 import numpy as np
 import tifffile
+
+log = logging.getLogger(__name__)
 
 PARTIAL_SUFFIX = ".partial"
 _counter = itertools.count()
@@ -151,16 +158,41 @@ class TileWriter:
     and pixel size is the same bytes around a contiguous block of pixels, so the first tile of
     a layout is written by tifffile twice in memory (two different arrays) to find that frame,
     and later tiles are written as frame + pixels. Layouts whose frame cannot be verified
-    (and every PNG/JPEG) go through :func:`write_image`.
+    go through :func:`write_image`.
+
+    A PNG/JPEG tile is written whole by OpenCV in one call (encode, create, write, close: one
+    release of the GIL instead of five, which on a folder of small images kept the threads
+    waiting on each other) into a private folder made beside it, then renamed to its final
+    name. The private folder is created exclusively and only this process writes in it, so
+    nothing planted can be written through; :meth:`close` removes it. When OpenCV cannot write
+    there (a full disk, a name it cannot open), the tile is written the careful way, which
+    raises the real error.
     """
 
     def __init__(self) -> None:
         self._frames: dict[tuple, tuple[bytes, bytes] | None] = {}
+        self._staging: dict[str, str | None] = {}  # folder of final files -> its private folder
+        self._lock = threading.Lock()
+        # a writer dropped without close() (a task of a cluster) still takes its folders away
+        self._finalizer = weakref.finalize(self, _remove_folders, self._staging)
+
+    def __getstate__(self) -> dict:
+        return {"_frames": self._frames}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__()
+        self._frames.update(state["_frames"])
+
+    def close(self) -> None:
+        """Remove the private folders tiles were staged in (and anything a failed write left)."""
+        with self._lock:
+            _remove_folders(self._staging)
 
     def write(self, path: str | Path, array: np.ndarray, axes: str, pixel_size_um: tuple[float, float] | None = None) -> None:
         path = os.fspath(path)
         if not path.lower().endswith((".tif", ".tiff")):
-            write_image(path, array, axes, pixel_size_um)
+            if not self._write_whole(path, array, axes):
+                write_image(path, array, axes, pixel_size_um)
             return
         key = (array.shape, array.dtype.str, axes, pixel_size_um)
         if key not in self._frames:
@@ -174,6 +206,61 @@ class TileWriter:
             file.write(head)
             file.write(np.ascontiguousarray(array))
             file.write(tail)
+
+
+    def _write_whole(self, path: str, array: np.ndarray, axes: str) -> bool:
+        """Write a PNG/JPEG tile in one OpenCV call, then rename it; False when that could not be
+        done (nothing is left then)."""
+        folder, name = os.path.split(path)
+        staging = self._staging.get(folder, "")
+        if staging == "":
+            staging = self._make_staging(folder)
+        if staging is None:
+            return False
+        suffix = os.path.splitext(name)[1].lower()
+        tmp = f"{staging}{os.sep}{next(_counter)}{suffix}"
+        try:
+            if cv2.imwrite(tmp, _for_opencv(array, axes), _params(suffix)):
+                os.replace(tmp, path)
+                return True
+        except (cv2.error, OSError):
+            pass
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        return False
+
+    def _make_staging(self, folder: str) -> str | None:
+        with self._lock:
+            if folder not in self._staging:
+                staging = None
+                # OpenCV opens names as bytes of the system's code page on Windows: ASCII only there
+                if os.name != "nt" or folder.isascii():
+                    for _ in range(100):
+                        candidate = os.path.join(folder, f".tilesapp-{_pid}-{next(_counter)}{PARTIAL_SUFFIX}")
+                        try:
+                            os.mkdir(candidate, 0o700)
+                        except FileExistsError:
+                            continue
+                        except OSError:  # cannot make it (permission, full disk): the careful path says why
+                            break
+                        staging = candidate
+                        break
+                self._staging[folder] = staging
+            return self._staging[folder]
+
+
+def _remove_folders(staging: dict[str, str | None]) -> None:
+    """Remove private folders of staged tiles (what is in them is not under a final name)."""
+    for folder in [f for f in staging.values() if f]:
+        try:
+            shutil.rmtree(folder)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            log.warning("could not remove the temporary folder %s", folder, exc_info=True)
+    staging.clear()
 
 
 def _tiff_frame(shape, dtype, axes, pixel_size_um) -> tuple[bytes, bytes] | None:
@@ -199,6 +286,15 @@ def _tiff_frame(shape, dtype, axes, pixel_size_um) -> tuple[bytes, bytes] | None
 
 def encode(array: np.ndarray, axes: str, suffix: str) -> memoryview:
     """PNG/JPEG bytes of an array (OpenCV's encoder; colours reordered to its BGR)."""
+    array = _for_opencv(array, axes)
+    ok, buffer = cv2.imencode(suffix, array, _params(suffix))
+    if not ok:
+        raise ValueError(f"OpenCV could not encode a {array.dtype} {array.shape} image as {suffix}")
+    return buffer.data  # the encoder's buffer, not a copy
+
+
+def _for_opencv(array: np.ndarray, axes: str) -> np.ndarray:
+    """The array as OpenCV's encoders take it: (rows, cols[, channels]), colours in BGR(A)."""
     if axes == "CYX":
         array = np.moveaxis(array, 0, -1)
     if array.ndim == 3:
@@ -207,11 +303,13 @@ def encode(array: np.ndarray, axes: str, suffix: str) -> memoryview:
         elif array.shape[2] in (3, 4):
             code = cv2.COLOR_RGB2BGR if array.shape[2] == 3 else cv2.COLOR_RGBA2BGRA
             array = cv2.cvtColor(np.ascontiguousarray(array), code)
-    params = [cv2.IMWRITE_JPEG_QUALITY, 95] if suffix in (".jpg", ".jpeg") else []
-    ok, buffer = cv2.imencode(suffix, np.ascontiguousarray(array), params)
-    if not ok:
-        raise ValueError(f"OpenCV could not encode a {array.dtype} {array.shape} image as {suffix}")
-    return buffer.data  # the encoder's buffer, not a copy
+    # rows with contiguous pixels (a tile cut from a band) are taken by OpenCV as they are
+    return array if array.ndim == 2 and array.strides[1] == array.itemsize else np.ascontiguousarray(array)
+
+
+def _params(suffix: str) -> list[int]:
+    # OpenCV's default PNG settings: faster than any explicit compression level (benchmarks/png_levels.py)
+    return [cv2.IMWRITE_JPEG_QUALITY, 95] if suffix in (".jpg", ".jpeg") else []
 
 
 def _imagej_compatible(array: np.ndarray, axes: str) -> bool:

@@ -64,6 +64,9 @@ class TileSink(Protocol):
     def finish(self, manifest: Manifest) -> list[str]:
         """Complete the layout after the last tile (descriptions, archives); returns files written."""
 
+    def close(self) -> None:
+        """Remove what writing tiles needed for a while (private folders of staged tiles)."""
+
     def read(self, name: str) -> np.ndarray:
         """A tile as stored (merge reads tiles back through this)."""
 
@@ -138,6 +141,9 @@ class Layout:
 
     def finish(self, manifest: Manifest) -> list[str]:
         return []
+
+    def close(self) -> None:
+        self._writer.close()
 
     # --- reading -----------------------------------------------------------------------------
     def read(self, name: str) -> np.ndarray:
