@@ -183,6 +183,22 @@ def test_cancel_stops_the_export_and_leaves_a_consistent_folder(window, load, tm
     assert len(ticks) > 10 and gaps.max() < 0.5
 
 
+def test_another_folder_loaded_after_a_cancel_does_not_show_that_export_s_result(window, load, make_folder, tmp_path,
+                                                                                 qtbot):
+    many = tmp_path / "many"
+    out, _ = start_long_export(window, tmp_path, load, qtbot)
+    with qtbot.waitSignal(window.exportEnded, timeout=20_000):
+        qtbot.mouseClick(find(window, "cancelButton"), Qt.MouseButton.LeftButton)
+    summary, bar = find(window, "summaryLabel"), find(window, "progressBar")
+    assert "Cancelled" in summary.text() and bar.format() == "Cancelled"
+    load(window, many)  # the same images again: their export's result stays in view
+    assert summary.isVisible() and "Cancelled" in summary.text()
+    load(window, make_folder("other", [((100, 120), 0.65)]))
+    assert not summary.isVisible() and summary.text() == ""
+    assert bar.value() == 0 and bar.format() == ""
+    assert find(window, "exportButton").isEnabled()
+
+
 def test_closing_the_window_cancels_the_export(window, load, tmp_path, qtbot):
     out, _ = start_long_export(window, tmp_path, load, qtbot)
     job = window.jobs.job("export")

@@ -83,6 +83,7 @@ class ExportController(Controller):
         self._started = 0.0
         self._settings = None  # those of the running (or last) export, for its summary
         self._last: Progress | None = None
+        self._exported_from = None  # the sources of the last export, whose result the bar shows
         self.panel.selectFolderRequested.connect(self.select_folder)
         self.panel.emptyFolderRequested.connect(self.empty_folder)
         self.bar.exportRequested.connect(self.export)
@@ -99,6 +100,15 @@ class ExportController(Controller):
     @property
     def running(self) -> bool:
         return self.jobs.busy("export")
+
+    def sources_loaded(self, sources) -> None:
+        """Other images loaded: the bar no longer shows how the last export of other ones ended
+        (its "1 of 8 images" would read as this folder's)."""
+        if self.running or self._exported_from is None or sources.sources == self._exported_from:
+            return
+        self._exported_from = None
+        self.bar.set_progress(0.0, "")
+        self.bar.set_summary("")
 
     # --- folders ---------------------------------------------------------------------------------
     def select_folder(self, path: str | Path | None = None) -> bool:
@@ -338,6 +348,7 @@ class ExportController(Controller):
         self.bar.set_summary("")
         self.bar.set_progress(None, "Starting…")
         self._started, self._settings, self._last = time.monotonic(), settings, None
+        self._exported_from = sources.sources
         self.jobs.start("export", job)
         w.update_actions()
 

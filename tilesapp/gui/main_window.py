@@ -209,6 +209,7 @@ class MainWindow(QMainWindow):
         p = self.previews
         self.previewShown, self.tileDetailShown, self.sampleShown = p.previewShown, p.tileDetailShown, p.sampleShown
         self.outputShown, self.exportEnded = p.outputShown, self.exporter.exportEnded
+        self.loader.loaded.connect(self.exporter.sources_loaded)
         self.media.loadRequested.connect(self.loader.choose_folder)
         self.media.sampleRequested.connect(self.previews.show_sample)
         self.normalization.presetChosen.connect(self.apply_preset)
