@@ -93,14 +93,14 @@ class TileGrid:
 
     def tile(self, index: int) -> Tile:
         """The tile numbered ``index`` (row-major)."""
-        if not 0 <= index < len(self):
+        # called for every tile written: plain arithmetic, no properties
+        n_cols, size, (rows, cols) = len(self.col_starts), self.tile_size, self.shape
+        if not 0 <= index < len(self.row_starts) * n_cols:
             raise IndexError(f"tile index {index} out of range [0, {len(self) - 1}]")
-        row, col = divmod(index, self.n_cols)
+        row, col = divmod(index, n_cols)
         y0, x0 = self.row_starts[row], self.col_starts[col]
-        y1 = min(y0 + self.tile_size, self.shape[0])
-        x1 = min(x0 + self.tile_size, self.shape[1])
-        pad_y, pad_x = self.padding
-        return Tile(index, row, col, y0, x0, y1, x1, pad_y, pad_x)
+        return Tile(index, row, col, y0, x0, min(y0 + size, rows), min(x0 + size, cols),
+                    max(0, size - rows), max(0, size - cols))
 
     def __iter__(self):
         return (self.tile(i) for i in range(len(self)))

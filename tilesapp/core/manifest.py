@@ -68,11 +68,11 @@ class TileRecord:
         return [f for f in (self.file, self.mask, self.label) if f]
 
     def to_dict(self) -> dict[str, Any]:
-        # not dataclasses.asdict: it deep-copies, and a manifest lists tens of thousands of tiles
-        return {name: value for name in _TILE_FIELDS if (value := getattr(self, name)) is not None}
+        # not dataclasses.asdict: it deep-copies, and a manifest lists tens of thousands of tiles;
+        # the instance's own dict holds the fields in their order (set by __init__)
+        return {name: value for name, value in self.__dict__.items() if value is not None}
 
 
-_TILE_FIELDS = tuple(f.name for f in dataclasses.fields(TileRecord))
 
 
 @dataclass
@@ -229,17 +229,21 @@ def now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).astimezone().isoformat(timespec="seconds")
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False)
+
+
 def manifest_json(manifest: Manifest) -> bytes:
     """The manifest's file content: UTF-8 JSON, one source or tile per line (json's C encoder
     writes each; an indented dump goes through its much slower Python encoder); undecodable
     names kept as ``\\udcXX`` escapes."""
     parts = []
+    encode = _ENCODER.encode  # one encoder: json.dumps(..., ensure_ascii=False) builds one per call
     for key, value in manifest.to_dict().items():
         if isinstance(value, list) and value and isinstance(value[0], dict):
-            items = ",\n  ".join(json.dumps(item, ensure_ascii=False) for item in value)
+            items = ",\n  ".join(map(encode, value))
             text = f"[\n  {items}\n ]"
         else:
-            text = json.dumps(value, ensure_ascii=False)
+            text = encode(value)
         parts.append(f" {json.dumps(key)}: {text}")
     return ("{\n" + ",\n".join(parts) + "\n}\n").encode("utf-8", "backslashreplace")
 

@@ -17,6 +17,14 @@ class FolderSink(Layout):
         run = self.run
         return join(split if run.split else "", kind if (run.masks or run.labels) else "")
 
+    def _prefixes(self, split: str) -> tuple[str, str | None, str | None]:
+        """Folders of a split's images, masks and labels, each ending in '/' (or empty)."""
+        cache = self.__dict__.setdefault("_prefix_cache", {})  # names() is called for every tile
+        if split not in cache:
+            cache[split] = tuple(f"{folder}/" if folder else "" for folder in
+                                 (self._folder(split, kind) for kind in ("images", "masks", "labels")))
+        return cache[split]
+
     def prepare(self) -> list[str]:
         run = self.run
         kinds = ["images"] + ["masks"] * run.masks + ["labels"] * run.labels
@@ -30,10 +38,12 @@ class FolderSink(Layout):
 
     def names(self, stem: str, index: int, width: int, split: str, mask_format: str | None) -> TileFiles:
         name = f"{stem}_{index:0{width}d}"
+        images, masks, labels = self._prefixes(split)
+        run = self.run
         return TileFiles(
-            file=join(self._folder(split, "images"), f"{name}.{self.run.settings.format}"),
-            mask=join(self._folder(split, "masks"), f"{name}.{mask_format}") if self.run.masks else None,
-            label=join(self._folder(split, "labels"), f"{name}.txt") if self.run.labels else None,
+            file=f"{images}{name}.{run.settings.format}",
+            mask=f"{masks}{name}.{mask_format}" if run.masks else None,
+            label=f"{labels}{name}.txt" if run.labels else None,
         )
 
 
