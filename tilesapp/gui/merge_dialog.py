@@ -15,9 +15,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QProgressBar,
     QPushButton,
-    QScrollArea,
     QWidget,
 )
 
@@ -26,7 +24,8 @@ from tilesapp.core.combine import BLENDS, COMBINES, DEFAULT_IOU
 from tilesapp.core.merge import COCO_NAME, run_merge
 from tilesapp.core.progress import Progress
 from tilesapp.gui import dialogs
-from tilesapp.gui.panels._base import ERROR_STYLE, note_label
+from tilesapp.gui.panels._base import note_label
+from tilesapp.gui.run_controls import RunControls
 from tilesapp.gui.wording import about_image, plural
 from tilesapp.gui.workers import Job, JobRunner
 
@@ -140,31 +139,10 @@ class MergeDialog(QDialog):
                                     "or average their sides weighted by confidence (weighted box fusion).")
         self.restoreCheck = QCheckBox("Restore the original pixel size")
         self.restoreCheck.setObjectName("restoreScaleCheck")
-        self.mergeButton = QPushButton("Merge")
-        self.mergeButton.setObjectName("mergeButton")
-        self.mergeButton.setDefault(True)
-        self.cancelButton = QPushButton("Cancel")
-        self.cancelButton.setObjectName("mergeCancelButton")
-        self.openButton = QPushButton("Open output folder")
-        self.openButton.setObjectName("mergeOpenButton")
-        self.openButton.setToolTip("Show the merged images in the file manager.")
-        self.closeButton = QPushButton("Close")
-        self.progressBar = QProgressBar()
-        self.progressBar.setObjectName("mergeProgressBar")
-        self.progressBar.setRange(0, 1000)
-        self.progressBar.setValue(0)
-        self.resultLabel = QLabel()
-        self.resultLabel.setObjectName("mergeResultLabel")
-        self.resultLabel.setWordWrap(True)
-        self.resultLabel.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.resultLabel.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
-        # A long result (many failed images) scrolls instead of being cut off.
-        self.resultScroll = QScrollArea()
-        self.resultScroll.setObjectName("mergeResultScroll")
-        self.resultScroll.setWidget(self.resultLabel)
-        self.resultScroll.setWidgetResizable(True)
-        self.resultScroll.setFrameShape(QScrollArea.Shape.NoFrame)
-        self.resultScroll.setMinimumHeight(90)
+        run = self.run = RunControls("merge", "Merge", "Show the merged images in the file manager.")
+        self.mergeButton, self.cancelButton, self.openButton, self.closeButton = (
+            run.startButton, run.cancelButton, run.openButton, run.closeButton)
+        self.progressBar, self.resultLabel, self.resultScroll = run.progressBar, run.resultLabel, run.resultScroll
         self._output: Path | None = None
         self._window_chosen = False
         self.blendCombo.activated.connect(lambda *args: setattr(self, "_window_chosen", True))
@@ -194,14 +172,7 @@ class MergeDialog(QDialog):
         options.addStretch(1)
         grid.addLayout(options, 5, 1, 1, 2)
         grid.addWidget(self.restoreCheck, 6, 1, 1, 2)
-        grid.addWidget(self.progressBar, 7, 0, 1, 3)
-        grid.addWidget(self.resultScroll, 8, 0, 1, 3)
-        grid.setRowStretch(8, 1)
-        buttons = QHBoxLayout()
-        buttons.addStretch(1)
-        for button in (self.mergeButton, self.cancelButton, self.openButton, self.closeButton):
-            buttons.addWidget(button)
-        grid.addLayout(buttons, 9, 0, 1, 3)
+        run.add_to(grid, 7)
         self.combineCombo.currentIndexChanged.connect(self._show_options)
         self._show_options()
 
@@ -272,49 +243,34 @@ class MergeDialog(QDialog):
         job.signals.finished.connect(self._on_ended)
         job.signals.cancelled.connect(self._on_ended)
         job.signals.errored.connect(self._on_failed)
-        self.resultLabel.setStyleSheet("")
-        self.resultLabel.setText("Merging…")
-        self.progressBar.setValue(0)
+        self.run.started("Merging…")
         self.jobs.start("merge", job)
         self._update_buttons()
 
     def _on_progress(self, progress: Progress) -> None:
-        if progress.total:
-            self.progressBar.setRange(0, 1000)
-            self.progressBar.setValue(int(1000 * progress.fraction))
-        else:
-            self.progressBar.setRange(0, 0)
-        self.resultLabel.setText(f"{progress.message}: {progress.current}" if progress.current else progress.message)
+        self.run.progressed(progress)
 
     def _on_ended(self, summary) -> None:
-        self.progressBar.setRange(0, 1000)
         self._output = Path(summary.output)
         text = merge_result(summary)
         if summary.cancelled:
             text = "Cancelled: " + text
-        else:
-            self.progressBar.setValue(1000)
         problems = list(summary.failed) + list(getattr(summary, "not_cut", []))
         if problems:
             text += "".join(f"<br>• {about_image(name, reason)}" for name, reason in problems[:8])
             if len(problems) > 8:
                 text += f"<br>… and {len(problems) - 8} more."
-        self.resultLabel.setText(text)
+        self.run.ended(text, complete=not summary.cancelled)
         self._update_buttons()
         self.mergeEnded.emit(summary)
 
     def _on_failed(self, exc: BaseException) -> None:
         message = dialogs.error_text(exc, "merging tiles")
-        self.resultLabel.setStyleSheet(ERROR_STYLE)
-        self.resultLabel.setText(message)
-        self.progressBar.setRange(0, 1000)
-        self.progressBar.setValue(0)
+        self.run.failed(message)
         self._update_buttons()
         self.mergeEnded.emit(None)
         dialogs.inform(self, "Merge tiles", message, kind="warning")
 
     def _update_buttons(self, *args) -> None:
         busy = self.jobs.busy("merge")
-        self.mergeButton.setEnabled(not busy)
-        self.cancelButton.setEnabled(busy)
-        self.openButton.setEnabled(not busy and self._output is not None and self._output.is_dir())
+        self.run.set_busy(busy, self._output)

@@ -13,12 +13,9 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
     QGridLayout,
-    QHBoxLayout,
     QLabel,
     QLineEdit,
-    QProgressBar,
     QPushButton,
-    QScrollArea,
     QWidget,
 )
 
@@ -29,6 +26,7 @@ from tilesapp.core.settings import Settings, load_settings
 from tilesapp.gui import dialogs
 from tilesapp.gui.merge_dialog import merge_result
 from tilesapp.gui.panels._base import ERROR_STYLE, note_label
+from tilesapp.gui.run_controls import RunControls
 from tilesapp.gui.wording import about_image, plural
 from tilesapp.gui.workers import Job, JobRunner, untangle
 
@@ -111,28 +109,10 @@ class PredictDialog(QDialog):
         self.missingLabel.setWordWrap(True)
         self.missingLabel.setStyleSheet(ERROR_STYLE)
         self.missingLabel.setVisible(bool(self.missing))
-        self.predictButton = QPushButton("Predict")
-        self.predictButton.setObjectName("predictButton")
-        self.predictButton.setDefault(True)
-        self.cancelButton = QPushButton("Cancel")
-        self.cancelButton.setObjectName("predictCancelButton")
-        self.openButton = QPushButton("Open output folder")
-        self.openButton.setObjectName("predictOpenButton")
-        self.closeButton = QPushButton("Close")
-        self.progressBar = QProgressBar()
-        self.progressBar.setObjectName("predictProgressBar")
-        self.progressBar.setRange(0, 1000)
-        self.progressBar.setValue(0)
-        self.resultLabel = QLabel()
-        self.resultLabel.setObjectName("predictResultLabel")
-        self.resultLabel.setWordWrap(True)
-        self.resultLabel.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.resultLabel.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
-        self.resultScroll = QScrollArea()
-        self.resultScroll.setWidget(self.resultLabel)
-        self.resultScroll.setWidgetResizable(True)
-        self.resultScroll.setFrameShape(QScrollArea.Shape.NoFrame)
-        self.resultScroll.setMinimumHeight(90)
+        run = self.run = RunControls("predict", "Predict", "Show the results in the file manager.")
+        self.predictButton, self.cancelButton, self.openButton, self.closeButton = (
+            run.startButton, run.cancelButton, run.openButton, run.closeButton)
+        self.progressBar, self.resultLabel, self.resultScroll = run.progressBar, run.resultLabel, run.resultScroll
 
         grid = QGridLayout(self)
         grid.setColumnStretch(1, 1)
@@ -151,14 +131,7 @@ class PredictDialog(QDialog):
         grid.addWidget(QLabel("Model gives:"), 6, 0)
         grid.addWidget(self.outputCombo, 6, 1)
         grid.addWidget(self.restoreCheck, 7, 1, 1, 2)
-        grid.addWidget(self.progressBar, 8, 0, 1, 3)
-        grid.addWidget(self.resultScroll, 9, 0, 1, 3)
-        grid.setRowStretch(9, 1)
-        buttons = QHBoxLayout()
-        buttons.addStretch(1)
-        for button in (self.predictButton, self.cancelButton, self.openButton, self.closeButton):
-            buttons.addWidget(button)
-        grid.addLayout(buttons, 10, 0, 1, 3)
+        run.add_to(grid, 8)
 
         self.predictButton.clicked.connect(self.predict)
         self.cancelButton.clicked.connect(lambda: self.jobs.cancel(SLOT))
@@ -296,29 +269,23 @@ class PredictDialog(QDialog):
         job.signals.finished.connect(self._on_ended)
         job.signals.cancelled.connect(self._on_ended)
         job.signals.errored.connect(self._on_failed)
-        self.resultLabel.setStyleSheet("")
-        self.resultLabel.setText("Loading the model…")
-        self.progressBar.setRange(0, 0)
+        self.run.started("Loading the model…", busy=True)
         self._output = None
         self.jobs.start(SLOT, job)
         self._update_buttons()
 
     def _on_progress(self, progress: Progress) -> None:
+        text = None
         if progress.total:
-            self.progressBar.setRange(0, 1000)
-            self.progressBar.setValue(int(1000 * progress.fraction))
             text = f"{progress.done} / {plural(progress.total, 'tile')}"
             if progress.images_total:
                 text += f" · {progress.images_done} of {plural(progress.images_total, 'image')} done"
-            self.resultLabel.setText(text + (f" · {progress.current}" if progress.current else ""))
-        else:
-            self.progressBar.setRange(0, 0)
-            self.resultLabel.setText(f"{progress.message}: {progress.current}" if progress.current else progress.message)
+            text += f" · {progress.current}" if progress.current else ""
+        self.run.progressed(progress, text)
 
     def _on_ended(self, summary) -> None:
-        self.progressBar.setRange(0, 1000)
         if summary is None:
-            self.resultLabel.setText("Cancelled before any result was written.")
+            self.run.ended("Cancelled before any result was written.", complete=False)
             self._update_buttons()
             self.predictEnded.emit(None)
             return
@@ -331,8 +298,6 @@ class PredictDialog(QDialog):
                 f"(on {', '.join(p.replace('ExecutionProvider', '') for p in summary.providers)}).<br>") + text
         if summary.cancelled:
             text = "Cancelled: " + text + "<br>The images not listed were not written."
-        else:
-            self.progressBar.setValue(1000)
         problems = list(summary.failed)
         if problems:
             text += f"<br><b>{plural(len(problems), 'image')} failed:</b>"
@@ -341,25 +306,20 @@ class PredictDialog(QDialog):
                 text += f"<br>… and {len(problems) - 8} more."
         for _name, warning in summary.warnings[:3]:
             text += f"<br>⚠ {dialogs.window_words(warning)}"
-        self.resultLabel.setText(text)
+        self.run.ended(text, complete=not summary.cancelled)
         self._update_buttons()
         self.predictEnded.emit(summary)
 
     def _on_failed(self, exc: BaseException) -> None:
         message = dialogs.error_text(exc, "applying the model")
-        self.resultLabel.setStyleSheet(ERROR_STYLE)
-        self.resultLabel.setText(message)
-        self.progressBar.setRange(0, 1000)
-        self.progressBar.setValue(0)
+        self.run.failed(message)
         self._update_buttons()
         self.predictEnded.emit(None)
 
     def _update_buttons(self, *args) -> None:
         busy = self.jobs.busy(SLOT)
-        self.predictButton.setEnabled(not busy and not self.missing)
+        self.run.set_busy(busy, self._output, can_start=not self.missing)
         self.predictButton.setToolTip(self.missing or "Apply the model to every image.")
-        self.cancelButton.setEnabled(busy)
-        self.openButton.setEnabled(not busy and self._output is not None and self._output.is_dir())
         for widget in (self.inputEdit, self.outputEdit, self.modelEdit, self.outputCombo, self.restoreCheck,
                        *self._browsers):
             widget.setEnabled(not busy)
