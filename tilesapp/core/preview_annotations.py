@@ -20,8 +20,7 @@ from tilesapp.core.annotations_in import Objects
 from tilesapp.core.geometry import TileGrid
 from tilesapp.core.selection import keep_tiles, tile_fractions
 from tilesapp.core.settings import Settings
-from tilesapp.core.sinks.dataset import read_class_names
-from tilesapp.core.training import AnnotationIndex, ObjectPlan, TrainingRun
+from tilesapp.core.training import image_objects
 
 #: Mask pixels read at once when measuring the foreground share of tiles (in bands above it).
 WHOLE_MASK_PIXELS = 32 << 20
@@ -57,12 +56,7 @@ def annotation_preview(annotations: str | Path, image: str | Path, plan, setting
     """
     image = Path(image)
     name = name or image.name
-    index = AnnotationIndex(Path(annotations).expanduser().absolute())
-    file, key = index.find(image, name)
-    fixed = read_class_names(index.classes_file)
-    classes = fixed or tuple(sorted(index.names_of(file, key)))
-    run = TrainingRun(settings, settings.layout, index=index)
-    objects = ObjectPlan(file, key, run.mask_kind, True, True, classes=classes, strict=bool(fixed))
+    objects = image_objects(annotations, image, name, settings)
     warnings: list[str] = []
     mask_rows, drawn = objects.prepare(name, plan, None, None, warnings)
     foreground = keep = None
@@ -74,7 +68,7 @@ def annotation_preview(annotations: str | Path, image: str | Path, plan, setting
             foreground = mask_fractions(mask_rows.rows, grid)
         keep = keep_tiles(foreground, settings.min_foreground, settings.keep_empty, settings.seed,
                           source_name or name)
-    return AnnotationPreview(drawn, run.mask_kind, file, foreground, keep, tuple(warnings))
+    return AnnotationPreview(drawn, objects.masks, objects.file, foreground, keep, tuple(warnings))
 
 
 def mask_fractions(rows, grid: TileGrid) -> np.ndarray:

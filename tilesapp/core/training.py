@@ -438,15 +438,23 @@ def preview_objects(annotations: str | Path, image: str | Path, plan, name: str 
     of the recalibrated image (``rings`` per object, ``xyxy`` boxes, ``classes`` indices into
     ``names``), and warnings. Raises :class:`ImageError` as the export would for this image."""
     image = Path(image)
-    name = name or image.name
-    index = AnnotationIndex(Path(annotations).expanduser().absolute())
-    file, key = index.find(image, name)
-    fixed = read_class_names(index.classes_file)
-    names = fixed or tuple(sorted(index.names_of(file, key)))
-    objects = ObjectPlan(file, key, "none", True, True, classes=names, strict=bool(fixed))
+    objects = image_objects(annotations, image, name or image.name)
     warnings: list[str] = []
-    _, boxes = objects.prepare(name, plan, None, None, warnings)
+    _, boxes = objects.prepare(name or image.name, plan, None, None, warnings)
     return boxes, warnings
 
 
-__all__ = ["AnnotationIndex", "ObjectPlan", "TrainingRun", "check_annotations_path", "preview_objects", "write_labels"]
+def image_objects(annotations: str | Path, image: Path, name: str, settings: Settings | None = None) -> ObjectPlan:
+    """The plan of one image's objects as the export makes it: its file (and COCO entry) in
+    ``annotations``, its classes (the class file's, else the names it uses), drawn as the
+    layout of ``settings`` draws masks ("none" without settings)."""
+    index = AnnotationIndex(Path(annotations).expanduser().absolute())
+    file, key = index.find(image, name)
+    fixed = read_class_names(index.classes_file)
+    classes = fixed or tuple(sorted(index.names_of(file, key)))
+    masks = "none" if settings is None else TrainingRun(settings, settings.layout, index=index).mask_kind
+    return ObjectPlan(file, key, masks, True, True, classes=classes, strict=bool(fixed))
+
+
+__all__ = ["AnnotationIndex", "ObjectPlan", "TrainingRun", "check_annotations_path", "image_objects", "preview_objects",
+           "write_labels"]
