@@ -114,6 +114,7 @@ class ExportContents:
     written: list[Path] = field(default_factory=list)  # files a manifest lists (the manifest included)
     folders: list[Path] = field(default_factory=list)  # folders those files are in, deepest first
     other: list[Path] = field(default_factory=list)  # files no manifest explains
+    staging: list[Path] = field(default_factory=list)  # an interrupted run's private folders of staged tiles
     damaged: str | None = None  # why the manifest could not be read, when it could not
 
 
@@ -153,6 +154,7 @@ def export_contents(folder: str | Path) -> ExportContents:
                 contents.written.append(path)
             else:
                 contents.other.append(path)
+    contents.staging = sorted(leftover_dirs)
     written_dirs = {p.parent for p in contents.written if p.parent != folder} | leftover_dirs
     contents.folders = sorted(written_dirs | {d for p in written_dirs for d in p.parents if is_inside(d, folder) and d != folder},
                               key=lambda p: len(p.parts), reverse=True)

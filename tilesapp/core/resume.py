@@ -41,8 +41,6 @@ RUN_ONLY = ("memory_limit", "workers")
 _OUTCOME = ("status", "error", "normalization", "tiles", "tiles_dropped", "warnings")
 #: A temporary file of :class:`tilesapp.core.writers.Staged`: ``.<name>.<pid>-<n>.partial``.
 _STAGED = re.compile(r"^\.(?P<name>.+)\.\d+-\d+" + re.escape(PARTIAL_SUFFIX) + "$")
-#: A private folder of staged tiles (:class:`tilesapp.core.writers.TileWriter`).
-_LEFTOVER_DIR = re.compile(r"^\.tilesapp-\d+-\d+" + re.escape(PARTIAL_SUFFIX) + "$")
 
 
 @dataclass
@@ -92,9 +90,8 @@ class Resumption:
             if path not in keep:
                 path.unlink(missing_ok=True)
                 removed += 1
-        for leftover in self.contents.folders:  # a killed run's private folders of staged tiles
-            if _LEFTOVER_DIR.match(leftover.name):
-                shutil.rmtree(leftover, ignore_errors=True)
+        for leftover in self.contents.staging:  # a killed run's private folders of staged tiles
+            shutil.rmtree(leftover, ignore_errors=True)
         return removed
 
 

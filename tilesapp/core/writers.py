@@ -207,14 +207,11 @@ class TileWriter:
             file.write(np.ascontiguousarray(array))
             file.write(tail)
 
-
     def _write_whole(self, path: str, array: np.ndarray, axes: str) -> bool:
         """Write a PNG/JPEG tile in one OpenCV call, then rename it; False when that could not be
         done (nothing is left then)."""
         folder, name = os.path.split(path)
-        staging = self._staging.get(folder, "")
-        if staging == "":
-            staging = self._make_staging(folder)
+        staging = self._staging[folder] if folder in self._staging else self._make_staging(folder)
         if staging is None:
             return False
         suffix = os.path.splitext(name)[1].lower()

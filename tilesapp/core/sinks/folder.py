@@ -17,7 +17,7 @@ class FolderSink(Layout):
         run = self.run
         return join(split if run.split else "", kind if (run.masks or run.labels) else "")
 
-    def _prefixes(self, split: str) -> tuple[str, str | None, str | None]:
+    def _prefixes(self, split: str) -> tuple[str, str, str]:
         """Folders of a split's images, masks and labels, each ending in '/' (or empty)."""
         cache = self.__dict__.setdefault("_prefix_cache", {})  # names() is called for every tile
         if split not in cache:
