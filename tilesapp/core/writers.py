@@ -42,6 +42,18 @@ if hasattr(os, "register_at_fork"):
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0)
 
 
+def _create_free(folder: str, prefix: str, create):
+    """``create(path)`` at the first free ``<folder>/<prefix><pid>-<n>.partial`` (a name taken,
+    by a planted file or link too, makes the next one be tried): the path and what it gave."""
+    for _ in range(100):
+        path = os.path.join(folder, f"{prefix}{_pid}-{next(_counter)}{PARTIAL_SUFFIX}")
+        try:
+            return path, create(path)
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name in {folder}")  # pragma: no cover - a hundred planted names
+
+
 class Staged:
     """A temporary file beside ``path``, created exclusively (``O_EXCL``: a file or link planted
     at its name makes another name be tried, never written through); :meth:`commit` renames it
@@ -51,15 +63,7 @@ class Staged:
     def __init__(self, path: str | Path):
         self.path = os.fspath(path)
         folder, name = os.path.split(self.path)
-        for _ in range(100):
-            self.tmp = os.path.join(folder, f".{name}.{_pid}-{next(_counter)}{PARTIAL_SUFFIX}")
-            try:
-                self.fd = os.open(self.tmp, _CREATE, 0o666)
-                break
-            except FileExistsError:
-                continue
-        else:  # pragma: no cover - a hundred planted names
-            raise FileExistsError(f"no free temporary name beside {self.path}")
+        self.tmp, self.fd = _create_free(folder, f".{name}.", lambda tmp: os.open(tmp, _CREATE, 0o666))
         self._file: BinaryIO | None = None
 
     @property
@@ -234,16 +238,10 @@ class TileWriter:
                 staging = None
                 # OpenCV opens names as bytes of the system's code page on Windows: ASCII only there
                 if os.name != "nt" or folder.isascii():
-                    for _ in range(100):
-                        candidate = os.path.join(folder, f".tilesapp-{_pid}-{next(_counter)}{PARTIAL_SUFFIX}")
-                        try:
-                            os.mkdir(candidate, 0o700)
-                        except FileExistsError:
-                            continue
-                        except OSError:  # cannot make it (permission, full disk): the careful path says why
-                            break
-                        staging = candidate
-                        break
+                    try:
+                        staging, _ = _create_free(folder, ".tilesapp-", lambda path: os.mkdir(path, 0o700))
+                    except OSError:  # cannot make it (permission, full disk): the careful path says why
+                        pass
                 self._staging[folder] = staging
             return self._staging[folder]
 
