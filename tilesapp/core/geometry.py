@@ -99,8 +99,7 @@ class TileGrid:
             raise IndexError(f"tile index {index} out of range [0, {len(self) - 1}]")
         row, col = divmod(index, n_cols)
         y0, x0 = self.row_starts[row], self.col_starts[col]
-        return Tile(index, row, col, y0, x0, min(y0 + size, rows), min(x0 + size, cols),
-                    max(0, size - rows), max(0, size - cols))
+        return Tile(index, row, col, y0, x0, min(y0 + size, rows), min(x0 + size, cols), *self.padding)
 
     def __iter__(self):
         return (self.tile(i) for i in range(len(self)))
