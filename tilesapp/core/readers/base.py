@@ -175,16 +175,12 @@ def pixel_type_error(info_name: str, dtype: np.dtype) -> ImageError:
 
 
 def reason(exc: BaseException) -> str:
-    """The first line of an exception's message, for a sentence shown to a user."""
+    """The first line of an exception's message, for a sentence shown to a user: printable
+    (vendor libraries' messages can hold binary junk from a damaged file), at most 200
+    characters, without a final full stop."""
     text = str(exc).strip().rstrip(".") or type(exc).__name__
-    return text.splitlines()[0][:200]
-
-
-def short(exc: BaseException) -> str:
-    """An exception's message, printable and at most 160 characters, for a sentence shown to a
-    user (vendor libraries' messages can hold binary junk from a damaged file)."""
-    text = "".join(ch if ch.isprintable() else "?" for ch in str(exc) or type(exc).__name__)
-    return text if len(text) <= 160 else text[:157] + "..."
+    text = "".join(ch if ch.isprintable() else "?" for ch in text.splitlines()[0])
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 @contextlib.contextmanager
@@ -198,7 +194,7 @@ def closed_on_error(handle, path: Path, problem: str):
         raise
     except Exception as exc:
         handle.close()
-        raise ImageError(f"{path.name}: {problem} ({short(exc)}).") from exc
+        raise ImageError(f"{path.name}: {problem} ({reason(exc)}).") from exc
 
 
 class SliceScene:

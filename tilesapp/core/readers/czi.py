@@ -29,7 +29,7 @@ from typing import NamedTuple
 import numpy as np
 
 from tilesapp.core.errors import ImageError
-from tilesapp.core.readers.base import SceneInfo, closed_on_error, short, thin_overview
+from tilesapp.core.readers.base import SceneInfo, closed_on_error, reason, thin_overview
 
 _INSTALL = 'reading CZI files needs the package pylibCZIrw (pip install "tilesapp[formats]").'
 
@@ -333,7 +333,7 @@ class CziFile:
             except ImageError:
                 raise
             except Exception as exc:  # libCZI raises RuntimeError, ValueError, ...
-                raise ImageError(f"{self.path.name}: cannot read the CZI pixels ({short(exc)}).") from exc
+                raise ImageError(f"{self.path.name}: cannot read the CZI pixels ({reason(exc)}).") from exc
 
     def _check_plane(self, info: SceneInfo, z: int, t: int) -> None:
         if not (0 <= z < info.n_z and 0 <= t < info.n_t):
@@ -392,7 +392,7 @@ class CziReader:
         except ImageError:
             raise
         except Exception as exc:
-            raise ImageError(f"{path.name}: cannot open this CZI file, it may be damaged ({short(exc)}).") from exc
+            raise ImageError(f"{path.name}: cannot open this CZI file, it may be damaged ({reason(exc)}).") from exc
         czi = CziFile(path, reader)
         with closed_on_error(czi, path, "cannot read the CZI metadata, the file may be damaged"):
             czi.scenes = self._scenes(path, czi, reader)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from tilesapp.core.errors import ImageError
-from tilesapp.core.readers.base import Closing, SceneInfo, SliceScene, closed_on_error, short
+from tilesapp.core.readers.base import Closing, SceneInfo, SliceScene, closed_on_error, reason
 
 _INSTALL = 'reading DeltaVision files needs the package mrc (pip install "tilesapp[formats]").'
 _MODES = {0, 1, 2, 3, 4, 5, 6, 7}
@@ -41,7 +41,7 @@ class DvScene(SliceScene):
             part = part.transpose([kept.index(a) for a in "YXC"])
             out = np.array(part, dtype=part.dtype.newbyteorder("="), order="C", copy=True)
         except Exception as exc:
-            raise ImageError(f"{info.name}: cannot read the DeltaVision pixels ({short(exc)}).") from exc
+            raise ImageError(f"{info.name}: cannot read the DeltaVision pixels ({reason(exc)}).") from exc
         return out
 
 
@@ -96,9 +96,9 @@ class DvReader:
         except ImageError:
             raise
         except ValueError as exc:  # numpy: "mmap length is greater than file size"
-            raise ImageError(f"{path.name}: the DeltaVision file is truncated ({short(exc)}).") from exc
+            raise ImageError(f"{path.name}: the DeltaVision file is truncated ({reason(exc)}).") from exc
         except Exception as exc:
-            raise ImageError(f"{path.name}: cannot open this DeltaVision file ({short(exc)}).") from exc
+            raise ImageError(f"{path.name}: cannot open this DeltaVision file ({reason(exc)}).") from exc
         with closed_on_error(handle, path, "cannot read the DeltaVision header"):
             return self._describe(path, handle)
 

@@ -28,7 +28,7 @@ from typing import NamedTuple
 import numpy as np
 
 from tilesapp.core.errors import ImageError
-from tilesapp.core.readers.base import Closing, SceneInfo, SliceScene, closed_on_error, short
+from tilesapp.core.readers.base import Closing, SceneInfo, SliceScene, closed_on_error, reason
 
 _INSTALL = 'reading LIF files needs the package liffile (pip install "tilesapp[formats]").'
 _UNIT_UM = {"m": 1e6, "mm": 1e3, "um": 1.0, "µm": 1.0, "\u03bcm": 1.0, "nm": 1e-3}
@@ -83,7 +83,7 @@ class LifScene(SliceScene):
         except ImageError:
             raise
         except Exception as exc:
-            raise ImageError(f"{info.name}: cannot read the LIF pixels ({short(exc)}).") from exc
+            raise ImageError(f"{info.name}: cannot read the LIF pixels ({reason(exc)}).") from exc
         return out
 
     def _frames(self, z: int, t: int, rows: slice, cols: slice) -> np.ndarray:
@@ -303,7 +303,7 @@ class LifReader:
         try:
             lif = liffile.LifFile(str(path))
         except Exception as exc:
-            raise ImageError(f"{path.name}: cannot open this LIF file, it may be damaged or truncated ({short(exc)}).") from exc
+            raise ImageError(f"{path.name}: cannot open this LIF file, it may be damaged or truncated ({reason(exc)}).") from exc
         handle = LifFileHandle(path, lif)
         with closed_on_error(handle, path, "cannot read this LIF file, it may be damaged or truncated"):
             handle.scenes = self._scenes(path, handle, lif, liffile)

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from tilesapp.core.errors import ImageError
-from tilesapp.core.readers.base import Closing, SceneInfo, SliceScene, closed_on_error, short
+from tilesapp.core.readers.base import Closing, SceneInfo, SliceScene, closed_on_error, reason
 
 _INSTALL = 'reading ND2 files needs the package nd2 (pip install "tilesapp[formats]").'
 _MAGIC = (b"\xda\xce\xbe\x0a", b"\x00\x00\x00\x0c\x6a\x50\x20\x20")  # modern chunk header / legacy JPEG 2000
@@ -75,7 +75,7 @@ class Nd2File(Closing):
                 out = frame.transpose(1, 2, 0, 3).reshape(frame.shape[1], frame.shape[2], n_c * cpc)
                 return np.array(out, order="C", copy=True)
             except Exception as exc:
-                raise ImageError(f"{self.path.name}: cannot read the ND2 pixels ({short(exc)}).") from exc
+                raise ImageError(f"{self.path.name}: cannot read the ND2 pixels ({reason(exc)}).") from exc
 
     def close(self) -> None:
         with self._lock:
@@ -137,7 +137,7 @@ class Nd2Reader:
         try:
             handle = nd2.ND2File(str(path))
         except Exception as exc:
-            raise ImageError(f"{path.name}: cannot open this ND2 file, it may be damaged or truncated ({short(exc)}).") from exc
+            raise ImageError(f"{path.name}: cannot open this ND2 file, it may be damaged or truncated ({reason(exc)}).") from exc
         f = Nd2File(path, handle)
         with closed_on_error(f, path, "cannot read this ND2 file, it may be damaged or truncated"):
             self._describe(path, f, handle)

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from tilesapp.core.errors import ImageError
-from tilesapp.core.readers.base import SceneInfo, short
+from tilesapp.core.readers.base import SceneInfo, reason
 
 # NGFF (UDUNITS-2) length units and OME-XML unit symbols → µm
 _UNIT_UM = {
@@ -69,7 +69,7 @@ class OmeZarrScene:
         try:
             part = np.asarray(array[tuple(index)])
         except Exception as exc:
-            raise ImageError(f"{info.name}: cannot read the OME-Zarr pixels ({short(exc)}).") from exc
+            raise ImageError(f"{info.name}: cannot read the OME-Zarr pixels ({reason(exc)}).") from exc
         kept = [a for a in self._axes if a in ("c", "y", "x")]
         order = [kept.index(a) for a in ("y", "x", "c") if a in kept]
         part = part.transpose(order)
@@ -257,13 +257,13 @@ class OmeZarrReader:
             root = zarr.open_group(str(path), mode="r")
             attrs = _ome(root.attrs)
         except Exception as exc:
-            raise ImageError(f"{path.name}: this folder is not a readable OME-Zarr image ({short(exc)}).") from exc
+            raise ImageError(f"{path.name}: this folder is not a readable OME-Zarr image ({reason(exc)}).") from exc
         try:
             scenes = self._scenes(path, root, attrs)
         except ImageError:
             raise
         except Exception as exc:
-            raise ImageError(f"{path.name}: cannot read the OME-Zarr metadata ({short(exc)}).") from exc
+            raise ImageError(f"{path.name}: cannot read the OME-Zarr metadata ({reason(exc)}).") from exc
         f = OmeZarrFile(path)
         f.scenes = scenes
         return f

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from tilesapp.core.errors import ImageError
-from tilesapp.core.readers.base import Closing, SceneInfo, SliceScene, short
+from tilesapp.core.readers.base import Closing, SceneInfo, SliceScene, reason
 
 _INSTALL = 'reading Andor SIF files needs the package sif_parser (pip install "tilesapp[formats]").'
 _MAGIC = b"Andor Technology Multi-Channel File"
@@ -62,7 +62,7 @@ class SifScene(SliceScene):
             part = data[t, rows, cols]
             return np.array(part[..., None], dtype=np.float32, order="C", copy=True)
         except Exception as exc:
-            raise ImageError(f"{info.name}: cannot read the SIF pixels ({short(exc)}).") from exc
+            raise ImageError(f"{info.name}: cannot read the SIF pixels ({reason(exc)}).") from exc
 
 
 class SifFile(Closing):
@@ -103,9 +103,9 @@ class SifReader:
         except ImageError:
             raise
         except (ValueError, EOFError, OSError) as exc:
-            raise ImageError(f"{path.name}: the SIF file is truncated or damaged ({short(exc)}).") from exc
+            raise ImageError(f"{path.name}: the SIF file is truncated or damaged ({reason(exc)}).") from exc
         except Exception as exc:  # sif_parser raises SyntaxError, IndexError, UnicodeDecodeError, ...
-            raise ImageError(f"{path.name}: cannot read this SIF file ({short(exc)}).") from exc
+            raise ImageError(f"{path.name}: cannot read this SIF file ({reason(exc)}).") from exc
 
         if data.ndim != 3 or min(data.shape) < 1:
             raise ImageError(f"{path.name}: the SIF file holds no image (frames of shape {tuple(data.shape)}).")

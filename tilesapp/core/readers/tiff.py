@@ -27,7 +27,8 @@ import tifffile
 
 from tilesapp.core.calibration import canonical_unit, to_um
 from tilesapp.core.errors import ImageError
-from tilesapp.core.readers.base import BaseFile, SceneInfo, check_region, pixel_type_error, reason, thin_overview, to_yxc
+from tilesapp.core.readers.base import (BaseFile, SceneInfo, check_region, closed_on_error, pixel_type_error, reason,
+                                         thin_overview, to_yxc)
 
 _UM_PER_INCH = 25400.0
 # Resolutions that software writes by default (screen/print dpi): not a calibration.
@@ -58,7 +59,7 @@ class TiffReader:
             tif = tifffile.TiffFile(path)
         except Exception as exc:
             raise ImageError(f"{path.name}: cannot be read as an image ({reason(exc)}).") from exc
-        try:
+        with closed_on_error(tif, path, "cannot be read as an image"):
             tif.filehandle.set_lock(True)  # scenes and bands read through one file handle from many threads
             if not tif.series:
                 raise ImageError(f"{path.name}: the TIFF file holds no image.")
@@ -68,12 +69,6 @@ class TiffReader:
                 metadata.warnings.append(f"the file holds {len(indices)} image series: each is its own image "
                                          f"(scenes 0–{len(indices) - 1}).")
             scenes = [TiffScene(tif, path, index, number, len(indices), metadata) for number, index in enumerate(indices)]
-        except ImageError:
-            tif.close()
-            raise
-        except Exception as exc:
-            tif.close()
-            raise ImageError(f"{path.name}: cannot be read as an image ({reason(exc)}).") from exc
         return BaseFile(scenes, close=tif.close)
 
 
