@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 import tifffile
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QPushButton
 
 from PySide6.QtCore import Qt
 
@@ -290,3 +290,25 @@ def test_without_onnxruntime_the_dialog_says_so(qtbot, monkeypatch):
     assert note.isVisible() and "needs onnxruntime" in note.text()
     dialog.close()
     window.close()
+
+
+def test_browse_buttons_fill_the_fields_as_if_typed(window, qtbot, tmp_path, dialogs):
+    images, model = tmp_path / "images", identity_model(tmp_path / "seg.onnx")
+    images.mkdir()
+    dialog = predict_dialog(window, qtbot)
+    browse = [b for b in dialog.findChildren(QPushButton) if b.text() == "Browse…"]
+    assert len(browse) == 3  # images, results, model, in that order
+    dialogs.folder, dialogs.file = images, model
+    qtbot.mouseClick(browse[0], Qt.MouseButton.LeftButton)
+    assert find(dialog, "predictInputEdit").text() == str(images)
+    # chosen is confirmed, as Enter would: the results folder is suggested beside it
+    assert find(dialog, "predictOutputEdit").text() == str(tmp_path / "images-predictions")
+    qtbot.mouseClick(browse[2], Qt.MouseButton.LeftButton)
+    assert find(dialog, "predictModelEdit").text() == str(model)
+    dialog.close()
+    menu(window, "mergeAction")
+    merge_dialog = window._merge_dialog
+    dialogs.folder = tmp_path / "tiles"
+    qtbot.mouseClick(next(b for b in merge_dialog.findChildren(QPushButton) if b.text() == "Browse…"),
+                     Qt.MouseButton.LeftButton)
+    assert find(merge_dialog, "mergeTilesEdit").text() == str(tmp_path / "tiles")

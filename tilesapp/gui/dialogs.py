@@ -10,7 +10,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QUrl
 from PySide6.QtGui import QDesktopServices, QPixmap
-from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
+from PySide6.QtWidgets import QFileDialog, QLineEdit, QMessageBox, QPushButton, QWidget
 
 from tilesapp.core.errors import SettingsError, TilesError
 from tilesapp.gui.workers import untangle
@@ -124,3 +124,19 @@ def choose_open_file(parent: QWidget | None, title: str, start: Path | None, fil
 def choose_save_file(parent: QWidget | None, title: str, start: Path | None, filters: str) -> Path | None:
     path, _ = QFileDialog.getSaveFileName(parent, title, str(start or Path.home()), filters)
     return Path(path) if path else None
+
+
+def browse_button(parent: QWidget, edit: QLineEdit, title: str, filters: str | None = None) -> QPushButton:
+    """A "Browse…" button that puts in ``edit`` the folder (with ``filters``, the file) the user
+    picks, as if typed and confirmed (``editingFinished`` is emitted)."""
+    button = QPushButton("Browse…")
+
+    def choose() -> None:
+        start = Path(edit.text()) if edit.text() else None
+        path = choose_folder(parent, title, start) if filters is None else choose_open_file(parent, title, start, filters)
+        if path is not None:
+            edit.setText(str(path))
+            edit.editingFinished.emit()
+
+    button.clicked.connect(choose)
+    return button

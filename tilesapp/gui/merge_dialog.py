@@ -15,7 +15,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QPushButton,
     QWidget,
 )
 
@@ -152,14 +151,14 @@ class MergeDialog(QDialog):
         grid.addWidget(note_label("Tiles may have been replaced by a model's outputs of the same names."), 0, 0, 1, 3)
         grid.addWidget(QLabel("Tiles:"), 1, 0)
         grid.addWidget(self.tilesEdit, 1, 1)
-        grid.addWidget(self._browse(self.tilesEdit, "Folder of tiles"), 1, 2)
+        grid.addWidget(dialogs.browse_button(self, self.tilesEdit, "Folder of tiles"), 1, 2)
         grid.addWidget(QLabel("Output:"), 2, 0)
         grid.addWidget(self.outputEdit, 2, 1)
-        grid.addWidget(self._browse(self.outputEdit, "Folder for the merged images"), 2, 2)
+        grid.addWidget(dialogs.browse_button(self, self.outputEdit, "Folder for the merged images"), 2, 2)
         grid.addWidget(QLabel("Tiles hold:"), 3, 0)
         grid.addWidget(self.combineCombo, 3, 1, 1, 2)
         self.predictionsLabel = QLabel("Predictions:")
-        self.predictionsBrowse = self._browse(self.predictionsEdit, "Folder of per-tile prediction files")
+        self.predictionsBrowse = dialogs.browse_button(self, self.predictionsEdit, "Folder of per-tile prediction files")
         grid.addWidget(self.predictionsLabel, 4, 0)
         grid.addWidget(self.predictionsEdit, 4, 1)
         grid.addWidget(self.predictionsBrowse, 4, 2)
@@ -197,17 +196,6 @@ class MergeDialog(QDialog):
         if mode == "vote" and not self._window_chosen:
             self.blendCombo.setCurrentIndex(self.blendCombo.findData("gradient"))  # no ties between two tiles
         self.restoreCheck.setText("Restore the original pixel size" + (" (box coordinates)" if mode == BOXES else ""))
-
-    def _browse(self, edit: QLineEdit, title: str) -> QPushButton:
-        button = QPushButton("Browse…")
-
-        def choose() -> None:
-            folder = dialogs.choose_folder(self, title, Path(edit.text()) if edit.text() else None)
-            if folder is not None:
-                edit.setText(str(folder))
-
-        button.clicked.connect(choose)
-        return button
 
     def merge(self) -> None:
         """Start the merge with the values of the dialog."""

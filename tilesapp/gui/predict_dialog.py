@@ -126,7 +126,10 @@ class PredictDialog(QDialog):
         ):
             grid.addWidget(QLabel(label), row, 0)
             grid.addWidget(edit, row, 1)
-            grid.addWidget(self._browse(edit, title, kind), row, 2)
+            filters = "ONNX models (*.onnx);;All files (*)" if kind == "model" else None
+            browse = dialogs.browse_button(self, edit, title, filters)
+            self._browsers.append(browse)
+            grid.addWidget(browse, row, 2)
         grid.addWidget(self.settingsLabel, 5, 1, 1, 2)
         grid.addWidget(QLabel("Model gives:"), 6, 0)
         grid.addWidget(self.outputCombo, 6, 1)
@@ -150,23 +153,6 @@ class PredictDialog(QDialog):
         edit.setObjectName(name)
         edit.setPlaceholderText(placeholder)
         return edit
-
-    def _browse(self, edit: QLineEdit, title: str, kind: str) -> QPushButton:
-        button = QPushButton("Browse…")
-
-        def choose() -> None:
-            start = Path(edit.text()) if edit.text() else None
-            if kind == "model":
-                path = dialogs.choose_open_file(self, title, start, "ONNX models (*.onnx);;All files (*)")
-            else:
-                path = dialogs.choose_folder(self, title, start)
-            if path is not None:
-                edit.setText(str(path))
-                edit.editingFinished.emit()
-
-        button.clicked.connect(choose)
-        self._browsers.append(button)
-        return button
 
     # --- what the model will be given ---------------------------------------------------------------
     def use_window(self, settings: Settings, folder: Path | None) -> None:
