@@ -148,22 +148,72 @@ def test_non_ascii_paths(tmp_path):
         assert np.array_equal(array[..., 0], img)
 
 
-def test_a_small_png_is_read_once_and_a_big_one_in_two_reads(tmp_path, monkeypatch):
+def test_opening_reads_a_header_and_a_tiny_png_is_read_once(tmp_path, monkeypatch):
     from tilesapp.core.readers import opencv
 
     rng = np.random.default_rng(3)
-    small = rng.integers(0, 255, (64, 80), dtype=np.uint8)
+    small = rng.integers(0, 255, (30, 40), dtype=np.uint8)
     big = rng.integers(0, 255, (400, 400), dtype=np.uint8)  # noise: its PNG is over 64 KB
     cv2.imwrite(str(tmp_path / "small.png"), small)
     cv2.imwrite(str(tmp_path / "big.png"), big)
     assert (tmp_path / "small.png").stat().st_size < opencv.HEAD < (tmp_path / "big.png").stat().st_size
+    read_sizes = []
+    real_open = open
+
+    class Counting:  # the file object open() gives, counting what is read from it
+        def __init__(self, fh):
+            self.fh = fh
+
+        def read(self, n=-1):
+            data = self.fh.read(n)
+            read_sizes.append(len(data))
+            return data
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.fh.close()
+
+    monkeypatch.setattr(opencv, "open", lambda *a, **k: Counting(real_open(*a, **k)), raising=False)
     whole_reads = []
     real = np.fromfile
     monkeypatch.setattr(opencv.np, "fromfile", lambda *a, **k: whole_reads.append(a[0]) or real(*a, **k))
-    with open_image(tmp_path / "small.png") as image:
-        np.testing.assert_array_equal(image.scenes[0].read(0, 64, 0, 80)[..., 0], small)
     with open_image(tmp_path / "big.png") as image:
+        assert read_sizes == [opencv.HEAD]  # opening (a folder's inspection) reads the header only
         np.testing.assert_array_equal(image.scenes[0].read(0, 400, 0, 400)[..., 0], big)
         scene = image.scenes[0]
+    with open_image(tmp_path / "small.png") as image:
+        np.testing.assert_array_equal(image.scenes[0].read(0, 30, 0, 40)[..., 0], small)
     assert [p.name for p in whole_reads] == ["big.png"]  # the small file's bytes came from its opening
     assert scene._pixels is None  # closing the file lets its pixels go
+
+
+def _png_with_transparency(rgb: np.ndarray, comment_bytes: int) -> bytes:
+    """An RGB PNG whose transparency chunk (tRNS) follows a comment of ``comment_bytes``."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    rows, cols, _ = rgb.shape
+    raw = b"".join(b"\x00" + rgb[r].tobytes() for r in range(rows))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", cols, rows, 8, 2, 0, 0, 0))
+            + chunk(b"tEXt", b"Comment\x00" + b"x" * comment_bytes) + chunk(b"tRNS", struct.pack(">HHH", 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("comment_bytes", [10, 6000, 70000])
+def test_a_png_header_longer_than_the_first_read_is_read_on(tmp_path, comment_bytes):
+    """Transparency declared after kilobytes of metadata (even past the longest header read)
+    still makes the image RGBA, as OpenCV decodes it; it used to fail as damaged."""
+    rgb = np.random.default_rng(4).integers(1, 255, (20, 30, 3), dtype=np.uint8)
+    path = tmp_path / "transparent.png"
+    path.write_bytes(_png_with_transparency(rgb, comment_bytes))
+    with open_image(path) as image:
+        scene = image.scenes[0]
+        assert scene.info.shape == (20, 30, 4)
+        pixels = scene.read(0, 20, 0, 30)
+    np.testing.assert_array_equal(pixels[..., :3], rgb)
+    assert (pixels[..., 3] == 255).all()

@@ -192,6 +192,8 @@ class ChannelStats:
                 self._samples.append(sample)
         if self.exact:
             self._whole = band
+            if band.dtype.kind not in "fc":
+                return  # its percentiles come from the band itself, and integers are all finite
         for c in range(band.shape[2]):
             values = np.ascontiguousarray(band[..., c], dtype=np.float32)
             finite = values

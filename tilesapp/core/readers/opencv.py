@@ -22,8 +22,10 @@ from tilesapp.core.readers.base import BaseFile, SceneInfo, check_region, reason
 #: Pixels OpenCV itself refuses to decode beyond (its CV_IO_MAX_IMAGE_PIXELS default).
 MAX_PIXELS = 1 << 30
 
-#: Bytes read from a file when it is opened (its header; all of a smaller file).
-HEAD = 1 << 16
+#: Bytes read from a file when it is opened: its header (all of a smaller file)...
+HEAD = 1 << 12
+#: ...or up to this many when the header goes on (metadata before a JPEG's frame or a PNG's pixels).
+LONG_HEAD = 1 << 16
 
 
 class OpenCVReader:
@@ -37,14 +39,20 @@ class OpenCVReader:
 
     def open(self, path: Path) -> BaseFile:
         path = Path(path)
+        # Only the header is read: inspecting a folder touches one page of each file, and the
+        # pixels are read where they are decoded (a worker thread, in parallel).
         try:
             with open(path, "rb") as fh:
                 head = fh.read(HEAD)
+                header = header_info(head, path)
+                if len(head) == HEAD and not _header_complete(head, header):
+                    head += fh.read(LONG_HEAD - HEAD)
+                    header = header_info(head, path)
         except OSError as exc:
             raise ImageError(f"{path.name}: cannot be read ({exc.strerror or exc}).") from exc
-        # a read short of HEAD bytes is the whole file: a small image (the common case of a
-        # folder of thousands) is decoded from these bytes, not read a second time
-        scene = OpenCVScene(path, header_info(head, path), head if len(head) < HEAD else None)
+        # a read short of what was asked is the whole file: a tiny image is decoded from these bytes
+        whole = len(head) < HEAD or HEAD < len(head) < LONG_HEAD
+        scene = OpenCVScene(path, header, head if whole else None)
         return BaseFile([scene], scene.forget)
 
 
@@ -144,12 +152,23 @@ def header_info(head: bytes, path: Path) -> tuple[int, int, int | None, str] | N
     return found
 
 
+def _header_complete(head: bytes, header) -> bool:
+    """Whether ``head`` said all the header has to say (a PNG's transparency chunk comes before
+    its pixels, which must therefore have begun in it)."""
+    if header is None or header[2] is None:
+        return False
+    return not head.startswith(b"\x89PNG") or b"IDAT" in head
+
+
 def _png(head: bytes):
     if len(head) < 33 or head[12:16] != b"IHDR":
         return None
     cols, rows, depth, colour = struct.unpack(">IIBB", head[16:26])
-    trns = b"tRNS" in head[33: head.find(b"IDAT") if b"IDAT" in head else len(head)]
+    pixels = head.find(b"IDAT")
+    trns = b"tRNS" in head[33: pixels if pixels >= 0 else len(head)]
     channels = {0: 1, 2: 4 if trns else 3, 3: 4 if trns else 3, 4: 4, 6: 4}.get(colour)
+    if colour in (2, 3) and pixels < 0 and not trns:
+        channels = None  # transparency may still be declared further on: decoding will tell
     return rows, cols, channels, "uint16" if depth == 16 else "uint8"
 
 
