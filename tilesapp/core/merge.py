@@ -556,7 +556,7 @@ class ImageMerge:
         if self.in_memory:
             if self._memory is None:
                 self._memory = np.empty((self.rows, self.cols, block.shape[2]), self.out_dtype)
-            self._memory[self._filled : self._filled + n] = _to_dtype(block, self.out_dtype)
+            _into(self._memory[self._filled : self._filled + n], block)
             self._filled += n
             return
         if self._writer is None:
@@ -802,6 +802,17 @@ def _read_ahead(read, items: list, depth: int = 32):
         finally:
             for future in pending:
                 future.cancel()
+
+
+def _into(out: np.ndarray, values: np.ndarray) -> None:
+    """``out[...] = _to_dtype(values, out.dtype)`` without the converted copy in between (the
+    same C casts; integers are rounded and clipped first, in ``values``, which is scratch)."""
+    if out.dtype.kind in "iu" and values.dtype != out.dtype:
+        info = np.iinfo(out.dtype)
+        if values.dtype.kind == "f":
+            np.rint(values, out=values)
+        np.clip(values, info.min, info.max, out=values)
+    np.copyto(out, values, casting="unsafe")
 
 
 def _to_dtype(values: np.ndarray, dtype: np.dtype, in_place: bool = False) -> np.ndarray:
