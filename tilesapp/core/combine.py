@@ -218,9 +218,10 @@ class Blend(Combiner):
         y0, x0, y1, x1 = place.y0, place.x0, place.y1, place.x1
         if self.flat:  # weights of 1: the same sums without a product per pixel
             view = self.canvas[y0:y1, x0:x1]
-            # numpy's mixed-type in-place add (float32 into float64) is 2.5× slower than the
-            # exact cast then a same-type add; an int 1 is 5× slower than the sums' own type
-            view += part.astype(view.dtype, copy=False)
+            # mixed types added in place (float32 into the float64 sums) go through numpy's small
+            # cast buffer: no tile-sized float64 copy, whose fresh pages cost more than the add;
+            # an int 1 is 5× slower than the sums' own type
+            np.add(view, part, out=view)
             self.sums[y0:y1, x0:x1] += self.one
         else:
             w = self.weights(place)
