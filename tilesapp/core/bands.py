@@ -196,15 +196,18 @@ class ChannelStats:
                 return  # its percentiles come from the band itself, and integers are all finite
         for c in range(band.shape[2]):
             values = np.ascontiguousarray(band[..., c], dtype=np.float32)
+            if values.size == 0:
+                continue
             finite = values
-            if values.dtype.kind == "f" and not np.isfinite(values.min() + values.max()):
+            lo, hi = float(values.min()), float(values.max())
+            if not np.isfinite(lo + hi):
                 mask = np.isfinite(values)
                 finite = values[mask]
                 with self._lock:
                     self.nonfinite += int(values.size - finite.size)
-            if finite.size == 0:
-                continue
-            lo, hi = float(finite.min()), float(finite.max())
+                if finite.size == 0:
+                    continue
+                lo, hi = float(finite.min()), float(finite.max())
             hist = _histogram(finite, self.range) if self.hist is not None else None
             with self._lock:
                 self.low[c] = min(self.low[c], lo)
@@ -246,8 +249,11 @@ class ChannelStats:
         single band, within one histogram bin otherwise; (0, 100) gives the exact min and max.
         ``joint``: over all channels at once, repeated for each."""
         channels = len(self.low)
-        if self.exact and self._whole is not None:
-            return (joint_range if joint else channel_range)(self._whole, (low_p, high_p))
+        # float32 values were measured as they are: their min and max are the image's (no second
+        # pass over a whole image); other types' are recomputed in their own precision
+        whole = self._whole if self.exact else None
+        if whole is not None and not ((low_p, high_p) == (0.0, 100.0) and whole.dtype == np.float32):
+            return (joint_range if joint else channel_range)(whole, (low_p, high_p))
         vmin, vmax = self.value_range_of()
         if joint:
             finite = np.isfinite(self.low)
