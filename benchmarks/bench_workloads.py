@@ -379,7 +379,13 @@ def run_workload(w: Workload, work: Path, args, kept: dict) -> dict:
         rs = runs[c.name]
         ok = [x for x in rs if x["rc"] == 0]
         times = [x["seconds"] for x in ok]
+        # tilesapp / this within each round (runs minutes apart on a shared host drift together)
+        pairs = [a["seconds"] / b["seconds"] for a, b in zip(runs.get("tilesapp", []), rs)
+                 if a["rc"] == 0 and b["rc"] == 0 and b["seconds"] > 0]
         summary[c.name] = {
+            "paired": statistics.median(pairs) if pairs else None,
+            "paired_min": min(pairs) if pairs else None,
+            "paired_max": max(pairs) if pairs else None,
             "seconds": statistics.median(times) if times else None,
             "min": min(times) if times else None,
             "max": max(times) if times else None,
@@ -441,8 +447,9 @@ def report(results: list[dict], machine: str, args, startup: dict) -> tuple[str,
         lines.append("")
         lines.append(f"Expected {res['expected']} {'images' if 'merge' in res['key'] else 'tiles'} from every contender.")
         lines.append("")
-        lines.append("| contender | time (median) | min–max | peak MB | CPU s | files | MB written | max abs diff vs tilesapp | tilesapp / this |")
-        lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        lines.append("| contender | time (median) | min–max | peak MB | CPU s | files | MB written | max abs diff vs tilesapp "
+                     "| tilesapp / this | same, per round: median (min–max) |")
+        lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         t = (res["contenders"].get("tilesapp") or {}).get("seconds")
         for name, c in res["contenders"].items():
             files = ", ".join(str(f) for f in c["files"])
@@ -452,8 +459,10 @@ def report(results: list[dict], machine: str, args, startup: dict) -> tuple[str,
                 bad += 1
             diff = "—" if c["max_abs_diff"] is None else f"{c['max_abs_diff']:.3g}"
             span = "—" if c["min"] is None else f"{c['min']:.2f}–{c['max']:.2f}"
+            paired = "—" if c["paired"] is None or name == "tilesapp" else \
+                f"{c['paired']:.2f}× ({c['paired_min']:.2f}–{c['paired_max']:.2f})"
             lines.append(f"| {name} | {fmt_s(c['seconds'])} | {span} | {c['peak_mb'] or 0:.0f} | {c['cpu_s'] or 0:.1f} | "
-                         f"{files} | {c['mb_written'] or 0:.0f} | {diff} | {ratio(t, c['seconds'])} |")
+                         f"{files} | {c['mb_written'] or 0:.0f} | {diff} | {ratio(t, c['seconds'])} | {paired} |")
         for why in res["skipped"].values():
             lines.append(f"\nSkipped: {why}.")
         for note in res["notes"]:
