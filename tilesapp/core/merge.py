@@ -563,7 +563,7 @@ class ImageMerge:
             path = _merged_file(self.target.path) if self.target.restore else self.target.path
             self._writer = _TiledWriter(path, (self.rows, self.cols, block.shape[2]), self.out_dtype,
                                         self.target.output_pixel_size_um)
-        self._writer.add(_to_dtype(block, self.out_dtype, in_place=True))
+        self._writer.add(_to_dtype(block, self.out_dtype))
 
     def _write_whole(self, merged: np.ndarray) -> bool:
         """Write an image held in memory, back at the source's size first when asked; whether
@@ -576,7 +576,7 @@ class ImageMerge:
                 return False
             merged, pixel_size = restored[0], target.pixel_size_um
         else:
-            merged = _to_dtype(merged, dtype, in_place=True)
+            merged = _to_dtype(merged, dtype)
         axes = _axes(merged.shape[2], target.axes)
         write_image(target.path, from_yxc(merged, axes), axes, pixel_size)
         return True
@@ -596,7 +596,7 @@ class ImageMerge:
             for y in range(0, rows, step or rows):
                 if self.cancel.is_set():
                     return False
-                emit(_to_dtype(resampled.rows(y, min(rows, y + (step or rows))), dtype, in_place=True))
+                emit(_to_dtype(resampled.rows(y, min(rows, y + (step or rows))), dtype))
             if writer is not None:
                 writer.close()
                 writer = None
@@ -805,27 +805,25 @@ def _read_ahead(read, items: list, depth: int = 32):
 
 
 def _into(out: np.ndarray, values: np.ndarray) -> None:
-    """``out[...] = _to_dtype(values, out.dtype)`` without the converted copy in between (the
-    same C casts; integers are rounded and clipped first, in ``values``, which is scratch)."""
-    if out.dtype.kind in "iu" and values.dtype != out.dtype:
-        info = np.iinfo(out.dtype)
-        if values.dtype.kind == "f":
-            np.rint(values, out=values)
-        np.clip(values, info.min, info.max, out=values)
-    np.copyto(out, values, casting="unsafe")
+    """``out[...] = _to_dtype(values, out.dtype)`` without the converted copy in between."""
+    np.copyto(out, _rounded(values, out.dtype), casting="unsafe")
 
 
-def _to_dtype(values: np.ndarray, dtype: np.dtype, in_place: bool = False) -> np.ndarray:
-    """Round and clip to an integer type, or convert to a float one (``in_place``: ``values``
-    may be used as scratch)."""
+def _to_dtype(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``values`` in ``dtype``: rounded and clipped for an integer type (``values`` is scratch)."""
+    return _rounded(values, dtype).astype(dtype, copy=False)
+
+
+def _rounded(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Float ``values`` rounded and clipped to an integer ``dtype``'s range in place (other
+    integers clipped into a new array); unchanged for a float ``dtype``."""
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
         if values.dtype.kind == "f":
-            out = values if in_place else None
-            values = np.clip(np.rint(values, out=out), info.min, info.max, out=out)
+            values = np.clip(np.rint(values, out=values), info.min, info.max, out=values)
         elif values.dtype != dtype:
             values = np.clip(values, info.min, info.max)
-    return values.astype(dtype, copy=False)
+    return values
 
 
 __all__ = ["BLENDS", "COMBINES", "COCO_NAME", "ImageMerge", "MergeSummary", "MergeTarget", "SceneInfo", "as_tile", "blend_window",
