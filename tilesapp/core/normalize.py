@@ -31,8 +31,6 @@ def channel_range(image: np.ndarray, percentiles: tuple[float, float] = (0.0, 10
     flat = image.reshape(-1, image.shape[-1])
     if flat.dtype.kind in "iub" and (low_p, high_p) == (0.0, 100.0) and flat.size:
         # integers: no NaN or Inf to look for (a folder of small images pays this per image)
-        if flat.shape[1] == 1:
-            return np.array([flat.min()], np.float64), np.array([flat.max()], np.float64)
         return flat.min(axis=0).astype(np.float64), flat.max(axis=0).astype(np.float64)
     if flat.dtype.kind == "f" and flat.size and not np.isfinite(flat.min() + flat.max()):
         flat = np.where(np.isfinite(flat), flat, np.nan)  # ±Inf never sets a bound

@@ -43,16 +43,17 @@ class OpenCVReader:
         # pixels are read where they are decoded (a worker thread, in parallel).
         try:
             with open(path, "rb") as fh:
-                head = fh.read(HEAD)
+                asked = HEAD
+                head = fh.read(asked)
                 header = header_info(head, path)
-                if len(head) == HEAD and not _header_complete(head, header):
-                    head += fh.read(LONG_HEAD - HEAD)
+                if len(head) == asked and (header is None or header[2] is None):  # the header goes on
+                    asked = LONG_HEAD
+                    head += fh.read(asked - len(head))
                     header = header_info(head, path)
         except OSError as exc:
             raise ImageError(f"{path.name}: cannot be read ({exc.strerror or exc}).") from exc
         # a read short of what was asked is the whole file: a tiny image is decoded from these bytes
-        whole = len(head) < HEAD or HEAD < len(head) < LONG_HEAD
-        scene = OpenCVScene(path, header, head if whole else None)
+        scene = OpenCVScene(path, header, head if len(head) < asked else None)
         return BaseFile([scene], scene.forget)
 
 
@@ -150,14 +151,6 @@ def header_info(head: bytes, path: Path) -> tuple[int, int, int | None, str] | N
         raise ImageError(f"{path.name}: the header declares {cols} × {rows} px, more than can be decoded at once "
                          f"(1 gigapixel); save such images as tiled TIFF.")
     return found
-
-
-def _header_complete(head: bytes, header) -> bool:
-    """Whether ``head`` said all the header has to say (a PNG's transparency chunk comes before
-    its pixels, which must therefore have begun in it)."""
-    if header is None or header[2] is None:
-        return False
-    return not head.startswith(b"\x89PNG") or b"IDAT" in head
 
 
 def _png(head: bytes):
