@@ -64,6 +64,12 @@ def cut(window, qtbot, dialogs, folder, out, dtype):
     assert blocker.args[0].images_ok == 1
 
 
+def open_merge_dialog(window):
+    """File ▸ Merge tiles… as a person chooses it; the dialog it opens."""
+    menu(window, "mergeAction")
+    return window._merge_dialog
+
+
 def merge(qtbot, dialog, timeout=30_000):
     with qtbot.waitSignal(dialog.mergeEnded, timeout=timeout) as blocker:
         click(qtbot, dialog, "mergeButton")
@@ -99,8 +105,7 @@ def test_merge_modes_from_the_merge_dialog(window, load, qtbot, classes, tmp_pat
     folder, ids = classes
     load(window, folder)
     cut(window, qtbot, dialogs, folder, tmp_path / "tiles", "uint8")
-    menu(window, "mergeAction")
-    dialog = window._merge_dialog
+    dialog = open_merge_dialog(window)
     assert find(dialog, "mergeTilesEdit").text() == str(tmp_path / "tiles")
     # Only the options of the mode are shown.
     assert find(dialog, "blendCombo").isVisible() and not find(dialog, "iouSpin").isVisible()
@@ -126,8 +131,7 @@ def test_instances_merge_says_how_many_objects(window, load, qtbot, discs, tmp_p
     folder, labels = discs
     load(window, folder)
     cut(window, qtbot, dialogs, folder, tmp_path / "tiles", "uint16")
-    menu(window, "mergeAction")
-    dialog = window._merge_dialog
+    dialog = open_merge_dialog(window)
     choose(qtbot, dialog, "combineCombo", "inst")
     assert find(dialog, "iouSpin").isVisible() and not find(dialog, "blendCombo").isVisible()
     fill(qtbot, find(dialog, "iouSpin").lineEdit(), "0.4")
@@ -158,8 +162,7 @@ def test_boxes_from_a_predictions_folder(window, load, qtbot, classes, tmp_path,
             (predictions / f"{stem}.txt").write_text(f"0 {cx} {cy} {(x1 - x0) / 64} {(y1 - y0) / 64} 0.9\n")
             seen += 1
     assert seen >= 2  # duplicates to merge
-    menu(window, "mergeAction")
-    dialog = window._merge_dialog
+    dialog = open_merge_dialog(window)
     choose(qtbot, dialog, "combineCombo", "boxes")
     assert find(dialog, "mergePredictionsEdit").isVisible() and find(dialog, "boxFusionCombo").isVisible()
     fill(qtbot, find(dialog, "mergePredictionsEdit"), str(predictions))
@@ -306,8 +309,7 @@ def test_browse_buttons_fill_the_fields_as_if_typed(window, qtbot, tmp_path, dia
     qtbot.mouseClick(browse[2], Qt.MouseButton.LeftButton)
     assert find(dialog, "predictModelEdit").text() == str(model)
     dialog.close()
-    menu(window, "mergeAction")
-    merge_dialog = window._merge_dialog
+    merge_dialog = open_merge_dialog(window)
     dialogs.folder = tmp_path / "tiles"
     qtbot.mouseClick(next(b for b in merge_dialog.findChildren(QPushButton) if b.text() == "Browse…"),
                      Qt.MouseButton.LeftButton)

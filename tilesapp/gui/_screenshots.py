@@ -340,11 +340,17 @@ def _way_back(window, project: Path, names, app, ends, settle, out_dir: Path, pa
     model, its settings saved beside it; skipped, said, without onnxruntime)."""
     from tilesapp.core.settings import save_settings
 
-    def grab_dialog(dialog, name: str) -> None:
+    def run_and_grab(dialog, ended, start, name: str) -> None:
+        """Start the dialog's work, wait for ``ended``, take the dialog's picture, close it."""
+        results: list = []
+        ended.connect(results.append)
+        start()
+        _wait(app, lambda: results, timeout=300)
         settle()
         path = out_dir / name
         dialog.grab().save(str(path))
         paths.append(path)
+        dialog.close()
 
     if "merge.png" in names:
         ends.clear()
@@ -355,12 +361,7 @@ def _way_back(window, project: Path, names, app, ends, settle, out_dir: Path, pa
         dialog.combineCombo.setCurrentIndex(dialog.combineCombo.findData("blend"))
         dialog.blendCombo.setCurrentIndex(dialog.blendCombo.findData("gradient"))
         dialog.restoreCheck.setChecked(True)
-        merged = []
-        dialog.mergeEnded.connect(merged.append)
-        dialog.merge()
-        _wait(app, lambda: merged, timeout=300)
-        grab_dialog(dialog, "merge.png")
-        dialog.close()
+        run_and_grab(dialog, dialog.mergeEnded, dialog.merge, "merge.png")
     if "predict.png" in names:
         from importlib.util import find_spec
 
@@ -376,12 +377,7 @@ def _way_back(window, project: Path, names, app, ends, settle, out_dir: Path, pa
         save_settings(window.editor.settings, settings_beside(model))
         dialog = window.show_predict_dialog()
         dialog.modelEdit.setText(str(model))
-        done = []
-        dialog.predictEnded.connect(done.append)
-        dialog.predict()
-        _wait(app, lambda: done, timeout=300)
-        grab_dialog(dialog, "predict.png")
-        dialog.close()
+        run_and_grab(dialog, dialog.predictEnded, dialog.predict, "predict.png")
 
 
 if __name__ == "__main__":
