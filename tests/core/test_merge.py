@@ -156,6 +156,30 @@ def test_a_wide_image_whose_one_tile_row_fits_the_limit_is_merged_in_bands(tmp_p
     np.testing.assert_array_equal(tifffile.imread(summary.written[0]), image)
 
 
+def test_a_flat_blend_is_the_float64_mean_of_the_tiles_rounded_once(tmp_path):
+    """Overlaps are averaged in float64 and rounded to float32 once: a float32 running sum
+    (or a cast before the division) gives other numbers for values like these."""
+    src = tmp_path / "in"
+    src.mkdir()
+    tifffile.imwrite(src / "img.tif", np.zeros((300, 700), np.float32))
+    settings = Settings(tile_size=128, overlap=48, calibrate=False, norm="none", dtype="float32")
+    drain(run_export(src, tmp_path / "tiles", settings))
+    manifest = json.loads((tmp_path / "tiles" / "manifest.json").read_text())
+    rng = np.random.default_rng(3)
+    sums, counts = np.zeros((300, 700)), np.zeros((300, 700))
+    for tile in manifest["tiles"]:  # predictions: a model's float32 output near 1
+        values = (1 + rng.random((128, 128)) * 1e-3).astype(np.float32)
+        tifffile.imwrite(tmp_path / "tiles" / tile["file"], values)
+        y0, x0, y1, x1 = tile["y0"], tile["x0"], tile["y1"], tile["x1"]
+        sums[y0:y1, x0:x1] += values[: y1 - y0, : x1 - x0]
+        counts[y0:y1, x0:x1] += 1
+    _, summary = drain(run_merge(tmp_path / "tiles", tmp_path / "merged"))
+    merged = tifffile.imread(summary.written[0])
+    expected = (sums / counts).astype(np.float32)
+    assert merged.dtype == np.float32 and counts.min() == 1 and counts.max() >= 4
+    np.testing.assert_array_equal(merged, expected)
+
+
 class _CancelOnceWritten:
     """A cancel flag that goes up the moment a merged image lands (a user pressing Cancel
     just as a file is renamed into place)."""

@@ -113,7 +113,9 @@ class Combiner:
     ``start`` is called with the first tile's channels and dtype; ``add`` adds a tile's
     (rows, cols, channels) values at a placement; ``rows(n)`` gives the first ``n`` rows, done
     (valid until ``drop``), to be cast to :attr:`out_dtype`; ``drop(n)`` forgets them and
-    makes room for ``n`` rows at the bottom.
+    makes room for ``n`` rows at the bottom. ``rows(n, out)`` may write the rows straight into
+    ``out`` (n, cols, :attr:`out_channels`) of :attr:`out_dtype` and return it; a mode that
+    cannot returns its rows as without it.
     """
 
     name = ""
@@ -137,6 +139,11 @@ class Combiner:
         """Rescaled back with nearest neighbour (labels, integers), else smoothly."""
         return self.labels or (self.out_dtype is not None and self.out_dtype.kind in "iub")
 
+    @property
+    def out_channels(self) -> int:
+        """Channels of the rows it gives."""
+        return self.channels
+
     def state_bytes(self, height: int, cols: int, channels: int) -> int:
         raise NotImplementedError
 
@@ -155,7 +162,7 @@ class Combiner:
     def add(self, values: np.ndarray, place: Placement) -> None:
         raise NotImplementedError
 
-    def rows(self, n: int) -> np.ndarray:
+    def rows(self, n: int, out: np.ndarray | None = None) -> np.ndarray:
         raise NotImplementedError
 
     def drop(self, n: int) -> None:
@@ -230,16 +237,24 @@ class Blend(Combiner):
             self.canvas[y0:y1, x0:x1] += weighted
             self.sums[y0:y1, x0:x1] += w
 
-    def rows(self, n: int) -> np.ndarray:
+    @property
+    def out_channels(self) -> int:
+        return 1 if self.argmax else self.channels
+
+    def rows(self, n: int, out: np.ndarray | None = None) -> np.ndarray:
         """The first ``n`` rows divided by their weights, in place (float64); their argmax
-        (n, cols, 1) with ``argmax``."""
+        (n, cols, 1) with ``argmax``. A flat blend's quotients go straight into a float ``out``."""
         part, w = self.canvas[:n], self.sums[:n]
-        if not self.holes and np.any(w == 0):
+        if not self.holes and not w.all():
             raise self.not_covered()
         # a hole's sums are 0 and stay 0: divided by 1 (the counts are dropped after this;
         # a division with where= is twice as slow)
         if self.flat:
             np.maximum(w, self.one, out=w)
+            if out is not None and out.dtype.kind == "f" and not self.argmax:
+                # divided in float64 and rounded once as stored: the numbers of divide-then-cast
+                # without a float64 pass over the band in between
+                return np.divide(part, w[..., np.newaxis], out=out, casting="unsafe")
             np.divide(part, w[..., np.newaxis], out=part)
         else:
             np.divide(part, w[..., np.newaxis], out=part, where=w[..., np.newaxis] > 0)
@@ -277,7 +292,7 @@ class Maximum(Combiner):
         np.maximum(view, part.astype(self.out_dtype, copy=False), out=view)
         self.covered[place.y0 : place.y1, place.x0 : place.x1] = True
 
-    def rows(self, n: int) -> np.ndarray:
+    def rows(self, n: int, out: np.ndarray | None = None) -> np.ndarray:
         covered = self.covered[:n]
         if not covered.all():
             if not self.holes:
@@ -374,7 +389,7 @@ class Vote(Combiner):
         sums[np.searchsorted(classes, self.classes[keep])] = self.sums[keep]
         self.classes, self.sums = classes, sums
 
-    def rows(self, n: int) -> np.ndarray:
+    def rows(self, n: int, out: np.ndarray | None = None) -> np.ndarray:
         best = np.zeros((n, self.cols), self.out_dtype)
         best_sum = np.zeros((n, self.cols), np.float32)
         for slot in range(len(self.classes)):  # classes ascending: a tie keeps the smaller class
@@ -522,7 +537,7 @@ class Instances(Combiner):
         self.best = np.maximum(self.best, offer)
 
 
-    def rows(self, n: int) -> np.ndarray:
+    def rows(self, n: int, out: np.ndarray | None = None) -> np.ndarray:
         if not self.holes and np.any(self.claim[:n] < 0):
             raise self.not_covered()
         roots = self._roots()

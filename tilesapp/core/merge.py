@@ -549,15 +549,18 @@ class ImageMerge:
         """Take the first ``n`` rows of the band out: to memory or to the BigTIFF."""
         if n <= 0:
             return
+        if self.in_memory and not self.whole:
+            if self._memory is None:
+                self._memory = np.empty((self.rows, self.cols, self.combiner.out_channels), self.out_dtype)
+            target = self._memory[self._filled : self._filled + n]
+            block = self.combiner.rows(n, out=target)
+            if block is not target:
+                _into(target, block)
+            self._filled += n
+            return
         block = self.combiner.rows(n)
         if self.whole:  # the whole image, as the combiner gives it (float64 for a blend) until written
             self._memory = block
-            return
-        if self.in_memory:
-            if self._memory is None:
-                self._memory = np.empty((self.rows, self.cols, block.shape[2]), self.out_dtype)
-            _into(self._memory[self._filled : self._filled + n], block)
-            self._filled += n
             return
         if self._writer is None:
             path = _merged_file(self.target.path) if self.target.restore else self.target.path
