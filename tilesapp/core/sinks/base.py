@@ -116,6 +116,7 @@ class Layout:
         self._root = os.fspath(self.folder)  # joined as text: pathlib costs more than a tile's write
         self.manifest = manifest
         self._writer = TileWriter()
+        self._frames = None  # tilesapp.core.readers.frames.TileFrames, made at the first read
 
     @classmethod
     def for_reading(cls, folder: Path, manifest: Manifest) -> Layout:
@@ -147,12 +148,14 @@ class Layout:
 
     # --- reading -----------------------------------------------------------------------------
     def read(self, name: str) -> np.ndarray:
-        from tilesapp.core.readers import read_array  # readers are not needed to write
+        from tilesapp.core.readers.frames import TileFrames  # readers are not needed to write
 
         path = self.folder / name
         if not path.is_file():
             raise FileNotFoundError(errno.ENOENT, "missing", str(path))
-        return read_array(path)
+        if self._frames is None:
+            self._frames = TileFrames()  # a tile folder's TIFFs share their frame: read without parsing
+        return self._frames.read(path)
 
     # --- helpers -----------------------------------------------------------------------------
     def copy_in(self, source: Path, name: str) -> str:
