@@ -37,8 +37,9 @@ def test_tiles_of_one_layout_are_read_without_parsing_and_equal_tifffile(tmp_pat
                                                                            pixel_size):
     rng = np.random.default_rng(1)
     writer = TileWriter()
-    arrays = [np.zeros(shape, dtype)] + [(rng.random(shape) * 200).astype(dtype) for _ in range(4)]
-    for i, array in enumerate(arrays):  # the first tile all zeros: its frame must not be found inside its pixels
+    arrays = [(rng.random(shape) * 200).astype(dtype) for _ in range(5)]
+    arrays[1][...] = 0  # the frame is learnt from the second tile: all zeros, it must not be found inside its pixels
+    for i, array in enumerate(arrays):
         writer.write(tmp_path / f"t{i}.tif", array, axes, pixel_size)
     reader = TileFrames()
     for i, array in enumerate(arrays):
@@ -47,7 +48,20 @@ def test_tiles_of_one_layout_are_read_without_parsing_and_equal_tifffile(tmp_pat
         assert got.dtype == expected.dtype and got.shape == expected.shape == array.shape
         np.testing.assert_array_equal(got, expected)
         assert got.flags.writeable and got.flags.c_contiguous
-    assert parsed == ["t0.tif"]  # only the first of the layout was parsed
+    assert parsed == ["t0.tif", "t1.tif"]  # only the first two of the layout were parsed
+
+
+def test_files_of_sizes_met_once_are_read_once(tmp_path, parsed, monkeypatch):
+    """Whole images of many sizes: each read by tifffile alone, no frame looked for."""
+    learnt = []
+    monkeypatch.setattr(frames, "tile_frame", lambda *args: learnt.append(args) or None)
+    writer = TileWriter()
+    reader = TileFrames()
+    for side in (40, 41, 42, 43):
+        writer.write(tmp_path / f"w{side}.tif", np.full((side, side), side, np.uint16), "YX")
+        got = reader.read(tmp_path / f"w{side}.tif")
+        assert got.shape == (side, side) and (got == side).all()
+    assert parsed == ["w40.tif", "w41.tif", "w42.tif", "w43.tif"] and not learnt
 
 
 def test_other_files_of_the_same_size_are_parsed(tmp_path, parsed):
@@ -77,7 +91,7 @@ def test_other_files_of_the_same_size_are_parsed(tmp_path, parsed):
         got = reader.read(tmp_path / name)
         assert got.shape == expected.shape and got.dtype == expected.dtype
         np.testing.assert_array_equal(got, expected)
-    assert "b.tif" not in parsed and {"c.tif", "d.tif", "e.tif"} <= set(parsed)
+    assert parsed.count("b.tif") == 1 and {"c.tif", "d.tif", "e.tif"} <= set(parsed)
 
 
 def test_a_damaged_tile_is_refused_as_before(tmp_path):
@@ -120,7 +134,7 @@ def test_tags_after_the_pixels_are_framed_too(tmp_path, parsed):
     for i, image in enumerate(images):
         np.testing.assert_array_equal(reader.read(tmp_path / f"late{i}.tif"), image)
         np.testing.assert_array_equal(tifffile.imread(tmp_path / f"late{i}.tif"), image)
-    assert parsed == ["late0.tif"]
+    assert parsed == ["late0.tif", "late1.tif"]
 
 
 def test_a_tag_whose_value_lies_inside_the_pixels_is_never_framed(tmp_path, parsed):

@@ -3,11 +3,12 @@
 tifffile parses every file's tags in Python: 0.3–0.7 ms a tile, more than reading a 1 MB tile,
 and it holds the GIL while a merge's threads sum. Tiles of one export are the same bytes around
 their pixels (:class:`tilesapp.core.writers.TileWriter` writes them so), and so are most model
-outputs written tile by tile. The first TIFF of each file size is read by
-:func:`~tilesapp.core.readers.read_array` and its frame — every byte but its pixels — kept when
+outputs written tile by tile. When a second TIFF of a file size comes, it is read by
+:func:`~tilesapp.core.readers.read_array` and its frame — every byte but its pixels — kept if
 its pixels are one raw block that nothing describing them overlaps. A later file of that size
 whose frame is the same bytes has the same tags, hence the same image type, shape and place of
-its pixels: they are read from its block. Any other file is read by ``read_array``.
+its pixels: they are read from its block. Any other file is read by ``read_array`` (a size met
+once costs nothing more: whole images of many sizes are read as before).
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ from tilesapp.core.readers import read_array
 #: Tags that point to more image file directories (sub-IFDs, EXIF, GPS, interoperability):
 #: what they describe is not in the frame checked, so such files are always parsed.
 _IFD_TAGS = (330, 34665, 34853, 40965)
-#: File sizes whose frame is kept (a folder of tiles has one or a few).
+#: File sizes whose frame is kept (a folder of tiles has one or a few), and the largest file.
 _MAX_SIZES = 64
+_MAX_BYTES = 1 << 28
 _UNKNOWN = object()
 
 
@@ -88,6 +90,7 @@ class TileFrames:
 
     def __init__(self) -> None:
         self._frames: dict[int, TileFrame | None] = {}
+        self._seen: set[int] = set()  # sizes of files read once
 
     def read(self, path: Path) -> np.ndarray:
         """The pixels of an image file as :func:`~tilesapp.core.readers.read_array` gives them."""
@@ -98,7 +101,10 @@ class TileFrames:
         except OSError:
             return read_array(path)  # says what is wrong
         frame = self._frames.get(size, _UNKNOWN)
-        if frame is None:
+        if frame is None or size > _MAX_BYTES:
+            return read_array(path)
+        if frame is _UNKNOWN and (size not in self._seen or len(self._frames) >= _MAX_SIZES):
+            self._seen.add(size)
             return read_array(path)
         data = np.empty(size, np.uint8)
         try:
@@ -111,6 +117,6 @@ class TileFrames:
             if pixels is not None:
                 return pixels
         array = read_array(path)
-        if frame is _UNKNOWN and got == size and len(self._frames) < _MAX_SIZES:
+        if frame is _UNKNOWN and got == size:
             self._frames[size] = tile_frame(data, array)
         return array
