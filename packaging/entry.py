@@ -29,6 +29,7 @@ def _no_onnxruntime_telemetry() -> None:
 if __name__ == "__main__":
     _fix_missing_streams()
     _no_onnxruntime_telemetry()
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as tilesapp._entry does, before numpy is imported
     from tilesapp.cli import main
 
     sys.exit(main())

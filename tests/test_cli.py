@@ -1,12 +1,14 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import tifffile
 from helpers import microscopy
+from safety_helpers import cli_env
 
 from tilesapp import __version__
 from tilesapp.cli import main
@@ -187,3 +189,22 @@ def test_relative_paths_from_the_current_folder(folder, tmp_path, monkeypatch, c
         tifffile.imwrite(masks / f"{name}.tif", np.ones(shape, np.uint8))
     assert main(["cut", folder.name, "out2", "--masks", "masks", "--patch-size", "256", "-q"]) == 0
     assert (tmp_path / "out2" / "masks" / "a_000.tif").is_file()
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads in /proc (Linux)")
+@pytest.mark.parametrize("users", [None, "3"])
+def test_the_command_starts_no_spinning_blas_threads_unless_the_user_asks(users):
+    # numpy's OpenBLAS starts a thread per core as numpy is imported, spinning a while after the
+    # import's dot product: CPU the cut needs. The command's entry point asks for one thread before
+    # numpy is imported; a user's own OPENBLAS_NUM_THREADS wins.
+    code = ("import os, tilesapp._entry, numpy; "
+            "print(os.environ['OPENBLAS_NUM_THREADS'], len(os.listdir('/proc/self/task')))")
+    env = cli_env()
+    env.pop("OPENBLAS_NUM_THREADS", None)
+    if users:
+        env["OPENBLAS_NUM_THREADS"] = users
+    value, threads = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                                    check=True).stdout.split()
+    assert value == (users or "1")
+    if not users:
+        assert threads == "1"

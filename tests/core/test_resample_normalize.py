@@ -3,7 +3,8 @@ import pytest
 from helpers import microscopy
 
 from tilesapp.core.errors import ImageError
-from tilesapp.core.normalize import cast, channel_range, check_fits, stretch
+from tilesapp.core import normalize
+from tilesapp.core.normalize import cast, channel_range, check_fits, stretch, stretch_cast
 from tilesapp.core.resample import resample
 
 
@@ -93,3 +94,31 @@ def test_cast_rounds_and_check_fits_refuses_overflow():
         check_fits(np.array([0, 70000.0]), "uint16", "a.tif")
     with pytest.raises(ImageError, match="uint8"):
         check_fits(np.array([-1.0, 3.0]), "uint8", "a.tif")
+
+
+@pytest.mark.parametrize("source", ["uint16", "float32", "float64"])
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "float32"])
+@pytest.mark.parametrize("in_place", [False, True])
+def test_stretch_cast_in_blocks_gives_the_bytes_of_stretch_then_cast(monkeypatch, source, dtype, in_place):
+    # rows in blocks of 3 (37 rows: 12 whole blocks and a last one of 1), two channels, one
+    # constant; float sources with NaN and ±Inf
+    rng = np.random.default_rng(7)
+    img = (rng.random((37, 50, 2)) * 3000 - (200 if source != "uint16" else 0)).astype(source)
+    img[..., 1] = img[0, 0, 1]
+    img[1, 1, 0], img[2, 2, 0] = 0, 2600  # beyond the bounds below: 0 and 255 are written
+    if source != "uint16":
+        img.flat[::89], img.flat[3::97], img.flat[5::101] = np.nan, np.inf, -np.inf
+    low, high = np.array([0.0, float(img[0, 0, 1])]), np.array([2500.0, float(img[0, 0, 1])])
+    nan = source != "uint16"
+    monkeypatch.setattr(normalize, "BLOCK_BYTES", 3 * 50 * 2 * 4)
+    given = img.copy()
+    with np.errstate(invalid="ignore"):  # Inf / Inf in the constant channel: NaN, written as the lower bound
+        expected = cast(stretch(img.copy(), low, high, (0, 255), in_place=in_place, may_have_nan=nan), dtype,
+                        in_range=True)
+        out = stretch_cast(given, low, high, (0, 255), dtype, in_place=in_place, may_have_nan=nan)
+    assert out.dtype == np.dtype(dtype) and out.shape == img.shape
+    assert out.tobytes() == expected.tobytes()
+    assert out[..., 1].max() == 0  # the constant channel: the lower bound
+    assert out[..., 0].max() == 255 and out[..., 0].min() == 0
+    if not in_place or given.dtype != np.float32:
+        assert np.array_equal(given, img, equal_nan=True)  # the caller's values are left alone

@@ -87,6 +87,54 @@ def stretch(
     return out
 
 
+#: Bytes of float32 stretched at a time by :func:`stretch_cast`: a block of rows small enough to
+#: stay in a core's cache through the stretch's passes, big enough that two threads do not spend
+#: their time handing the GIL to each other (4096² uint16 to uint8, two images on two threads:
+#: 52 ms whole, 37 ms in 1 MB blocks, 81 ms in 128 KB blocks).
+BLOCK_BYTES = 1 << 20
+
+
+def stretch_cast(
+    image: np.ndarray,
+    low: np.ndarray,
+    high: np.ndarray,
+    bounds: tuple[float, float],
+    dtype: str,
+    *,
+    in_place: bool = False,
+    may_have_nan: bool = True,
+) -> np.ndarray:
+    """``cast(stretch(image, ...), dtype, in_range=True)``, a block of rows at a time.
+
+    The same operations on every value, so the same bytes; but the stretch's passes run in the
+    processor's cache instead of memory, and an integer result never needs a float32 copy of the
+    whole image. ``in_place``: a float32 ``image`` is the caller's scratch (and the result, for
+    float32).
+
+    >>> stretch_cast(np.array([[[0], [5], [10]]], np.uint16), np.array([0.]), np.array([10.]), (0, 255), "uint8")[..., 0]
+    array([[  0, 128, 255]], dtype=uint8)
+    """
+    target = np.dtype(dtype)
+    scratch_given = in_place and image.dtype == np.float32
+    into_out = target == np.float32  # the float32 values are the result: stretched where they lie
+    out = image if scratch_given and into_out else np.empty(image.shape, target)
+    rows = max(1, BLOCK_BYTES // max(1, image[:1].size * 4))
+    scratch = None if scratch_given or into_out else np.empty((min(rows, len(image)),) + image.shape[1:], np.float32)
+    for y0 in range(0, len(image), rows):
+        block = image[y0 : y0 + rows]
+        if scratch_given:
+            values = block
+        else:
+            values = out[y0 : y0 + rows] if into_out else scratch[: len(block)]
+            np.copyto(values, block, casting="unsafe")  # as astype(float32)
+        stretch(values, low, high, bounds, in_place=True, may_have_nan=may_have_nan)
+        if not into_out:
+            if target.kind in "iu":
+                np.rint(values, out=values)
+            np.copyto(out[y0 : y0 + rows], values, casting="unsafe")  # as astype(target)
+    return out
+
+
 def check_fits(image: np.ndarray, dtype: str, name: str) -> None:
     """Raise ImageError when ``image`` holds values that ``dtype`` cannot store (norm "none")."""
     if image.size == 0:
@@ -173,8 +221,8 @@ class GlobalNormalization(NoNormalization):
     def apply_band(self, values: np.ndarray, *, may_have_nan: bool, name: str) -> np.ndarray:
         s = self.settings
         # in place: a band is its thread's own copy (freshly read or resampled)
-        stretched = stretch(values, self.low, self.high, s.output_bounds, in_place=True, may_have_nan=may_have_nan)
-        return cast(stretched, s.dtype, in_range=True)
+        return stretch_cast(values, self.low, self.high, s.output_bounds, s.dtype, in_place=True,
+                            may_have_nan=may_have_nan)
 
     def record(self) -> dict[str, Any]:
         record = {"mode": self.name, "low": self.low.tolist(), "high": self.high.tolist()}
@@ -192,7 +240,7 @@ class LocalNormalization(NoNormalization):
     def apply_tile(self, piece: np.ndarray, *, may_have_nan: bool) -> tuple[np.ndarray, dict[str, Any]]:
         s = self.settings
         low, high = (joint_range if self.joint else channel_range)(piece, s.percentiles)
-        out = cast(stretch(piece, low, high, s.output_bounds, may_have_nan=may_have_nan), s.dtype, in_range=True)
+        out = stretch_cast(piece, low, high, s.output_bounds, s.dtype, may_have_nan=may_have_nan)
         return out, {"low": low.tolist(), "high": high.tolist()}
 
 
