@@ -99,9 +99,10 @@ def test_cast_rounds_and_check_fits_refuses_overflow():
 @pytest.mark.parametrize("source", ["uint16", "float32", "float64"])
 @pytest.mark.parametrize("dtype", ["uint8", "uint16", "float32"])
 @pytest.mark.parametrize("in_place", [False, True])
-def test_stretch_cast_in_blocks_gives_the_bytes_of_stretch_then_cast(monkeypatch, source, dtype, in_place):
-    # rows in blocks of 3 (37 rows: 12 whole blocks and a last one of 1), two channels, one
-    # constant; float sources with NaN and ±Inf
+@pytest.mark.parametrize("block_rows", [3, 37])
+def test_stretch_cast_in_blocks_gives_the_bytes_of_stretch_then_cast(monkeypatch, source, dtype, in_place, block_rows):
+    # 37 rows in blocks of 3 (12 whole blocks and a last one of 1), or in one block; two
+    # channels, one constant; float sources with NaN and ±Inf
     rng = np.random.default_rng(7)
     img = (rng.random((37, 50, 2)) * 3000 - (200 if source != "uint16" else 0)).astype(source)
     img[..., 1] = img[0, 0, 1]
@@ -110,7 +111,7 @@ def test_stretch_cast_in_blocks_gives_the_bytes_of_stretch_then_cast(monkeypatch
         img.flat[::89], img.flat[3::97], img.flat[5::101] = np.nan, np.inf, -np.inf
     low, high = np.array([0.0, float(img[0, 0, 1])]), np.array([2500.0, float(img[0, 0, 1])])
     nan = source != "uint16"
-    monkeypatch.setattr(normalize, "BLOCK_BYTES", 3 * 50 * 2 * 4)
+    monkeypatch.setattr(normalize, "BLOCK_BYTES", block_rows * 50 * 2 * 4)
     given = img.copy()
     with np.errstate(invalid="ignore"):  # Inf / Inf in the constant channel: NaN, written as the lower bound
         expected = cast(stretch(img.copy(), low, high, (0, 255), in_place=in_place, may_have_nan=nan), dtype,

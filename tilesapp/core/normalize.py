@@ -114,12 +114,15 @@ def stretch_cast(
     >>> stretch_cast(np.array([[[0], [5], [10]]], np.uint16), np.array([0.]), np.array([10.]), (0, 255), "uint8")[..., 0]
     array([[  0, 128, 255]], dtype=uint8)
     """
+    rows = max(1, BLOCK_BYTES // max(1, image[:1].size * 4))
+    if len(image) <= rows:  # one block (a tile, a small image): two buffers fewer the direct way
+        return cast(stretch(image, low, high, bounds, in_place=in_place, may_have_nan=may_have_nan), dtype,
+                    in_range=True)
     target = np.dtype(dtype)
     scratch_given = in_place and image.dtype == np.float32
     into_out = target == np.float32  # the float32 values are the result: stretched where they lie
     out = image if scratch_given and into_out else np.empty(image.shape, target)
-    rows = max(1, BLOCK_BYTES // max(1, image[:1].size * 4))
-    scratch = None if scratch_given or into_out else np.empty((min(rows, len(image)),) + image.shape[1:], np.float32)
+    scratch = None if scratch_given or into_out else np.empty((rows,) + image.shape[1:], np.float32)
     for y0 in range(0, len(image), rows):
         block = image[y0 : y0 + rows]
         if scratch_given:
