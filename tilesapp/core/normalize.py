@@ -111,7 +111,8 @@ def stretch_cast(
     whole image. ``in_place``: a float32 ``image`` is the caller's scratch (and the result, for
     float32).
 
-    >>> stretch_cast(np.array([[[0], [5], [10]]], np.uint16), np.array([0.]), np.array([10.]), (0, 255), "uint8")[..., 0]
+    >>> image = np.array([[[0], [5], [10]]], np.uint16)
+    >>> stretch_cast(image, np.array([0.]), np.array([10.]), (0, 255), "uint8")[..., 0]
     array([[  0, 128, 255]], dtype=uint8)
     """
     rows = max(1, BLOCK_BYTES // max(1, image[:1].size * 4))
