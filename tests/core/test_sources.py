@@ -191,6 +191,44 @@ def test_opening_reads_a_header_and_a_tiny_png_is_read_once(tmp_path, monkeypatc
     assert scene._pixels is None  # closing the file lets its pixels go
 
 
+def test_reads_that_come_short_still_give_the_whole_header(tmp_path, monkeypatch):
+    # Headers are read unbuffered, whose reads may return fewer bytes than asked before the end
+    # of the file (a network drive): a short read must not be taken for the end of a file.
+    from tilesapp.core import readers
+    from tilesapp.core.readers import opencv
+    from tilesapp.core.readers.base import read_upto
+
+    rng = np.random.default_rng(5)
+    big = rng.integers(0, 255, (300, 300), dtype=np.uint8)
+    cv2.imwrite(str(tmp_path / "big.png"), big)
+    real_open = open
+
+    class Dribbling:  # an unbuffered file: sized reads give at most 7 bytes, read() all (as FileIO's)
+        def __init__(self, fh):
+            self.fh = fh
+
+        def read(self, n=-1):
+            return self.fh.read() if n < 0 else self.fh.read(min(n, 7))
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.fh.close()
+
+    with real_open(tmp_path / "big.png", "rb") as fh:
+        assert read_upto(Dribbling(fh), 100) == (tmp_path / "big.png").read_bytes()[:100]
+        fh.seek(-5, 2)
+        assert len(read_upto(Dribbling(fh), 100)) == 5  # fewer only at the end
+    dribble = lambda *a, **k: Dribbling(real_open(*a, **k))  # noqa: E731
+    monkeypatch.setattr(opencv, "open", dribble, raising=False)
+    monkeypatch.setattr(readers, "open", dribble, raising=False)
+    with open_image(tmp_path / "big.png") as image:
+        scene = image.scenes[0]
+        assert scene.info.shape == (300, 300) and scene._data is None  # a header, not a whole file
+        np.testing.assert_array_equal(scene.read(0, 300, 0, 300)[..., 0], big)
+
+
 def _png_with_transparency(rgb: np.ndarray, comment_bytes: int) -> bytes:
     """An RGB PNG whose transparency chunk (tRNS) follows a comment of ``comment_bytes``."""
     import struct

@@ -25,6 +25,7 @@ from tilesapp.core.readers.base import (
     Scene,
     SceneInfo,
     from_yxc,
+    read_upto,
     reason,
     thin_overview,
     to_yxc,
@@ -90,8 +91,8 @@ def reader_for(path: str | Path) -> Reader:
     head = b""
     if path.is_file():
         try:
-            with open(path, "rb") as fh:
-                head = fh.read(_HEAD)
+            with open(path, "rb", buffering=0) as fh:
+                head = read_upto(fh, _HEAD)
         except OSError as exc:
             raise ImageError(f"{path.name}: cannot be read ({exc.strerror or exc}).") from exc
     if head:

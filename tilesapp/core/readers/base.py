@@ -183,6 +183,20 @@ def reason(exc: BaseException) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
+def read_upto(fh, n: int) -> bytes:
+    """Up to ``n`` bytes from a binary file opened unbuffered (``buffering=0``): fewer only at its
+    end. An unbuffered open saves a buffered one's terminal check and seek (system calls a folder
+    of small images pays per file, each a handover of the GIL), but its reads may come short."""
+    parts, got = [], 0
+    while got < n:
+        part = fh.read(n - got)
+        if not part:
+            break
+        parts.append(part)
+        got += len(part)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
 @contextlib.contextmanager
 def closed_on_error(handle, path: Path, problem: str):
     """Describe an opened file in the block; on any failure close ``handle`` and raise

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from tilesapp.core.errors import ImageError
-from tilesapp.core.readers.base import BaseFile, SceneInfo, check_region, reason, thin_overview
+from tilesapp.core.readers.base import BaseFile, SceneInfo, check_region, read_upto, reason, thin_overview
 
 #: Pixels OpenCV itself refuses to decode beyond (its CV_IO_MAX_IMAGE_PIXELS default).
 MAX_PIXELS = 1 << 30
@@ -42,13 +42,13 @@ class OpenCVReader:
         # Only the header is read: inspecting a folder touches one page of each file, and the
         # pixels are read where they are decoded (a worker thread, in parallel).
         try:
-            with open(path, "rb") as fh:
+            with open(path, "rb", buffering=0) as fh:
                 asked = HEAD
-                head = fh.read(asked)
+                head = read_upto(fh, asked)
                 header = header_info(head, path)
                 if len(head) == asked and (header is None or header[2] is None):  # the header goes on
                     asked = LONG_HEAD
-                    head += fh.read(asked - len(head))
+                    head += read_upto(fh, asked - len(head))
                     header = header_info(head, path)
         except OSError as exc:
             raise ImageError(f"{path.name}: cannot be read ({exc.strerror or exc}).") from exc
