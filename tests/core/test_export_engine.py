@@ -1,6 +1,7 @@
 import errno
 import json
 import threading
+import time
 from pathlib import Path
 
 import cv2
@@ -278,6 +279,18 @@ def test_cancel_leaves_consistent_folder(folder, tmp_path):
     assert on_disk == sorted(t["file"] for t in m["tiles"]) and 5 <= len(on_disk) < progress.total
     assert not list(out.glob(".*"))  # no partial file
     assert "cancelled" in {s["status"] for s in m["sources"]}
+
+
+def test_a_run_ends_with_its_last_image_not_at_the_next_progress_tick(folder, tmp_path, monkeypatch):
+    # Finished images are taken in at each progress tick (a wake-up per image handed the GIL
+    # around on folders of small images), but the last one ends the wait at once.
+    from tilesapp.core import progress
+
+    monkeypatch.setattr(progress.Throttle, "INTERVAL", 30.0)
+    start = time.monotonic()
+    _, summary = drain(run_export(folder, tmp_path / "out", SMALL))
+    assert summary.images_ok == 3 and summary.tiles_written == len(manifest(tmp_path / "out")["tiles"]) > 0
+    assert time.monotonic() - start < 10
 
 
 def test_closing_the_generator_writes_the_manifest(folder, tmp_path):

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import functools
+import itertools
 import logging
 import queue
 import shutil
@@ -243,18 +245,29 @@ class _Export:
         throttle, last_manifest = Throttle(), time.monotonic()
         current = jobs[0].name if jobs else ""
         pending, stopping = {}, False
+        # Finished images are taken in at each progress tick, not as each ends: a wake-up per image
+        # handed the GIL to this thread thousands of times on a folder of small images. The
+        # last one wakes it at once, so a run does not wait out the tick at its end.
+        ended, all_ended = itertools.count(1), threading.Event()
+
+        def on_done(_future, number: int) -> None:
+            events.put(number)
+            if next(ended) == len(jobs):
+                all_ended.set()
+
         try:
             for job in jobs:
                 future = self.executor.submit(cut_image, job, run, self.executor)
-                future.add_done_callback(lambda _f, number=job.number: events.put(number))
+                future.add_done_callback(functools.partial(on_done, number=job.number))
                 pending[job.number] = future
             while pending:
                 if self.cancel.is_set() and not stopping:  # work not started is dropped; the rest stops at a tile
                     stopping = True
                     for future in list(pending.values()):
                         future.cancel()
+                all_ended.wait(throttle.interval)
                 try:
-                    number = events.get(timeout=throttle.interval)
+                    number = events.get_nowait()
                 except queue.Empty:
                     number = None
                 while number is not None:
