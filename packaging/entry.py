@@ -29,8 +29,9 @@ def _no_onnxruntime_telemetry() -> None:
 if __name__ == "__main__":
     _fix_missing_streams()
     _no_onnxruntime_telemetry()
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as tilesapp._entry does, before numpy is imported
-    sys.setswitchinterval(0.0002)  # as tilesapp._entry does (the GIL handed over sooner)
+    from tilesapp._process import tune
+
+    tune()  # as the installed command: before numpy is imported
     from tilesapp.cli import main
 
     sys.exit(main())
