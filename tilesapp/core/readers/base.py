@@ -194,7 +194,7 @@ def read_upto(fh, n: int) -> bytes:
             break
         parts.append(part)
         got += len(part)
-    return parts[0] if len(parts) == 1 else b"".join(parts)
+    return b"".join(parts)
 
 
 @contextlib.contextmanager
