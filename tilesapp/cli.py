@@ -594,6 +594,8 @@ def _info_rows(path: Path, name: str, settings: Settings) -> list[dict[str, Any]
             "channels": info.channels, "channel_names": list(info.channel_names),
             "pixel_size_um": list(info.pixel_size_um) if info.pixel_size_um else None, "calibration": info.calibration,
         }
+        if info.calibration_hint:
+            row["calibration_hint"] = info.calibration_hint
         if info.warnings:
             row["warnings"] = list(info.warnings)
         try:

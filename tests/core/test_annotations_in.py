@@ -373,7 +373,7 @@ def test_coco_of_another_size_fails_the_image(tmp_path):
 
     _, summary = drain(run_export(images, tmp_path / "out", Settings(tile_size=32, overlap=8),
                                   annotations=tmp_path / "coco.json"))
-    assert summary.failed == [("img.tif", "img.tif: coco.json gives img.tif a size of 61 × 50 px but the image is 60 × 40 px; "
+    assert summary.failed == [("img.tif", "img.tif: coco.json gives img.tif a size of 50 × 61 px but the image is 40 × 60 px; "
                                           "the annotations belong to another image.")]
 
 

@@ -364,6 +364,6 @@ def test_a_recalibration_larger_than_memory_fails_that_image_with_a_reason(folde
     _, summary = drain(run_export(folder, tmp_path / "out", SMALL))
     reasons = dict(summary.failed)
     assert list(reasons) == ["dpi.tif"]
-    assert "dpi.tif would be 104205 × 78154 px after recalibration (×261" in reasons["dpi.tif"]
+    assert "dpi.tif would be 78154 × 104205 px after recalibration (×261" in reasons["dpi.tif"]
     assert "84.6667 µm read from TIFF tags" in reasons["dpi.tif"] and "check the pixel size" in reasons["dpi.tif"]
     assert summary.images_ok == 3

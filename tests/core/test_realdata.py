@@ -90,8 +90,9 @@ def test_info_lists_every_file_with_its_pixel_size_scenes_planes_and_channels():
         assert [r["scene"] for r in scenes] == list(range(n_scenes)), name  # every scene its own entry, 0-based
         for row in scenes:
             assert (row["z"], row["t"], row["channels"], row["axes"]) == (n_z, n_t, channels, axes), name
-            if size is None:
-                assert row["pixel_size_um"] is None and row.get("warnings"), name  # said, never guessed
+            if size is None:  # said, with where to find it; never guessed
+                assert row["pixel_size_um"] is None and "carries no pixel size" in row["error"], name
+                assert row["calibration_hint"] and f"({row['calibration_hint']})" in row["error"], name
             else:
                 assert row["pixel_size_um"] == pytest.approx([size, size], rel=0.01), name
                 assert row["calibration"], name
@@ -131,6 +132,8 @@ def test_every_real_file_is_cut_and_merged_back(tmp_path, name, preset):
             assert first.suffix == ".png" and tile.dtype == np.uint8
         assert (tile.shape[2] if tile.ndim == 3 and axes == "YXS" or (preset == "yolo" and tile.ndim == 3)
                 else (tile.shape[0] if tile.ndim == 3 else 1)) == kept
+    if size is None:  # typed: nothing left telling to enter it
+        assert all(s["calibration"] == "manual (no metadata)" and not s.get("warnings") for s in sources), sources
     merged = tmp_path / "merged"
     result = tilesapp("merge", out, merged, "--restore-scale", "-q")
     assert result.returncode == 0

@@ -197,18 +197,29 @@ def test_metadata_matches_sources(name):
 
 @needs_data
 def test_odd_files_say_so():
-    """The line scan, the LIF tile scan, the uncalibrated SIF and unit-less OME-Zarr carry warnings."""
+    """The line scan and the LIF tile scan carry warnings; the uncalibrated SIF and unit-less
+    OME-Zarr say where their pixel size is found (a hint, not a warning: once a pixel size is
+    given, nothing tells to enter it)."""
     cases = {
         "czi_linescan_xt_lsm980.czi": "line scan",
         "lif_tmzc_PR2729_frameOrderCombinedScanTypes.lif": "tile scan",
-        "sif_andor_ixon_image.sif": "no pixel size",
-        "omezarr_v04_bf2raw_fake-series-2.zarr": "no unit",
     }
     for name, needle in cases.items():
         path, reader, _ = real(name)
         with reader.open(path) as f:
             for scene in f.scenes:
                 assert any(needle in w for w in scene.info.warnings), (name, scene.info.warnings)
+    hints = {
+        "sif_andor_ixon_image.sif": "pixel size × binning ÷ magnification, here a DU897_BV at binning 1×1",
+        "omezarr_v04_bf2raw_fake-series-2.zarr": "axes carry no unit",
+    }
+    for name, needle in hints.items():
+        path, reader, _ = real(name)
+        with reader.open(path) as f:
+            for scene in f.scenes:
+                info = scene.info
+                assert info.pixel_size_um is None and needle in info.calibration_hint, (name, info)
+                assert not any("pixel size" in w for w in info.warnings), (name, info.warnings)
     path, reader, _ = real("lif_tmzc_PR2729_frameOrderCombinedScanTypes.lif")
     with reader.open(path) as f:
         names = [s.info.scene_name for s in f.scenes]
@@ -797,3 +808,30 @@ def test_sif_cut_inside_its_header_fails_without_hanging(tmp_path):
         worker.join(30)
         assert not worker.is_alive(), f"reading {bad.name} hangs"
         assert outcome["result"].startswith(bad.name + ":"), outcome["result"]
+
+
+def test_omezarr_in_no_length_unit_says_so_until_a_pixel_size_is_typed(tmp_path):
+    """A scale in an unknown unit calibrates nothing: the cut fails saying why (the installed
+    command, exit 1); with a typed pixel size it is cut, and no warning tells to enter one."""
+    zarr = pytest.importorskip("zarr")
+    import json
+
+    data = _pattern((40, 30), seed=2)
+    folder = tmp_path / "in"
+    root = zarr.open_group(str(folder / "odd.zarr"), mode="w", zarr_format=2)
+    root.attrs.update(_write_multiscale(root, data, "yx", ["furlong", "furlong"], [0.5, 0.5], levels=1))
+
+    def cut(out, *extra):
+        return subprocess.run([sys.executable, "-m", "tilesapp", "cut", str(folder), str(tmp_path / out),
+                               "--tile-size", "16", "--overlap", "4", *extra], capture_output=True, text=True, timeout=120)
+
+    failed = cut("a")
+    assert failed.returncode == 1 and "Traceback" not in failed.stderr, failed.stderr
+    said = failed.stdout + failed.stderr
+    assert "odd.zarr carries no pixel size in its metadata (its OME-Zarr axes are in 'furlong', not a length " \
+           "unit); give its pixel size or turn calibration off." in said, said
+    typed = cut("b", "--pixel-size", "0.65")
+    assert typed.returncode == 0, typed.stderr
+    assert "Warning" not in typed.stdout + typed.stderr and "furlong" not in typed.stdout + typed.stderr
+    (record,) = json.loads((tmp_path / "b" / "manifest.json").read_text())["sources"]
+    assert record["status"] == "ok" and record["pixel_size_um"] == [0.65, 0.65] and not record.get("warnings")

@@ -270,3 +270,31 @@ def test_channels_and_scenes_belong_to_their_folder(window, load, qtbot, stacks,
     assert find(window, "channelsEdit").text() == "" and find(window, "scenesEdit").text() == ""
     assert any("the pixel sizes typed for 1 image, the channels chosen, the scenes chosen of the previous folder "
                "cleared" in text for text in said)
+
+
+SIF = "sif_andor_ixon_image.sif"
+
+
+@real(SIF)
+def test_a_sif_says_where_its_pixel_size_is_found_until_one_is_typed(window, load, qtbot, tmp_path, dialogs):
+    """Andor SIF files carry no pixel size: the row, the tooltip and the view say how to find
+    it; once it is typed, the image is ready with no warning left telling to enter it."""
+    folder = tmp_path / "sif"
+    folder.mkdir()
+    (folder / SIF).symlink_to(REALDATA / SIF)
+    load(window, folder)
+    status = column(window, "Status")
+    row = rows_by_name(window)[SIF]
+    assert row[status].startswith("needs a pixel size: double-click its Pixel size cell")
+    assert "camera's pixel size × binning ÷ magnification" in row[status]
+    click_row(qtbot, window, SIF)
+    qtbot.waitUntil(lambda: "carries no pixel size" in window.viewer.placeholder.text(), timeout=10_000)
+    assert "binning ÷ magnification" in window.viewer.placeholder.text()
+    with qtbot.waitSignal(window.previewShown, timeout=20_000):
+        type_in_row(qtbot, window, SIF, "Pixel size", "0.5")
+    row = rows_by_name(window)[SIF]
+    assert row[status] == "ready", row
+    summary = export(window, qtbot, dialogs, tmp_path / "out")
+    record = json.loads(summary.manifest_path.read_text())["sources"][0]
+    assert record["status"] == "ok" and record["calibration"] == "manual (this image)", record
+    assert not record.get("warnings") and not summary.warnings

@@ -144,7 +144,7 @@ def cut_image(job: ImageJob, run: CutRun, executor: Executor) -> ImageResult:
     except MemoryError:
         rows, cols = job.plan.scaled_shape
         result.status = "failed"
-        result.error = (f"{job.name}: not enough memory for {cols}×{rows} pixels after recalibration; close other "
+        result.error = (f"{job.name}: not enough memory for {rows} × {cols} px after recalibration; close other "
                         f"programs or set a lower memory limit so it is cut in bands.")
     except Exception as exc:  # an unforeseen bug must not take the other images down
         log.exception("unexpected error while exporting %s", job.path)
@@ -209,7 +209,7 @@ def _cut(job: ImageJob, run: CutRun, executor: Executor, pixels: SourcePixels, r
     out_itemsize = np.dtype(settings.dtype).itemsize
     whole_only = pixels.whole_only
     if whole_only and info.nbytes > run.memory_limit:
-        raise ImageError(f"{job.name}: its {info.shape_yx[1]} × {info.shape_yx[0]} px need {info.nbytes >> 20} MB once "
+        raise ImageError(f"{job.name}: its {info.shape_yx[0]} × {info.shape_yx[1]} px need {info.nbytes >> 20} MB once "
                          f"decoded, more than the memory limit ({run.memory_limit >> 20} MB); this format cannot be read "
                          f"in parts — save it as a tiled TIFF or raise the memory limit.")
 
@@ -222,8 +222,8 @@ def _cut(job: ImageJob, run: CutRun, executor: Executor, pixels: SourcePixels, r
         bands = plan_bands(grid, grid.n_rows)  # one band: held by the image for all passes
     else:
         bands = plan_bands(grid, tile_rows_per_band(grid, share, nbytes, run.workers))
-        log.info("%s: %d × %d px after recalibration, cut in %d bands", job.name, plan.scaled_shape[1],
-                 plan.scaled_shape[0], len(bands))
+        log.info("%s: %d × %d px after recalibration, cut in %d bands", job.name, plan.scaled_shape[0],
+                 plan.scaled_shape[1], len(bands))
 
     mask_rows = boxes = None
     mask_pixels = None

@@ -33,9 +33,14 @@ class ChannelsUnfit(ImageError):
 
 
 class CalibrationMissing(ImageError):
-    """An image has no pixel size: none in its file, none typed. ``setting`` names what to give."""
+    """An image has no pixel size: none in its file, none typed. ``setting`` names what to give;
+    ``hint`` says where to find it, when its reader knows (:attr:`SceneInfo.calibration_hint`)."""
 
     setting = "pixel_size"
+
+    def __init__(self, message: str, hint: str = ""):
+        super().__init__(message)
+        self.hint = hint
 
 
 @dataclass(frozen=True)
@@ -100,8 +105,9 @@ def plan_image(info: SceneInfo, settings: Settings, name: str | None = None, reg
     else:
         size_in, origin = resolve_pixel_size(info, settings, name)
         if size_in is None:
-            raise CalibrationMissing(f"{name} carries no pixel size in its metadata; give its pixel size or turn "
-                                     f"calibration off.")
+            hint = info.calibration_hint
+            raise CalibrationMissing(f"{name} carries no pixel size in its metadata{f' ({hint})' if hint else ''}; give "
+                                     f"its pixel size or turn calibration off.", hint)
         target = settings.target_pixel_size_um
         factors = scale_factors(size_in, target)
         size_out = (target, target)
@@ -112,9 +118,9 @@ def plan_image(info: SceneInfo, settings: Settings, name: str | None = None, reg
                else "; enlarging this much adds no detail")
         warnings.append(f"enlarged ×{max(factors):.3g} (from {source}): check the pixel size and the target{why}.")
     if min(factors) < LARGE_REDUCTION:
-        warnings.append(f"shrunk to {shape[1]} × {shape[0]} px (×{min(factors):.3g} from {source}): check the pixel size.")
+        warnings.append(f"shrunk to {shape[0]} × {shape[1]} px (×{min(factors):.3g} from {source}): check the pixel size.")
     if any(n < settings.tile_size and f < 1 for n, f in zip(shape, factors)):
-        warnings.append(f"recalibration shrinks it below one tile ({shape[1]} × {shape[0]} px for "
+        warnings.append(f"recalibration shrinks it below one tile ({shape[0]} × {shape[1]} px for "
                         f"{settings.tile_size} px tiles): its tiles are mostly padding.")
     budget = memory.recalibration_budget()
     whole = shape[0] * shape[1] * info.channels * 4
@@ -122,7 +128,7 @@ def plan_image(info: SceneInfo, settings: Settings, name: str | None = None, reg
     # could hold is refused: it is usually a wrong calibration.
     if budget is not None and whole > budget and (not regions or max(factors) > memory.MAX_STREAMED_ENLARGEMENT):
         raise ImageError(
-            f"{name} would be {shape[1]} × {shape[0]} px after recalibration (×{max(factors):.3g} from {source}), "
+            f"{name} would be {shape[0]} × {shape[1]} px after recalibration (×{max(factors):.3g} from {source}), "
             f"more than this computer's memory can hold; check the pixel size: a print resolution (dpi) read as a "
             f"pixel size is the usual cause — give the real one."
         )

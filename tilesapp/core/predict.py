@@ -203,7 +203,7 @@ class Model:
         """A model of fixed rows/cols takes tiles of that size only (SettingsError otherwise)."""
         rows, cols = self.fixed(2), self.fixed(3)
         if rows is not None and cols is not None and rows != cols:
-            raise SettingsError("model", f"{{name}} {self.path.name} takes {cols} × {rows} px inputs; tiles are square.")
+            raise SettingsError("model", f"{{name}} {self.path.name} takes {rows} × {cols} px inputs; tiles are square.")
         size = rows or cols
         if size is not None and size != tile_size:
             where = f"the settings ({settings_file.name})" if settings_file else "the settings"

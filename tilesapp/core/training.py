@@ -219,8 +219,8 @@ class ObjectPlan:
                 raise ImageError(f"{self.file.name} lists no image named {self.key}.")
             size = (entry.get("height"), entry.get("width"))
             if all(isinstance(v, int) for v in size) and size != tuple(info.shape_yx):
-                raise ImageError(f"{self.file.name} gives {self.key} a size of {size[1]} × {size[0]} px but the image "
-                                 f"is {info.shape_yx[1]} × {info.shape_yx[0]} px; the annotations belong to another image.")
+                raise ImageError(f"{self.file.name} gives {self.key} a size of {size[0]} × {size[1]} px but the image "
+                                 f"is {info.shape_yx[0]} × {info.shape_yx[1]} px; the annotations belong to another image.")
             return coco_shapes(coco, entry)
         except ImageError as exc:
             raise ImageError(f"{name}: {exc}") from None

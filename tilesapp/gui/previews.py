@@ -315,7 +315,8 @@ class PreviewController(Controller):
             self.viewer.clear()
             self.tiles.set_tiles(None)
             if isinstance(exc, CalibrationMissing):
-                head, todo = f"<b>{html.escape(name)}</b> carries no pixel size.", f"To see its tiles, {GIVE_PIXEL_SIZE}."
+                why = f" ({html.escape(exc.hint)})" if exc.hint else ""
+                head, todo = f"<b>{html.escape(name)}</b> carries no pixel size{why}.", f"To see its tiles, {GIVE_PIXEL_SIZE}."
             else:
                 head, todo = html.escape(message), CHOOSE[exc.setting]
             self.viewer.show_placeholder(f"<p>{head}</p><p style='font-size:11pt'>{todo}</p>")

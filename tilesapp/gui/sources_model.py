@@ -208,7 +208,9 @@ class Row:
         if self.info is None:
             return f"unreadable: {self.problem}"
         if self.needs_pixel_size:
-            return "needs a pixel size: double-click its Pixel size cell (or give one in Calibration)"
+            hint = self.info.calibration_hint
+            return ("needs a pixel size: double-click its Pixel size cell (or give one in Calibration)"
+                    + (f" — {hint}" if hint else ""))
         if self.needs in ("z", "t") and self.waiting:
             scene = self.scene
             what = f"a Z choice ({scene.n_z} planes)" if self.needs == "z" else f"a frame choice ({scene.n_t} frames)"
@@ -343,8 +345,9 @@ def _file_rows(path: Path, name: str, scenes: list[SceneInfo], settings: Setting
         common = dict(number=number, scene=scene, scenes=len(scenes), planes=(source.ref.z, source.ref.t))
         try:
             plan = plan_image(source.info, settings, source.name)
-        except CalibrationMissing:
-            rows.append(Row(path, source.name, source.info, problem=f"no pixel size in its file; {GIVE_PIXEL_SIZE}.",
+        except CalibrationMissing as exc:
+            why = f" ({exc.hint})" if exc.hint else ""
+            rows.append(Row(path, source.name, source.info, problem=f"no pixel size in its file{why}; {GIVE_PIXEL_SIZE}.",
                             needs_pixel_size=True, needs="pixel_size", **common))
             continue
         except ImageError as exc:

@@ -28,7 +28,9 @@ class SceneInfo:
 
     ``shape`` is in the order of ``axes`` (one of YX, YXS, CYX); ``pixel_size_um`` is
     ``(y, x)`` in µm, or None when the file carries no calibration; ``calibration`` says where
-    the pixel size came from ("OME", "ImageJ", "TIFF tags", "CZI", ...).
+    the pixel size came from ("OME", "ImageJ", "TIFF tags", "CZI", ...). ``calibration_hint``: for
+    a file that carries none, where to find it (a clause: said while the image has no pixel
+    size, never once one is given or calibration is off).
     """
 
     path: Path
@@ -45,6 +47,7 @@ class SceneInfo:
     n_t: int = 1
     warnings: tuple[str, ...] = field(default=())
     reader: str = ""
+    calibration_hint: str = ""
 
     @property
     def name(self) -> str:

@@ -194,7 +194,7 @@ def _axes(path: Path, ms: dict, ndim: int, label: str) -> tuple[list[str], list[
 
 
 def _pixel_size(ms: dict, axes: list[str], units: list[str | None], entry: dict | None):
-    """(pixel size (y, x) in µm or None, its origin, warnings).
+    """(pixel size (y, x) in µm or None, its origin, a calibration hint when None).
 
     The scale counts only with a length unit: a unitless scale (bioformats2raw writes 1.0)
     would claim 1 µm pixels, so the OME-XML is asked next, and else the user.
@@ -209,14 +209,12 @@ def _pixel_size(ms: dict, axes: list[str], units: list[str | None], entry: dict 
     yi, xi = axes.index("y"), axes.index("x")
     uy, ux = units[yi], units[xi]
     if ux in _UNIT_UM and (uy in _UNIT_UM or uy is None) and scale[xi] > 0 and scale[yi] > 0:
-        return (scale[yi] * _UNIT_UM[uy or ux], scale[xi] * _UNIT_UM[ux]), "OME-Zarr", []
+        return (scale[yi] * _UNIT_UM[uy or ux], scale[xi] * _UNIT_UM[ux]), "OME-Zarr", ""
     if entry and entry.get("px"):
-        return entry["px"], "OME", []
+        return entry["px"], "OME", ""
     if ux is None:
-        return None, None, [
-            "the OME-Zarr axes carry no unit, so their scale calibrates nothing: enter the pixel size"
-        ]
-    return None, None, [f"unknown OME-Zarr length unit {ux!r}: enter the pixel size"]
+        return None, None, "its OME-Zarr axes carry no unit, so their scale calibrates nothing"
+    return None, None, f"its OME-Zarr axes are in {ux!r}, not a length unit"
 
 
 def _channel_names(attrs: dict, entry: dict | None, n_c: int) -> tuple[str, ...]:
@@ -320,7 +318,7 @@ class OmeZarrReader:
         dtype = np.dtype(str(level0.dtype)) if str(level0.dtype) != "bool" else np.dtype("uint8")
         if dtype.kind not in "uif":
             raise ImageError(f"{path.name}: OME-Zarr pixels of type {level0.dtype} are not supported.")
-        px, origin, warnings = _pixel_size(ms, axes, units, entry)
+        px, origin, hint = _pixel_size(ms, axes, units, entry)
 
         h, w = int(sizes["y"]), int(sizes["x"])
         n_c = int(sizes.get("c", 1))
@@ -336,7 +334,7 @@ class OmeZarrReader:
             path=path, shape=shape, axes=s_axes, dtype=dtype.name,
             pixel_size_um=px, calibration=origin, scene_name=name,
             channel_names=names, n_z=int(sizes.get("z", 1)), n_t=int(sizes.get("t", 1)),
-            warnings=tuple(warnings), reader=self.name,
+            reader=self.name, calibration_hint=hint,
         )
         return info, levels, tuple(axes)
 

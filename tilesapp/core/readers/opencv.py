@@ -151,7 +151,7 @@ def header_info(head: bytes, path: Path) -> tuple[int, int, int | None, str] | N
     if rows <= 0 or cols <= 0:
         raise ImageError(f"{path.name}: the header declares an empty image ({rows} × {cols} px); the file is damaged.")
     if rows * cols > MAX_PIXELS:
-        raise ImageError(f"{path.name}: the header declares {cols} × {rows} px, more than can be decoded at once "
+        raise ImageError(f"{path.name}: the header declares {rows} × {cols} px, more than can be decoded at once "
                          f"(1 gigapixel); save such images as tiled TIFF.")
     return found
 

@@ -112,17 +112,16 @@ class SifReader:
         n_t, h, w = (int(v) for v in data.shape)
         detector = _text(meta.get("DetectorType", "")) or "camera"
         xbin, ybin = meta.get("xbin", 1), meta.get("ybin", 1)
-        warnings = [
-            f"Andor SIF files carry no pixel size ({detector}, binning {xbin}×{ybin}): enter it "
-            "(camera pixel size × binning ÷ magnification)"
-        ]
+        warnings = []
+        hint = (f"Andor SIF files never do: it is the camera's pixel size × binning ÷ magnification, here a "
+                f"{detector} at binning {xbin}×{ybin}")
         if h == 1:
             axis = _text(meta.get("FrameAxis", "")) or "pixel number"
             warnings.append(f"line data: the image is 1 row high (a spectrum? X axis: {axis})")
         f = SifFile(path, data)
         info = SceneInfo(
             path=path, shape=(h, w), axes="YX", dtype="float32", pixel_size_um=None, calibration=None,
-            n_t=n_t, warnings=tuple(warnings), reader=self.name,
+            n_t=n_t, warnings=tuple(warnings), reader=self.name, calibration_hint=hint,
         )
         f.scenes = [SifScene(f, info)]
         return f
