@@ -303,12 +303,12 @@ def test_instance_layouts_refuse_binary_masks_and_draw_annotations_as_instances(
     summary = export(data, tmp_path / "bin", "stardist", masks=True)
     assert summary.images_ok == 0 and len(summary.failed) == 3
     assert all("is not an instance mask" in e and "--layout stardist needs every object labelled" in e
-               and e.endswith("or use --layout plain or nnunet for class masks.") for _, e in summary.failed)
+               and e.endswith("or use --layout plain or --layout nnunet for class masks.") for _, e in summary.failed)
     # boxes asked of class masks in a layout that takes them: the way out is to drop the boxes
     summary = export(data, tmp_path / "boxes", "nnunet", masks=True, boxes_from_masks=True)
     assert summary.images_ok == 0 and len(summary.failed) == 3
     assert all("--boxes-from-masks needs every object labelled" in e
-               and e.endswith("or leave out --boxes-from-masks to cut class masks as they are.")
+               and e.endswith("or cut class masks as they are, without --boxes-from-masks.")
                for _, e in summary.failed), summary.failed
     summary = export(data, tmp_path / "geo", "cellpose", geo=True)
     assert summary.exit_code == 0

@@ -638,8 +638,8 @@ def _check_connected(labels, ys, xs, ids, inverse, describe: str, check: str) ->
         k = int(np.argmax(per_id > 1))
         kind = "a binary mask" if len(ids) == 1 else "a class mask"
         # the way out without labelling: what asked for instances is the layout, or the boxes
-        other = ("leave out --boxes-from-masks to cut class masks as they are" if check == "--boxes-from-masks"
-                 else "use --layout plain or nnunet for class masks")
+        other = ("cut class masks as they are, without --boxes-from-masks" if check == "--boxes-from-masks"
+                 else "use --layout plain or --layout nnunet for class masks")
         raise ImageError(f"{describe} is not an instance mask: label {int(ids[k])} covers {int(per_id[k])} separate "
                          f"regions, so it is {kind}. {check} needs every object labelled with its own number — label "
                          f"the objects first (e.g. Fiji: Analyze Particles › Count Masks), or {other}.")
