@@ -542,13 +542,16 @@ def test_permission_lost_mid_export_names_the_file_and_keeps_a_manifest(long_inp
     json.loads((out / "manifest.json").read_text(encoding="utf-8"))  # a manifest is kept
 
 
-@pytest.mark.parametrize("case", ["tiff-0x10", "yolo-class-1e20", "damaged-mask"])
+@pytest.mark.parametrize("case", ["tiff-0x10", "yolo-class-1e20", "damaged-mask", "name-of-250-bytes"])
 def test_user_errors_are_one_sentence_naming_the_file(tmp_path, case):
     folder = tmp_path / "input"
     folder.mkdir()
     write_calibrated(folder / "a.tif", noise(seed=8))
     extra: list = []
-    if case == "tiff-0x10":
+    if case == "name-of-250-bytes":  # a valid name whose tiles' names (+ "_000.tif") are not
+        name, what = "n" * 246 + ".tif", r"longer than the file system allows; give the image a shorter name"
+        write_calibrated(folder / name, noise(seed=8))
+    elif case == "tiff-0x10":
         strip_tiff(folder / "scan.tif", 0, 10)  # 0 rows × 10 columns
         extra, name, what = ["--pixel-size", "0.325", "--unit", "um"], "scan.tif", r"\b0\b|empty|no pixels?|zero|0 ?[×x] ?10"
     elif case == "yolo-class-1e20":

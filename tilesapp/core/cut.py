@@ -459,6 +459,9 @@ def _write_tiles(image: _Image, tiles: range, values: np.ndarray, mask: np.ndarr
         except OSError as exc:
             if exc.errno in FATAL_ERRNOS:
                 raise Stop(stop_message(exc, sink.folder, files.file)) from exc
+            if exc.errno == errno.ENAMETOOLONG:
+                raise ImageError(f"{job.name}: its tiles' names ({job.stem} and the tile's number) are longer than the "
+                                 f"file system allows; give the image a shorter name.") from exc
             raise ImageError(f"{job.name}: writing {files.file} failed ({exc.strerror or exc}).") from exc
         written.append(record)
         run.done(1)
