@@ -119,6 +119,7 @@ def test_missing_tile_fails_that_source_only(tmp_path, folder):
     _, summary = drain(run_merge(tmp_path / "tiles", tmp_path / "merged"))
     assert sorted(p.name for p in summary.written) == ["a.tif", "c.tif"]
     assert summary.failed[0][0] == "b.tif" and "b_001.tif is missing" in summary.failed[0][1]
+    assert summary.failed[0][1].endswith("is needed to merge the image: put it back (or write that prediction again).")
     assert summary.exit_code == 1
 
 

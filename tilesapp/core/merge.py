@@ -375,7 +375,8 @@ def _merge_tiles(image: ImageMerge, job: SourceJob):
         try:
             array = sink.read(tile.file)
         except FileNotFoundError:
-            raise ImageError(f"{source.name}: tile {tile.file} is missing from {sink.folder}.") from None
+            raise ImageError(f"{source.name}: tile {tile.file} is missing from {sink.folder}; every tile its manifest "
+                             f"lists is needed to merge the image: put it back (or write that prediction again).") from None
         except ImageError as exc:
             raise ImageError(f"{source.name}: tile {exc}") from exc
         return as_tile(array, job.tile_size, tile.file, nearest)
