@@ -217,3 +217,25 @@ def test_the_command_hands_the_gil_over_sooner_than_python_by_default():
     before, after = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=cli_env(),
                                    check=True).stdout.split()
     assert float(before) == pytest.approx(0.005) and float(after) == pytest.approx(0.0002)  # kept in µs
+
+
+def test_recursive_cut_follows_links_to_folders_once(tmp_path):
+    """Links back up the tree (a loop) and a second way to a folder are searched once: the
+    command ends, and each image is cut once, under the name of its first way in name order."""
+    folder = tmp_path / "in"
+    (folder / "b_sub").mkdir(parents=True)
+    (folder / "c_other").mkdir()
+    tifffile.imwrite(folder / "b_sub" / "one.tif", microscopy((40, 50), seed=1))
+    tifffile.imwrite(folder / "c_other" / "two.tif", microscopy((40, 50), seed=2))
+    try:
+        (folder / "b_sub" / "up").symlink_to("..", target_is_directory=True)  # a loop
+        (folder / "b_sub" / "top").symlink_to(folder, target_is_directory=True)  # the same loop, absolute
+        (folder / "a_way_to_other").symlink_to("c_other", target_is_directory=True)
+        (folder / "b_sub" / "gone").symlink_to(tmp_path / "missing", target_is_directory=True)
+    except OSError:
+        pytest.skip("this system does not let us make symbolic links")
+    out = tmp_path / "out"
+    result = run("cut", folder, out, "--recursive", "--no-calibration", "--patch-size", 32, "--overlap", 0)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    sources = [s["file"] for s in json.loads((out / "manifest.json").read_text())["sources"]]
+    assert sources == ["b_sub/one.tif", "a_way_to_other/two.tif"], sources

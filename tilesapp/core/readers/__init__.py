@@ -192,7 +192,9 @@ def scan_folder(folder: str | Path, recursive: bool = False) -> Scan:
     """List the images of ``folder`` in natural name order, grouped by reader (TIFFs first).
 
     Any other file is listed in ``skipped``; an image that is a folder (``X.zarr``) is one
-    image, never searched inside. Raises FileNotFoundError / NotADirectoryError.
+    image, never searched inside. ``recursive`` follows links to folders, but searches each
+    folder once: a link back up the tree (a loop) or to a folder already searched adds nothing.
+    Raises FileNotFoundError / NotADirectoryError.
     """
     folder = Path(folder)
     if not folder.exists():
@@ -202,9 +204,18 @@ def scan_folder(folder: str | Path, recursive: bool = False) -> Scan:
     suffixes = image_suffixes()
     entries: list[Path] = []
     pending = [folder]
+    searched: set[tuple[int, int]] = set()  # (device, inode) of the folders searched
     while pending:
         current = pending.pop()
-        for entry in current.iterdir():
+        try:
+            stat = current.stat()
+        except OSError:  # a broken or unreadable link: nothing to search
+            continue
+        if (stat.st_dev, stat.st_ino) in searched:
+            continue
+        searched.add((stat.st_dev, stat.st_ino))
+        # in name order, so that of two ways to one folder, the same one is kept every time
+        for entry in sorted(current.iterdir(), key=_natural_key, reverse=True):
             if entry.is_dir() and entry.suffix.lower() not in suffixes:
                 if recursive:
                     pending.append(entry)
