@@ -66,3 +66,16 @@ def find(window, name: str):
     widget = window.findChild(QWidget, name)
     assert widget is not None, name
     return widget
+
+
+def refuse_folders(monkeypatch, *names: str) -> None:
+    """Folders named ``names`` cannot be listed (PermissionError), as without permission; simulated,
+    because tests often run as root, whom permissions do not stop."""
+    real_iterdir = Path.iterdir
+
+    def iterdir(self):
+        if self.name in names:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_iterdir(self)
+
+    monkeypatch.setattr(Path, "iterdir", iterdir)

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 import tifffile
-from helpers import microscopy
+from helpers import microscopy, refuse_folders
 from safety_helpers import cli_env
 
 from tilesapp import __version__
@@ -239,3 +239,18 @@ def test_recursive_cut_follows_links_to_folders_once(tmp_path):
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
     sources = [s["file"] for s in json.loads((out / "manifest.json").read_text())["sources"]]
     assert sources == ["b_sub/one.tif", "a_way_to_other/two.tif"], sources
+
+
+def test_a_sub_folder_that_cannot_be_read_is_warned_in_the_summary_and_manifest(tmp_path, monkeypatch, capsys):
+    folder = tmp_path / "in"
+    (folder / "locked").mkdir(parents=True)
+    (folder / "open").mkdir()
+    tifffile.imwrite(folder / "open" / "one.tif", microscopy((40, 50), seed=1))
+    refuse_folders(monkeypatch, "locked")
+    out = tmp_path / "out"
+    assert main(["cut", str(folder), str(out), "--recursive", "--no-calibration", "--patch-size", "32", "--overlap", "0",
+                 "-q"]) == 0
+    said = "locked: this folder cannot be read (Permission denied); the images in it were not searched."
+    assert f"Warning: {said}" in capsys.readouterr().err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert said in manifest["warnings"] and [s["file"] for s in manifest["sources"]] == ["open/one.tif"]

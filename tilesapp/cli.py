@@ -548,6 +548,8 @@ def cmd_sample(args) -> int:
         raise OutputError(f"{out} already exists; choose another name or pass --overwrite.")
     if not out.parent.is_dir():
         raise OutputError(f"The folder {out.parent} does not exist; create it first.")
+    for warning in inputs.unsearched_warnings():
+        _warn(f"Warning: {warning}")
     mosaic = drive(make_mosaic(inputs.images, args.count, args.size, args.seed), ProgressBar("images", enabled=not args.quiet))
     if out.suffix.lower() in (".tif", ".tiff"):
         write_image(out, mosaic, "YXS")
@@ -565,11 +567,14 @@ def cmd_info(args) -> int:
     rows = [row for path in inputs.images for row in _info_rows(path, inputs.name(path), settings)]
     total = sum(r.get("tiles", 0) for r in rows)
     skipped = [inputs.name(p) for p in inputs.skipped]
+    unsearched = inputs.unsearched_warnings()
     if args.json:
         print(json.dumps({"input": str(inputs.root), "settings": settings.to_dict(), "images": rows,
-                          "skipped": skipped, "tiles": total}, indent=2, ensure_ascii=False))
+                          "skipped": skipped, "unsearched": unsearched, "tiles": total}, indent=2, ensure_ascii=False))
         return EXIT_OK
     _print_info_table(inputs.root, rows, skipped, total, settings)
+    for warning in unsearched:
+        _warn(f"Warning: {warning}")
     if unknown:
         _warn(f"{args.config}: ignored unknown settings {', '.join(unknown)}.")
     return EXIT_OK

@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 import tifffile
-from helpers import microscopy, write_imagej, write_ome
+from helpers import microscopy, refuse_folders, write_imagej, write_ome
 
 from tilesapp.core.calibration import canonical_unit, scale_factors, scaled_shape, to_um
 from tilesapp.core.errors import ImageError
@@ -257,3 +257,29 @@ def test_a_png_header_longer_than_the_first_read_is_read_on(tmp_path, comment_by
         pixels = scene.read(0, 20, 0, 30)
     np.testing.assert_array_equal(pixels[..., :3], rgb)
     assert (pixels[..., 3] == 255).all()
+
+
+def test_a_sub_folder_that_cannot_be_read_is_said_and_the_search_goes_on(tmp_path, monkeypatch):
+    """A sub-folder without permission (simulated: tests often run as root) is listed with why;
+    the other folders are searched; the folder itself, unreadable, is a settings error."""
+    from tilesapp.core.errors import SettingsError
+    from tilesapp.core.folders import collect_inputs
+
+    (tmp_path / "a_locked").mkdir()
+    (tmp_path / "a_locked" / "hidden.tif").write_bytes(b"x")
+    (tmp_path / "b_open").mkdir()
+    (tmp_path / "b_open" / "seen.tif").write_bytes(b"x")
+    refuse_folders(monkeypatch, "a_locked", "top_locked")
+    scan = scan_folder(tmp_path, recursive=True)
+    assert [p.name for p in scan.images] == ["seen.tif"]
+    assert scan.unsearched == ((tmp_path / "a_locked", "Permission denied"),)
+    inputs = collect_inputs(tmp_path, recursive=True)
+    assert inputs.unsearched_warnings() == [
+        "a_locked: this folder cannot be read (Permission denied); the images in it were not searched."]
+    (tmp_path / "top_locked").mkdir()
+    with pytest.raises(SettingsError, match=r"The input folder .*top_locked cannot be read \(Permission denied\); "
+                                            r"check its permissions\."):
+        collect_inputs(tmp_path / "top_locked", recursive=True)
+    (tmp_path / "b_open" / "seen.tif").unlink()
+    with pytest.raises(SettingsError, match=r"holds no images that can be read: .*a_locked cannot be read"):
+        collect_inputs(tmp_path, recursive=True)

@@ -12,7 +12,7 @@ from PySide6.QtWidgets import QCheckBox, QComboBox, QLabel, QLineEdit, QPushButt
 from tilesapp.core.geometry import TileGrid
 from tilesapp.core.settings import Settings, load_settings
 from tilesapp.gui import MainWindow
-from helpers import find
+from helpers import find, refuse_folders
 from person import click, column, pick, table_rows, type_in
 
 OBJECT_NAMES = {
@@ -74,6 +74,20 @@ def test_load_folder_shows_sources_shape_and_pixel_size(window, make_folder, loa
     # Loading shows the sample mosaic by itself.
     qtbot.waitUntil(lambda: window.viewer.has_image, timeout=10_000)
     assert window.store.recent_folders() == [folder]
+
+
+def test_include_sub_folders_says_which_folder_could_not_be_read(window, make_folder, load, qtbot, monkeypatch):
+    folder = make_folder("images", [((200, 300), 0.65)])
+    make_folder("images/deeper", [((100, 120), 0.65)])
+    (folder / "locked").mkdir()
+    refuse_folders(monkeypatch, "locked")
+    load(window, folder)
+    with qtbot.waitSignal(window.sourcesLoaded, timeout=10_000):
+        click(qtbot, window, "recursiveCheck")  # the person ticks Include sub-folders
+    label = find(window, "sourcesLabel")
+    assert label.text().startswith("2 images") and "1 folder not readable" in label.text(), label.text()
+    assert ("locked: this folder cannot be read (Permission denied); the images in it were not searched."
+            in label.toolTip()), label.toolTip()
 
 
 def test_different_images_give_auto_pixel_size_and_different_shapes(window, make_folder, load):

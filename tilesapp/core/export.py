@@ -173,6 +173,8 @@ class _Export:
         self.plan = ExportPlan(settings, self.splits, training, self.summary, self.warn)
         self.records, self.jobs, self.results = self.plan.records, self.plan.jobs, self.plan.results
         self.manifest.sources = self.records  # filled while planning
+        for warning in inputs.unsearched_warnings():
+            self.warn("", warning)
         odd = undecodable_names(names + self.manifest.skipped)
         for name in odd:
             self.warn("", f"the name {name.encode('utf-8', 'backslashreplace').decode()} is not valid UTF-8; "

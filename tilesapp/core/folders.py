@@ -188,6 +188,12 @@ class Inputs:
     folders: list[Path]
     images: list[Path]
     skipped: list[Path]
+    unsearched: list[tuple[Path, str]] = field(default_factory=list)  # sub-folders that cannot be read, why
+
+    def unsearched_warnings(self) -> list[str]:
+        """What to say of the sub-folders that could not be searched."""
+        return [f"{self.name(path)}: this folder cannot be read ({why}); the images in it were not searched."
+                for path, why in self.unsearched]
 
     def name(self, path: Path) -> str:
         """An image's name as manifests record it: relative to the common folder."""
@@ -204,12 +210,20 @@ def collect_inputs(sources: str | Path | Sequence[str | Path], recursive: bool =
         if folder.is_file() or (folder.is_dir() and folder.suffix.lower() in suffixes):
             sources = [folder]  # an image file, or an image that is a folder (X.zarr)
         else:
-            scan = scan_folder(folder, recursive)
+            try:
+                scan = scan_folder(folder, recursive)
+            except PermissionError as exc:
+                raise SettingsError("input", f"The input folder {folder} cannot be read ({exc.strerror or exc}); check "
+                                             f"its permissions.") from None
+            if not scan.images and scan.unsearched:
+                path, why = scan.unsearched[0]
+                raise SettingsError("input", f"The folder {folder} holds no images that can be read: {path} cannot be "
+                                             f"read ({why}); check its permissions.")
             if not scan.images:
                 raise SettingsError(
                     "input", f"The folder {folder} holds no images ({', '.join(suffixes)}); choose the folder that holds them."
                 )
-            return Inputs(folder, [folder], list(scan.images), list(scan.skipped))
+            return Inputs(folder, [folder], list(scan.images), list(scan.skipped), list(scan.unsearched))
     files = [Path(p).expanduser().absolute() for p in sources]
     missing = [p for p in files if not p.exists()]
     if missing:

@@ -316,7 +316,8 @@ class _Prediction:
         self.cancel = cancel
         self.limit = settings.memory_limit or default_memory_limit()
         self.summary = PredictSummary(out, providers=list(model.providers),
-                                      skipped=[inputs.name(p) for p in inputs.skipped])
+                                      skipped=[inputs.name(p) for p in inputs.skipped],
+                                      warnings=[("", warning) for warning in inputs.unsearched_warnings()])
         self.coco = box_merge.CocoFile()
         self.events: queue.SimpleQueue = queue.SimpleQueue()
         on_cpu = model.providers[:1] == ["CPUExecutionProvider"]

@@ -415,7 +415,7 @@ class SourcesController(Controller):
         return n_z, n_t, self.sources.max_scenes, "; ".join(waiting)
 
     def _sources_tooltip(self) -> str:
-        lines = [f"{r.name}: {r.problem}" for r in self.assessment.unreadable]
+        lines = [f"{r.name}: {r.problem}" for r in self.assessment.unreadable] + self.sources.unsearched
         return "\n".join(lines + [f"skipped: {p.name}" for p in self.sources.skipped[:20]])
 
     def _shape_text(self) -> tuple[str, str]:

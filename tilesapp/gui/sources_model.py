@@ -48,6 +48,7 @@ class Sources:
     skipped: list[Path] = field(default_factory=list)
     images: list[Path] = field(default_factory=list)  # every image found, readable or not
     root: Path | None = None  # common folder of the images; names are relative to it
+    unsearched: list[str] = field(default_factory=list)  # sub-folders that could not be read, said
 
     @property
     def infos(self) -> list[SceneInfo]:
@@ -105,7 +106,8 @@ def inspect_sources(
     inputs = collect_inputs(sources, recursive)
     given = Path(sources) if isinstance(sources, (str, Path)) else [Path(p) for p in sources]
     result = Sources(
-        given, list(inputs.folders), skipped=list(inputs.skipped), images=list(inputs.images), root=inputs.root
+        given, list(inputs.folders), skipped=list(inputs.skipped), images=list(inputs.images), root=inputs.root,
+        unsearched=inputs.unsearched_warnings(),
     )
     n = len(inputs.images)
     for i, path in enumerate(inputs.images):
@@ -231,6 +233,7 @@ class Assessment:
     rows: tuple[Row, ...] = ()
     skipped: int = 0
     files: int = 0  # image files the rows come from
+    unsearched: int = 0  # sub-folders that could not be read
 
     @property
     def ready(self) -> list[Row]:
@@ -264,6 +267,8 @@ class Assessment:
             notes.append(f"{len(self.unreadable)} unreadable")
         if self.skipped:
             notes.append(f"{plural(self.skipped, 'other file')} skipped")
+        if self.unsearched:
+            notes.append(f"{plural(self.unsearched, 'folder')} not readable")
         text = plural(len(self.rows), "image")
         if self.files and self.files != len(self.rows):
             notes.insert(0, f"from {plural(self.files, 'file')}")
@@ -327,7 +332,8 @@ def assess(sources: Sources | None, settings: Settings) -> Assessment:
             rows.append(Row(path, name, None, problem=without_name(path.name, reasons.get(name, "cannot be read."))))
             continue
         rows += _file_rows(path, name, scenes, settings)
-    return Assessment(tuple(rows), len(sources.skipped), len(sources.scenes) + len(sources.unreadable))
+    return Assessment(tuple(rows), len(sources.skipped), len(sources.scenes) + len(sources.unreadable),
+                      len(sources.unsearched))
 
 
 def _file_rows(path: Path, name: str, scenes: list[SceneInfo], settings: Settings) -> list[Row]:

@@ -177,11 +177,13 @@ def read_array(path: str | Path) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Scan:
-    """What a folder holds: the images to process and the files passed over."""
+    """What a folder holds: the images to process, the files passed over, and the sub-folders
+    that could not be searched (with why)."""
 
     folder: Path
     images: tuple[Path, ...]
     skipped: tuple[Path, ...]
+    unsearched: tuple[tuple[Path, str], ...] = ()
 
 
 def _natural_key(path: Path) -> list:
@@ -194,7 +196,8 @@ def scan_folder(folder: str | Path, recursive: bool = False) -> Scan:
     Any other file is listed in ``skipped``; an image that is a folder (``X.zarr``) is one
     image, never searched inside. ``recursive`` follows links to folders, but searches each
     folder once: a link back up the tree (a loop) or to a folder already searched adds nothing.
-    Raises FileNotFoundError / NotADirectoryError.
+    A sub-folder that cannot be read is listed in ``unsearched``; the folder itself raises
+    (FileNotFoundError, NotADirectoryError, PermissionError).
     """
     folder = Path(folder)
     if not folder.exists():
@@ -205,6 +208,7 @@ def scan_folder(folder: str | Path, recursive: bool = False) -> Scan:
     entries: list[Path] = []
     pending = [folder]
     searched: set[tuple[int, int]] = set()  # (device, inode) of the folders searched
+    unsearched: list[tuple[Path, str]] = []
     while pending:
         current = pending.pop()
         try:
@@ -214,8 +218,15 @@ def scan_folder(folder: str | Path, recursive: bool = False) -> Scan:
         if (stat.st_dev, stat.st_ino) in searched:
             continue
         searched.add((stat.st_dev, stat.st_ino))
-        # in name order, so that of two ways to one folder, the same one is kept every time
-        for entry in sorted(current.iterdir(), key=_natural_key, reverse=True):
+        try:
+            # in name order, so that of two ways to one folder, the same one is kept every time
+            found = sorted(current.iterdir(), key=_natural_key, reverse=True)
+        except OSError as exc:
+            if current == folder:
+                raise
+            unsearched.append((current, exc.strerror or str(exc)))
+            continue
+        for entry in found:
             if entry.is_dir() and entry.suffix.lower() not in suffixes:
                 if recursive:
                     pending.append(entry)
@@ -227,7 +238,7 @@ def scan_folder(folder: str | Path, recursive: bool = False) -> Scan:
     by_suffix = {s: order[r.name] for r in readers() for s in r.suffixes if s in rank}
     images = sorted((p for p in entries if p.suffix.lower() in rank), key=lambda p: by_suffix[p.suffix.lower()])
     skipped = [p for p in entries if p.suffix.lower() not in rank]
-    return Scan(folder, tuple(images), tuple(skipped))
+    return Scan(folder, tuple(images), tuple(skipped), tuple(sorted(unsearched)))
 
 
 __all__ = [
