@@ -157,6 +157,13 @@ def test_sample_mosaic(folder, tmp_path):
     result = run("sample", folder, folder / "m.png")
     assert result.returncode == 2 and "inside the input folder" in result.stderr
     assert not (folder / "m.png").exists()
+    (tmp_path / "shots.png").mkdir()  # a folder with an image's name: said, never an unexpected error
+    result = run("sample", folder, tmp_path / "shots.png", "--overwrite")
+    assert result.returncode == 2 and "shots.png is a folder; give the mosaic a file name" in result.stderr, result.stderr
+    for suffix in (".jpg", ".tif"):  # every format, written whole under its name
+        result = run("sample", folder, tmp_path / f"mosaic{suffix}", "--seed", 1)
+        assert result.returncode == 0 and cv2.imread(str(tmp_path / f"mosaic{suffix}")).shape == mosaic.shape
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temporary file left
 
 
 def test_unexpected_error_goes_to_the_log_not_the_screen(folder, tmp_path, monkeypatch, capsys):

@@ -532,7 +532,7 @@ def cmd_predict(args) -> int:
 def cmd_sample(args) -> int:
     from tilesapp.core.folders import collect_inputs, is_inside
     from tilesapp.core.mosaic import make_mosaic
-    from tilesapp.core.writers import encode, write_image
+    from tilesapp.core.writers import write_image
 
     out = Path(args.output).expanduser()
     if not 1 <= args.count <= 25:
@@ -544,6 +544,8 @@ def cmd_sample(args) -> int:
     inputs = collect_inputs(args.input, args.recursive)
     if any(is_inside(out.parent, folder) for folder in inputs.folders):
         raise OutputError(f"{out} is inside the input folder; save the mosaic somewhere else so the input is never touched.")
+    if out.is_dir():
+        raise OutputError(f"{out} is a folder; give the mosaic a file name, such as {out / 'mosaic.png'}.")
     if out.exists() and not args.overwrite:
         raise OutputError(f"{out} already exists; choose another name or pass --overwrite.")
     if not out.parent.is_dir():
@@ -551,10 +553,7 @@ def cmd_sample(args) -> int:
     for warning in inputs.unsearched_warnings():
         _warn(f"Warning: {warning}")
     mosaic = drive(make_mosaic(inputs.images, args.count, args.size, args.seed), ProgressBar("images", enabled=not args.quiet))
-    if out.suffix.lower() in (".tif", ".tiff"):
-        write_image(out, mosaic, "YXS")
-    else:
-        out.write_bytes(encode(mosaic, "YXS", out.suffix.lower()))
+    write_image(out, mosaic, "YXS")  # atomically: an earlier mosaic stays whole until the new one is
     _say(args, f"Wrote a mosaic of {min(args.count, len(inputs.images))} images to {out}.")
     return EXIT_OK
 
