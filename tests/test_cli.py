@@ -261,3 +261,19 @@ def test_a_sub_folder_that_cannot_be_read_is_warned_in_the_summary_and_manifest(
     assert f"Warning: {said}" in capsys.readouterr().err
     manifest = json.loads((out / "manifest.json").read_text())
     assert said in manifest["warnings"] and [s["file"] for s in manifest["sources"]] == ["open/one.tif"]
+
+
+def test_a_file_where_a_folder_belongs_is_said_for_what_it_is(folder, tmp_path):
+    """Each command names what its folder is for; a file given as the tiles of a merge is
+    named as such, never as a damaged manifest."""
+    a_file = tmp_path / "notes.md"
+    a_file.write_text("notes")
+    tiles = tmp_path / "tiles"
+    assert run("cut", folder, tiles, "--patch-size", 128, "--overlap", 32, "-q").returncode == 0
+    for args, said in ((("cut", folder, a_file), "choose a folder for the tiles."),
+                       (("merge", tiles, a_file), "choose a folder for the merged images."),
+                       (("merge", a_file, tmp_path / "merged"), "merge needs the folder written by 'tilesapp cut'.")):
+        result = run(*args)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert result.stderr.strip() == f"tilesapp: error: {a_file} is a file, not a folder; {said}", result.stderr
+    assert a_file.read_text() == "notes" and not (tmp_path / "merged").exists()

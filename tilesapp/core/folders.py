@@ -51,15 +51,16 @@ def check_output_folder(output: str | Path, inputs: Sequence[str | Path], overwr
     check_output_contents(output, overwrite)
 
 
-def check_output_place(output: str | Path, inputs: Sequence[str | Path]) -> None:
-    """The export folder is neither an input folder nor inside one, nor a file."""
+def check_output_place(output: str | Path, inputs: Sequence[str | Path], holds: str = "the tiles") -> None:
+    """The export folder is neither an input folder nor inside one, nor a file (``holds``: what
+    it is for, as the refusal says)."""
     out = Path(output).expanduser()
     for folder in inputs:
         if is_inside(out, folder):
             where = "is the input folder" if out.resolve() == Path(folder).resolve() else f"is inside the input folder {folder}"
             raise OutputError(f"The export folder {out} {where}; choose a folder outside it so the source images are never touched.")
     if out.exists() and not out.is_dir():
-        raise OutputError(f"{out} is a file, not a folder; choose a folder for the tiles.")
+        raise OutputError(f"{out} is a file, not a folder; choose a folder for {holds}.")
 
 
 def check_output_contents(output: str | Path, overwrite: bool = False) -> ExportContents | None:

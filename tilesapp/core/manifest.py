@@ -273,6 +273,8 @@ def read_manifest(folder: str | Path) -> Manifest:
         data = json.loads(raw.decode("utf-8"))
     except FileNotFoundError:
         raise TilesError(f"{folder} has no {MANIFEST_NAME}; merge needs the folder written by 'tilesapp cut'.") from None
+    except NotADirectoryError:
+        raise TilesError(f"{folder} is a file, not a folder; merge needs the folder written by 'tilesapp cut'.") from None
     except (OSError, ValueError, RecursionError) as exc:
         raise TilesError(f"{path} cannot be read ({str(exc)[:200]}); it may be damaged.") from None
     return parse_manifest(data, folder)

@@ -203,7 +203,7 @@ def run_merge(
     manifest = read_manifest(tiles_folder)
     out = Path(output).expanduser().absolute()
     cut_from = [Path(manifest.input)] if manifest.input and Path(manifest.input).is_dir() else []
-    check_output_place(out, [tiles_folder] + cut_from + ([predictions] if predictions else []))
+    check_output_place(out, [tiles_folder] + cut_from + ([predictions] if predictions else []), "the merged images")
     sources, summary = _mergeable(manifest, out)
     if predictions is None:
         _check_memory(tiles_folder, manifest, sources, limit, combine)

@@ -298,7 +298,7 @@ def run_predict(
     settings = replace(settings, min_foreground=0.0, val_fraction=0.0)  # every tile, one side
     found = collect_inputs(inputs, settings.recursive)
     out = Path(output).expanduser().absolute()
-    check_output_place(out, found.folders)
+    check_output_place(out, found.folders, "the results")
     if not isinstance(model, Model):
         model = Model(model, options.device, settings.workers)
     model.check_tile_size(settings.tile_size, settings_file)
