@@ -230,6 +230,9 @@ def collect_inputs(sources: str | Path | Sequence[str | Path], recursive: bool =
     if missing:
         raise SettingsError("input", f"{missing[0]} does not exist; check the path.")
     images = [p for p in files if p.suffix.lower() in suffixes and (p.is_file() or p.is_dir())]
+    if not images and len(files) == 1:
+        raise SettingsError("input", f"{files[0]} is not an image this program reads ({', '.join(suffixes)}); give a "
+                                     f"folder of images, or an image.")
     if not images:
         raise SettingsError("input", f"None of the {len(files)} files is an image ({', '.join(suffixes)}).")
     folders = sorted({p.parent for p in images})
