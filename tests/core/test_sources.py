@@ -283,3 +283,20 @@ def test_a_sub_folder_that_cannot_be_read_is_said_and_the_search_goes_on(tmp_pat
     (tmp_path / "b_open" / "seen.tif").unlink()
     with pytest.raises(SettingsError, match=r"holds no images that can be read: .*a_locked cannot be read"):
         collect_inputs(tmp_path, recursive=True)
+
+
+def test_a_folder_named_like_an_image_file_is_a_folder(tmp_path):
+    """Only formats whose images are folders (X.zarr) make a folder an image: a folder named
+    'run.czi' or 'day1.tif' is searched like any folder, given as input or met inside one."""
+    from tilesapp.core.folders import collect_inputs
+
+    outer = tmp_path / "run.czi"
+    (outer / "day1.tif").mkdir(parents=True)
+    write_imagej(outer / "a.tif", microscopy((40, 50)), 0.65)
+    write_imagej(outer / "day1.tif" / "b.tif", microscopy((40, 50)), 0.65)
+    (outer / "plate.zarr").mkdir()  # an image folder: one image, never searched inside
+    assert [p.name for p in scan_folder(outer).images] == ["a.tif", "plate.zarr"]
+    assert [p.relative_to(outer).as_posix() for p in scan_folder(outer, recursive=True).images] == [
+        "a.tif", "day1.tif/b.tif", "plate.zarr"]
+    inputs = collect_inputs(outer, recursive=True)
+    assert inputs.root == outer and inputs.folders == [outer] and len(inputs.images) == 3

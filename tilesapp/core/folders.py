@@ -19,7 +19,7 @@ from pathlib import Path
 
 from tilesapp.core.errors import OutputError, SettingsError, TilesError
 from tilesapp.core.manifest import MANIFEST_NAME, Manifest, read_manifest
-from tilesapp.core.readers import image_suffixes, scan_folder
+from tilesapp.core.readers import image_folder_suffixes, image_suffixes, scan_folder
 from tilesapp.core.writers import PARTIAL_SUFFIX
 
 #: Files a run keeps in its export folder besides tiles: its lock and settings.
@@ -208,7 +208,7 @@ def collect_inputs(sources: str | Path | Sequence[str | Path], recursive: bool =
         folder = Path(sources).expanduser().absolute()  # relative names are made against it
         if not folder.exists():
             raise SettingsError("input", f"The input folder {folder} does not exist; check the path.")
-        if folder.is_file() or (folder.is_dir() and folder.suffix.lower() in suffixes):
+        if folder.is_file() or (folder.is_dir() and folder.suffix.lower() in image_folder_suffixes()):
             sources = [folder]  # an image file, or an image that is a folder (X.zarr)
         else:
             try:
@@ -229,7 +229,8 @@ def collect_inputs(sources: str | Path | Sequence[str | Path], recursive: bool =
     missing = [p for p in files if not p.exists()]
     if missing:
         raise SettingsError("input", f"{missing[0]} does not exist; check the path.")
-    images = [p for p in files if p.suffix.lower() in suffixes and (p.is_file() or p.is_dir())]
+    images = [p for p in files if (p.is_file() and p.suffix.lower() in suffixes)
+              or (p.is_dir() and p.suffix.lower() in image_folder_suffixes())]
     if not images and len(files) == 1:
         raise SettingsError("input", f"{files[0]} is not an image this program reads ({', '.join(suffixes)}); give a "
                                      f"folder of images, or an image.")

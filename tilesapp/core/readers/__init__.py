@@ -73,13 +73,20 @@ def image_suffixes() -> tuple[str, ...]:
     return tuple(seen)
 
 
+def image_folder_suffixes() -> tuple[str, ...]:
+    """Suffixes of images that are folders (X.zarr): a folder named with another image suffix
+    (``scans.tif/``) is a folder of images."""
+    return tuple(dict.fromkeys(s for r in readers() if getattr(r, "folders", False) for s in r.suffixes))
+
+
 def _listing_rank(reader: Reader) -> int:
     return BUILTIN.index(reader.name) if reader.name in BUILTIN else len(BUILTIN)
 
 
 def is_image(path: str | Path) -> bool:
     """Whether ``path`` has the name of an image a reader opens (files, or folders like X.zarr)."""
-    return Path(path).suffix.lower() in image_suffixes()
+    path = Path(path)
+    return path.suffix.lower() in (image_folder_suffixes() if path.is_dir() else image_suffixes())
 
 
 def reader_for(path: str | Path) -> Reader:
@@ -204,7 +211,7 @@ def scan_folder(folder: str | Path, recursive: bool = False) -> Scan:
         raise FileNotFoundError(f"folder {folder} does not exist")
     if not folder.is_dir():
         raise NotADirectoryError(f"{folder} is not a folder")
-    suffixes = image_suffixes()
+    suffixes, folder_images = image_suffixes(), image_folder_suffixes()
     entries: list[Path] = []
     pending = [folder]
     searched: set[tuple[int, int]] = set()  # (device, inode) of the folders searched
@@ -227,7 +234,7 @@ def scan_folder(folder: str | Path, recursive: bool = False) -> Scan:
             unsearched.append((current, exc.strerror or str(exc)))
             continue
         for entry in found:
-            if entry.is_dir() and entry.suffix.lower() not in suffixes:
+            if entry.is_dir() and entry.suffix.lower() not in folder_images:
                 if recursive:
                     pending.append(entry)
             elif entry.is_file() or entry.is_dir():
@@ -250,6 +257,7 @@ __all__ = [
     "Scene",
     "SceneInfo",
     "from_yxc",
+    "image_folder_suffixes",
     "image_suffixes",
     "inspect_image",
     "is_image",

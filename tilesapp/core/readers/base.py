@@ -99,7 +99,9 @@ class ImageFile(Protocol):
 
 
 class Reader(Protocol):
-    """A format: which names it claims, how to recognise its bytes, how to open a file."""
+    """A format: which names it claims, how to recognise its bytes, how to open a file. A
+    format whose images are folders (X.zarr) says so with a true ``folders`` attribute; for
+    the others, a folder with one of their suffixes is a folder."""
 
     name: str
     suffixes: tuple[str, ...]

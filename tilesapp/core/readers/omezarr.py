@@ -231,6 +231,7 @@ def _channel_names(attrs: dict, entry: dict | None, n_c: int) -> tuple[str, ...]
 class OmeZarrReader:
     name = "omezarr"
     suffixes = (".zarr",)
+    folders = True  # an OME-Zarr image is a folder
 
     def sniff(self, head: bytes) -> bool:
         """For the head of a folder's metadata file (``.zattrs``, ``.zgroup``, ``zarr.json``): zarr JSON.
