@@ -279,3 +279,28 @@ def test_a_file_where_a_folder_belongs_is_said_for_what_it_is(folder, tmp_path):
     result = run("cut", a_file, tmp_path / "out")  # a file that is not an image, as the input
     assert result.returncode == 2 and "notes.md is not an image this program reads (.tif" in result.stderr, result.stderr
     assert a_file.read_text() == "notes" and not (tmp_path / "merged").exists() and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16"])
+def test_text_files_saved_by_windows_tools_are_read(folder, tmp_path, encoding):
+    """A settings file and YOLO labels with a byte order mark (Notepad's UTF-8 with BOM, or its
+    "Unicode", UTF-16) are read as the text they hold, with the same result as plain UTF-8."""
+    settings = tmp_path / "settings.json"
+    settings.write_text('{"tile_size": 128, "overlap": 32, "calibrate": false}', encoding=encoding)
+    labels, plain = tmp_path / "labels", tmp_path / "plain-labels"
+    for where, how in ((labels, encoding), (plain, "utf-8")):
+        where.mkdir()
+        (where / "a.txt").write_text("0 0.5 0.5 0.2 0.2\n1 0.25 0.3 0.1 0.1\n", encoding=how)
+        for empty in ("b.txt", "c.txt"):  # images without objects
+            (where / empty).write_text("", encoding=how)
+        (where / "classes.txt").write_text("cell\nnucleus\n", encoding=how)
+    for out, given in (("out", labels), ("plain-out", plain)):
+        result = run("cut", folder, tmp_path / out, "--config", settings, "--labels", given, "-q")
+        assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["tile_size"] == 128 and manifest["settings"]["calibrate"] is False
+    written = sorted(p.relative_to(tmp_path / "out") for p in (tmp_path / "out").rglob("*.txt"))
+    assert written and written == sorted(p.relative_to(tmp_path / "plain-out") for p in (tmp_path / "plain-out").rglob("*.txt"))
+    for name in written:  # the tiles' labels; classes.txt is copied as it was given
+        if name.name != "classes.txt":
+            assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "plain-out" / name).read_bytes(), name

@@ -16,6 +16,7 @@ import numpy as np
 from tilesapp.core.errors import ImageError
 from tilesapp.core.geometry import Tile
 from tilesapp.core.readers import SceneInfo, image_suffixes, is_image
+from tilesapp.core.textfiles import read_text
 
 
 #: Largest class id a label file may hold (YOLO class ids index a list of names).
@@ -119,7 +120,7 @@ def read_yolo(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """
     classes, boxes = [], []
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = read_text(path)
     except (OSError, UnicodeDecodeError) as exc:
         raise ImageError(f"{path.name}: cannot be read ({exc}).") from exc
     for number, line in enumerate(text.splitlines(), start=1):

@@ -33,6 +33,7 @@ import numpy as np
 from tilesapp.core.annotations import Boxes, visible
 from tilesapp.core.errors import ImageError
 from tilesapp.core.geometry import Tile
+from tilesapp.core.textfiles import read_text
 
 #: Largest annotation file read (a whole-slide QuPath export of every cell is a few hundred MB).
 MAX_FILE_BYTES = 1 << 30
@@ -142,13 +143,13 @@ def load_json(path: Path) -> Any:
         if size > MAX_FILE_BYTES:
             raise ImageError(f"{path.name} is {size >> 20} MB, more than the {MAX_FILE_BYTES >> 20} MB an annotation "
                              f"file may have.")
-        return json.loads(path.read_bytes().decode("utf-8-sig"))
+        return json.loads(read_text(path))
     except ImageError:
         raise
     except json.JSONDecodeError as exc:
         raise ImageError(f"{path.name} is not valid JSON (line {exc.lineno}: {exc.msg}).") from None
     except UnicodeDecodeError:
-        raise ImageError(f"{path.name} is not UTF-8 text, so not a JSON annotation file.") from None
+        raise ImageError(f"{path.name} is not UTF-8 or UTF-16 text, so not a JSON annotation file.") from None
     except RecursionError:
         raise ImageError(f"{path.name} is nested too deeply to be an annotation file.") from None
     except OSError as exc:

@@ -25,6 +25,7 @@ import numpy as np
 
 from tilesapp.core.annotations import MAX_CLASS
 from tilesapp.core.errors import ImageError, SettingsError
+from tilesapp.core.textfiles import read_text
 
 FUSIONS = ("nms", "wbf")
 #: Tile pixels from an inner edge within which a box counts as cut by it.
@@ -102,7 +103,7 @@ def read_predictions(path: Path) -> np.ndarray:
     try:
         if path.stat().st_size > MAX_FILE_BYTES:
             raise ImageError(f"{path.name}: {path.stat().st_size >> 20} MB is too large for a prediction file.")
-        text = path.read_text(encoding="utf-8-sig")
+        text = read_text(path)
     except (OSError, UnicodeDecodeError) as exc:
         raise ImageError(f"{path.name}: cannot be read ({exc}).") from exc
     rows = []
@@ -262,7 +263,7 @@ def class_names(*places) -> list[str] | None:
             for path in [folder / CLASSES_NAME, *sorted(folder.glob(f"*/{CLASSES_NAME}"))]:
                 if path.is_file() and path.stat().st_size < MAX_FILE_BYTES:
                     try:
-                        return [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
+                        return [line.strip() for line in read_text(path).splitlines() if line.strip()]
                     except (OSError, UnicodeDecodeError):
                         continue
     return None

@@ -56,6 +56,7 @@ from tilesapp.core.settings import Settings
 from tilesapp.core.sinks import StemNames, TileFiles
 from tilesapp.core.sources import sources_of
 from tilesapp.core.writers import write_bytes, write_text
+from tilesapp.core.textfiles import read_text
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,7 @@ def predict_options(path: str | Path | None) -> dict[str, Any]:
     if path is None:
         return {}
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = json.loads(read_text(path))
     except (OSError, ValueError):
         return {}  # the settings themselves were read (or refused) by load_settings
     section = data.get("predict", {}) if isinstance(data, dict) else {}

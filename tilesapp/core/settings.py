@@ -21,6 +21,7 @@ from typing import Any
 
 from tilesapp.core.calibration import UNITS, canonical_unit, to_um
 from tilesapp.core.errors import SettingsError
+from tilesapp.core.textfiles import read_text
 
 NORMS = ("none", "local", "global")
 DTYPES = ("float32", "uint8", "uint16")
@@ -381,7 +382,7 @@ def load_settings(path: str | Path, base: Settings | None = None) -> tuple[Setti
         if path.stat().st_size > MAX_SETTINGS_BYTES:
             raise SettingsError("config", f"{path} is {path.stat().st_size >> 20} MB, too large to be a settings file; "
                                           f"check the path.")
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_text(path))
     except FileNotFoundError:
         raise SettingsError("config", f"settings file {path} does not exist; check the path.") from None
     except IsADirectoryError:

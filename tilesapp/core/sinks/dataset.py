@@ -18,6 +18,7 @@ import numpy as np
 
 from tilesapp.core.manifest import Manifest, TileRecord
 from tilesapp.core.sinks.base import Layout, RunInfo
+from tilesapp.core.textfiles import read_text
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ def read_class_names(path: Path | None) -> tuple[str, ...]:
     if path is None or not Path(path).is_file():
         return ()
     try:
-        lines = Path(path).read_text(encoding="utf-8-sig").splitlines()
+        lines = read_text(path).splitlines()
     except (OSError, UnicodeDecodeError):
         return ()
     return tuple(line.strip() for line in lines if line.strip())
