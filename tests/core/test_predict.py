@@ -206,6 +206,12 @@ def test_the_model_input_is_checked_against_the_settings(images, tmp_path):
     assert summary.exit_code == 1 and not summary.written
     assert summary.failed[0] == ("a.tif", "a.tif has 1 channel but rgb.onnx takes 3; predict images like those it was "
                                           "trained on.")
+    rgb_images = tmp_path / "rgb-images"
+    rgb_images.mkdir()
+    write_imagej(rgb_images / "two.tif", np.stack([microscopy((64, 64), seed=s) for s in (1, 2)]), 0.65, axes="CYX")
+    _, summary = drain(run_predict(rgb_images, tmp_path / "out2", identity(tmp_path / "one.onnx"), SETTINGS))
+    assert summary.failed[0] == ("two.tif", "two.tif has 2 channels but one.onnx takes 1; keep 1 of them with --channels, "
+                                            "or predict images like those it was trained on.")
     (tmp_path / "junk.onnx").write_bytes(b"not a model")
     with pytest.raises(SettingsError, match="junk.onnx cannot be loaded as an ONNX model"):
         drain(run_predict(images, tmp_path / "out2", tmp_path / "junk.onnx", SETTINGS))

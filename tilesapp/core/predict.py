@@ -388,10 +388,12 @@ class _Prediction:
             try:
                 plan = plan_image(source.info, self.settings, source.name, scenes[source.ref.scene][1])
                 channels = self.model.channels
-                if channels is not None and plan.info.channels != channels:
-                    raise ImageError(f"{source.name} has {plan.info.channels} channel{'s' * (plan.info.channels != 1)} "
-                                     f"but {self.model.path.name} takes {channels}; predict images like those it was "
-                                     f"trained on.")
+                has = plan.info.channels
+                if channels is not None and has != channels:
+                    # more channels than the model takes: some of them may be what it was trained on
+                    todo = f"keep {channels} of them with --channels, or predict" if has > channels else "predict"
+                    raise ImageError(f"{source.name} has {has} channel{'s' * (has != 1)} but {self.model.path.name} takes "
+                                     f"{channels}; {todo} images like those it was trained on.")
             except ImageError as exc:
                 self._failed(source.name, exc)
                 continue
