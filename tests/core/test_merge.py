@@ -123,6 +123,20 @@ def test_missing_tile_fails_that_source_only(tmp_path, folder):
     assert summary.exit_code == 1
 
 
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16"])
+def test_a_manifest_resaved_by_an_editor_still_merges(tmp_path, folder, encoding):
+    """A person who opened manifest.json in Notepad and saved it (with a byte order mark, or as
+    UTF-16) can still merge: the same images as from the manifest as written."""
+    drain(run_export(folder, tmp_path / "tiles", Settings(tile_size=128, overlap=32)))
+    _, before = drain(run_merge(tmp_path / "tiles", tmp_path / "before"))
+    manifest = tmp_path / "tiles" / "manifest.json"
+    manifest.write_text(manifest.read_text(encoding="utf-8"), encoding=encoding)
+    _, after = drain(run_merge(tmp_path / "tiles", tmp_path / "after"))
+    assert after.exit_code == 0 and [p.name for p in after.written] == [p.name for p in before.written]
+    for a, b in zip(before.written, after.written):
+        assert a.read_bytes() == b.read_bytes(), b.name
+
+
 def test_merge_refuses_unsafe_output_and_missing_manifest(tmp_path, folder):
     drain(run_export(folder, tmp_path / "tiles", Settings(tile_size=128, overlap=32)))
     with pytest.raises(OutputError):

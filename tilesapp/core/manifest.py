@@ -22,6 +22,7 @@ from typing import Any
 from tilesapp import __version__
 from tilesapp.core.errors import TilesError
 from tilesapp.core.geometry import Tile, TileGrid
+from tilesapp.core.textfiles import read_text
 
 MANIFEST_NAME = "manifest.json"
 #: 2 adds ``layout``, ``files`` and ``warnings``; version 1 manifests are read as well.
@@ -269,8 +270,7 @@ def read_manifest(folder: str | Path) -> Manifest:
     folder = Path(folder)
     path = folder / MANIFEST_NAME
     try:
-        raw = path.read_bytes()
-        data = json.loads(raw.decode("utf-8"))
+        data = json.loads(read_text(path))  # as a person's editor may have saved it
     except FileNotFoundError:
         raise TilesError(f"{folder} has no {MANIFEST_NAME}; merge needs the folder written by 'tilesapp cut'.") from None
     except NotADirectoryError:
