@@ -25,6 +25,7 @@ import pytest
 import tifffile
 from safety_helpers import (
     MB,
+    Run,
     cli_env,
     files_under,
     lines,
@@ -294,28 +295,36 @@ def long_input(tmp_path_factory) -> Path:
     return folder
 
 
-def test_two_exports_into_one_folder_at_once(slow_input, tmp_path):
-    out = tmp_path / "tiles"
-    first = subprocess.Popen([sys.executable, "-m", "tilesapp", "cut", str(slow_input), str(out), "--patch-size", "64",
-                              "--overlap", "16", "--workers", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True, env=cli_env())
+def while_running(first_args: list, started, second_args: list) -> tuple[subprocess.Popen, str, Run]:
+    """Start ``tilesapp FIRST_ARGS``; once ``started()`` holds, run ``tilesapp SECOND_ARGS`` with
+    the first held still (lock and all: a fast machine could otherwise end it before the second
+    has started); then let the first end. Returns the first process, its stderr, and the second run."""
+    first = subprocess.Popen([sys.executable, "-m", "tilesapp", *map(str, first_args)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env=cli_env())
     try:
         deadline = time.monotonic() + 30
-        while not (out.is_dir() and any(p.suffix == ".tif" for p in out.iterdir())):
-            assert first.poll() is None and time.monotonic() < deadline, "the first export ended before writing tiles"
+        while not started():
+            assert first.poll() is None and time.monotonic() < deadline, "the first run ended before the moment"
             time.sleep(0.002)
-        # Hold the first run still (lock and all) while the second one tries: a fast machine
-        # could otherwise finish the first before the second has started.
         paused = hasattr(signal, "SIGSTOP")
         if paused:
             os.kill(first.pid, signal.SIGSTOP)
         try:
-            second = run_cli("cut", slow_input, out, "--patch-size", "96", "--overlap", "16", "--overwrite")
+            second = run_cli(*second_args)
         finally:
             if paused:
                 os.kill(first.pid, signal.SIGCONT)
     finally:
-        first_out, first_err = first.communicate(timeout=120)
+        _, first_err = first.communicate(timeout=120)
+    return first, first_err, second
+
+
+def test_two_exports_into_one_folder_at_once(slow_input, tmp_path):
+    out = tmp_path / "tiles"
+    first, first_err, second = while_running(
+        ["cut", slow_input, out, "--patch-size", "64", "--overlap", "16", "--workers", "1"],
+        lambda: out.is_dir() and any(p.suffix == ".tif" for p in out.iterdir()),
+        ["cut", slow_input, out, "--patch-size", "96", "--overlap", "16", "--overwrite"])
     assert first.returncode == 0, first_err
     assert second.returncode != 0, second.output
     clean(second)
@@ -325,6 +334,25 @@ def test_two_exports_into_one_folder_at_once(slow_input, tmp_path):
     listed = {t["file"] for t in data["tiles"]}
     assert {f for f in files_under(out) if "lock" not in f.lower()} == listed | {"manifest.json"}
     assert all(tifffile.imread(out / f).shape == (64, 64) for f in sorted(listed)[::37])
+
+
+def test_two_merges_into_one_folder_at_once(slow_input, tmp_path):
+    """A second merge into a folder a merge is writing is refused (nothing of it written): the
+    two would otherwise both pass the empty-folder check and mix their images."""
+    tiles, merged = tmp_path / "tiles", tmp_path / "merged"
+    assert run_cli("cut", slow_input, tiles, "--patch-size", "64", "--overlap", "16").returncode == 0
+    first, first_err, second = while_running(
+        ["merge", tiles, merged], lambda: (merged / ".tilesapp.lock").exists(),
+        ["merge", tiles, merged, "--combine", "max"])
+    assert first.returncode == 0, first_err
+    assert second.returncode == 2, second.output
+    clean(second)
+    assert "Another run is writing into" in second.stderr and str(merged) in second.stderr, second.stderr
+    assert sorted(files_under(merged)) == ["b0.tif", "b1.tif", "b2.tif"]
+    again = run_cli("merge", tiles, tmp_path / "again")
+    assert again.returncode == 0
+    for name in ("b0.tif", "b1.tif", "b2.tif"):  # the first run's blend, untouched by the refused max
+        assert np.array_equal(tifffile.imread(merged / name), tifffile.imread(tmp_path / "again" / name)), name
 
 
 @pytest.mark.parametrize("where", ["cut-tile", "cut-manifest", "merge-image"])

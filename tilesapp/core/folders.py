@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -286,6 +287,25 @@ def check_annotation_folders(folders: dict[str, str | Path | None], inputs: Inpu
 
 
 # --- one run at a time per export folder -------------------------------------------------------------
+def lock_output(out: Path, overwrite: bool) -> ExportLock:
+    """Create ``out`` when missing, lock it for a run (:class:`ExportLock`, held when returned)
+    and check it again under the lock — empty unless ``overwrite``: a run that wrote there since
+    the first check is seen. Refused, a folder it created is removed again."""
+    created = not out.exists()
+    prepare_output(out)
+    lock = ExportLock(out)
+    try:
+        lock.acquire()
+        if not overwrite:
+            check_output_contents(out, False)
+    except BaseException:
+        lock.release()
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    return lock
+
+
 class ExportLock:
     """An exclusive lock on an export folder for the length of a run: a lock file holding the
     process id, locked by the operating system (so a run that died leaves no stale lock: its
@@ -307,8 +327,8 @@ class ExportLock:
             except OSError:
                 holder = _read_holder(fd)
                 os.close(fd)
-                raise OutputError(f"Another export is writing into {self.path.parent}{holder}; wait for it to end, "
-                                  f"or choose another export folder.") from None
+                raise OutputError(f"Another run is writing into {self.path.parent}{holder}; wait for it to end, "
+                                  f"or choose another folder.") from None
             try:  # its previous holder may have removed the file between our open and our lock
                 same = os.path.samestat(os.fstat(fd), os.stat(self.path, follow_symlinks=False))
             except FileNotFoundError:

@@ -53,7 +53,7 @@ from tilesapp.core.combine import (
 )
 from tilesapp.core.errors import ImageError, SettingsError, TilesError
 from tilesapp.core.executors import Executor, ThreadExecutor, make_executor
-from tilesapp.core.folders import check_output_contents, check_output_place, prepare_output
+from tilesapp.core.folders import check_output_contents, check_output_place, lock_output, prepare_output
 from tilesapp.core.geometry import TileGrid
 from tilesapp.core.manifest import Manifest, SourceRecord, TileRecord, read_manifest
 from tilesapp.core.memory import default_memory_limit, process_gate
@@ -213,13 +213,16 @@ def run_merge(
         check_output_contents(out, False)
     cancel = cancel or threading.Event()
     jobs = _SourceJobs(tiles_folder, manifest, out, combine, blend, iou, restore_scale, limit)
-    if predictions is None:
-        # sources merged side by side on this computer's cores (numpy and the codecs release
-        # the GIL; the memory gate holds them to the limit), or as tasks of a cluster
-        return (yield from _merge_on(executor or ThreadExecutor(), jobs, sources, summary, cancel))
-    prepare_output(out)
-    return (yield from _merge_boxes(manifest, tiles_folder, sources, predictions, out, summary, restore_scale, iou,
-                                    box_fusion, cancel))
+    lock = lock_output(out, overwrite)  # two runs writing into one folder at once would mix their images
+    try:
+        if predictions is None:
+            # sources merged side by side on this computer's cores (numpy and the codecs release
+            # the GIL; the memory gate holds them to the limit), or as tasks of a cluster
+            return (yield from _merge_on(executor or ThreadExecutor(), jobs, sources, summary, cancel))
+        return (yield from _merge_boxes(manifest, tiles_folder, sources, predictions, out, summary, restore_scale,
+                                        iou, box_fusion, cancel))
+    finally:
+        lock.release()
 
 
 @dataclass
