@@ -304,3 +304,32 @@ def test_text_files_saved_by_windows_tools_are_read(folder, tmp_path, encoding):
     for name in written:  # the tiles' labels; classes.txt is copied as it was given
         if name.name != "classes.txt":
             assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "plain-out" / name).read_bytes(), name
+
+
+@pytest.mark.parametrize("encoding", ["ascii", "cp1252"])
+def test_output_the_terminal_cannot_encode_is_escaped_not_a_crash(tmp_path, encoding):
+    """Windows writes redirected output in its ANSI code page (no emoji, no Chinese): names and
+    signs it cannot hold are printed as escapes; --json stays valid JSON with the real names."""
+    import os
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    names = ["细胞 😀.tif", "plain.tif"]
+    for name in names:
+        tifffile.imwrite(folder / name, microscopy((40, 50), seed=1))
+    env = {**os.environ, "PYTHONIOENCODING": encoding}
+
+    def command(*args):
+        return subprocess.run([sys.executable, "-m", "tilesapp", *map(str, args)], capture_output=True, timeout=120,
+                              env=env)
+
+    table = command("info", folder, "--no-calibration")
+    assert table.returncode == 0 and b"Traceback" not in table.stderr, table.stderr
+    assert rb"\u7ec6\u80de \U0001f600.tif" in table.stdout and b"plain.tif" in table.stdout
+    listing = command("info", folder, "--no-calibration", "--json")
+    assert listing.returncode == 0
+    assert sorted(row["file"] for row in json.loads(listing.stdout)["images"]) == sorted(names)
+    (folder / "细胞 😀.tif").write_bytes(b"II*\x00damaged")  # its failure names it
+    cut = command("cut", folder, tmp_path / "out", "--no-calibration", "--patch-size", 32, "--overlap", 0)
+    assert cut.returncode == 1 and b"Traceback" not in cut.stderr, cut.stderr
+    assert rb"\u7ec6\u80de \U0001f600.tif" in cut.stderr, cut.stderr

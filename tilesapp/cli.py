@@ -568,8 +568,10 @@ def cmd_info(args) -> int:
     skipped = [inputs.name(p) for p in inputs.skipped]
     unsearched = inputs.unsearched_warnings()
     if args.json:
+        # escaped where the output cannot hold every character: JSON stays valid either way
         print(json.dumps({"input": str(inputs.root), "settings": settings.to_dict(), "images": rows,
-                          "skipped": skipped, "unsearched": unsearched, "tiles": total}, indent=2, ensure_ascii=False))
+                          "skipped": skipped, "unsearched": unsearched, "tiles": total}, indent=2,
+                         ensure_ascii=not _utf8(sys.stdout)))
         return EXIT_OK
     _print_info_table(inputs.root, rows, skipped, total, settings)
     for warning in unsearched:
@@ -683,10 +685,25 @@ def _warn(message: str) -> None:
     print(message, file=sys.stderr)
 
 
+def _never_fail_to_print() -> None:
+    """What the terminal's (or a redirected file's) encoding cannot show is printed as escapes
+    (\\u00d7), never a crash: Windows writes redirected output in its ANSI code page, which has
+    no emoji, no Chinese and no ×."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
+
+
+def _utf8(stream) -> bool:
+    return (getattr(stream, "encoding", None) or "").lower().replace("-", "") in ("utf8", "utf8sig")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tilesapp`` command; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     log_file = None
+    _never_fail_to_print()
     try:
         parser = build_parser()
         args = parser.parse_args(argv)  # exits 2 with a usage message on bad arguments
