@@ -300,3 +300,26 @@ def test_a_folder_named_like_an_image_file_is_a_folder(tmp_path):
         "a.tif", "day1.tif/b.tif", "plate.zarr"]
     inputs = collect_inputs(outer, recursive=True)
     assert inputs.root == outer and inputs.folders == [outer] and len(inputs.images) == 3
+
+
+@pytest.mark.parametrize("value", ["NaN", "-0.5", "0", "INF"])
+def test_an_unusable_ome_pixel_size_is_named_in_the_failure(tmp_path, value):
+    """OME metadata whose PhysicalSize is not a length (NaN, negative, 0, infinite) calibrates
+    nothing, and the failure says what it held instead of 'carries no pixel size' alone."""
+    from tilesapp.core.plan import CalibrationMissing, plan_image
+    from tilesapp.core.settings import Settings
+
+    xml = ('<?xml version="1.0" encoding="UTF-8"?><OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06">'
+           '<Image ID="Image:0"><Pixels ID="Pixels:0" DimensionOrder="XYCZT" Type="uint16" SizeX="50" SizeY="40" '
+           f'SizeC="1" SizeZ="1" SizeT="1" PhysicalSizeX="{value}" PhysicalSizeXUnit="nm" PhysicalSizeY="{value}">'
+           '<Channel ID="Channel:0:0" SamplesPerPixel="1"/><TiffData/></Pixels></Image></OME>')
+    path = tmp_path / "odd.ome.tif"
+    tifffile.imwrite(path, microscopy((40, 50)), description=xml, metadata=None)
+    info = inspect_image(path)
+    assert info.pixel_size_um is None
+    with pytest.raises(CalibrationMissing) as caught:
+        plan_image(info, Settings())
+    assert str(caught.value) == (f"odd.ome.tif carries no pixel size in its metadata (its OME metadata gives "
+                                 f"PhysicalSizeX '{value}' nm, PhysicalSizeY '{value}', which is not a pixel size); "
+                                 f"give its pixel size or turn calibration off.")
+    assert not plan_image(info, Settings(pixel_size=0.5)).warnings  # typed: nothing left to say

@@ -76,6 +76,11 @@ def resolve_pixel_size(info: SceneInfo, settings: Settings, name: str) -> tuple[
     return None, None
 
 
+def _count(n: int) -> str:
+    """A pixel count as a person reads it: 78154, or 9.23e+32 for a wrong pixel size's."""
+    return str(n) if n < 1e9 else f"{n:.3g}"
+
+
 def plan_image(info: SceneInfo, settings: Settings, name: str | None = None, regions: bool = True) -> ImagePlan:
     """Plan the recalibration and the tiles of one image (``name``: as in the manifest).
 
@@ -128,7 +133,7 @@ def plan_image(info: SceneInfo, settings: Settings, name: str | None = None, reg
     # could hold is refused: it is usually a wrong calibration.
     if budget is not None and whole > budget and (not regions or max(factors) > memory.MAX_STREAMED_ENLARGEMENT):
         raise ImageError(
-            f"{name} would be {shape[0]} × {shape[1]} px after recalibration (×{max(factors):.3g} from {source}), "
+            f"{name} would be {_count(shape[0])} × {_count(shape[1])} px after recalibration (×{max(factors):.3g} from {source}), "
             f"more than this computer's memory can hold; check the pixel size: a print resolution (dpi) read as a "
             f"pixel size is the usual cause — give the real one."
         )

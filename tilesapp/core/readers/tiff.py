@@ -108,6 +108,7 @@ class TiffScene:
             scene=number, n_scenes=n_scenes, scene_name=metadata.scene_name(number, self._series),
             channel_names=metadata.channel_names(number, self.layout.channels), n_z=self.layout.n_z,
             n_t=self.layout.n_t, warnings=tuple(warnings), reader="tiff",
+            calibration_hint="" if pixel_size is not None else metadata.calibration_hint(number),
         )
         self._array = None  # zarr array or memory map, in the series' axes, opened for regions
         self._lock = threading.Lock()
@@ -372,6 +373,16 @@ class _FileMetadata:
             names = list(summary.get("ChNames") or [])
         names = [str(n) for n in names]
         return tuple(names) if len(names) == channels and any(names) else ()
+
+    def calibration_hint(self, number: int) -> str:
+        """Why scene ``number`` has no pixel size when its OME metadata holds an unusable one."""
+        pixels = self._ome_pixels(number)
+        if pixels is None or "PhysicalSizeX" not in pixels.attrib:
+            return ""
+        given = ", ".join(f"{key} {pixels.attrib[key]!r}" + (f" {pixels.attrib[key + 'Unit']}" if key + "Unit" in
+                                                                  pixels.attrib else "")
+                          for key in ("PhysicalSizeX", "PhysicalSizeY") if key in pixels.attrib)
+        return f"its OME metadata gives {given}, which is not a pixel size"
 
     def pixel_size(self, number: int) -> tuple[tuple[float, float] | None, str | None]:
         """Pixel size ``(y, x)`` in µm of scene ``number``, and where it came from."""
