@@ -30,6 +30,7 @@ def test_defaults_are_the_unet_preset_at_0325_um():
         ({"percentiles": (0, 101)}, "percentiles", "0 <= low < high <= 100"),
         ({"norm": "zscore"}, "norm", "none, local, global"),
         ({"unit": "furlong"}, "unit", "not a length unit"),
+        ({"target_unit": "Å"}, "target_unit", "not a length unit"),  # read from files, never typed
         ({"pixel_size": -0.5}, "pixel_size", "greater than 0"),
         ({"target_pixel_size": 0}, "target_pixel_size", "greater than 0"),
         ({"calibrate": "yes"}, "calibrate", "true or false"),

@@ -323,3 +323,27 @@ def test_an_unusable_ome_pixel_size_is_named_in_the_failure(tmp_path, value):
                                  f"PhysicalSizeX '{value}' nm, PhysicalSizeY '{value}', which is not a pixel size); "
                                  f"give its pixel size or turn calibration off.")
     assert not plan_image(info, Settings(pixel_size=0.5)).warnings  # typed: nothing left to say
+
+
+def test_an_ome_pixel_size_in_angstrom_is_read_and_an_unknown_unit_is_named(tmp_path):
+    """Electron microscopy's OME-TIFFs give PhysicalSize in Å: read. A unit the program does not
+    know is said as such, not as a value that is not a pixel size."""
+    from tilesapp.core.plan import CalibrationMissing, plan_image
+    from tilesapp.core.settings import Settings
+
+    def ome(unit: str) -> Path:
+        xml = ('<?xml version="1.0" encoding="UTF-8"?><OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06">'
+               '<Image ID="Image:0"><Pixels ID="Pixels:0" DimensionOrder="XYCZT" Type="uint16" SizeX="50" SizeY="40" '
+               f'SizeC="1" SizeZ="1" SizeT="1" PhysicalSizeX="5000" PhysicalSizeXUnit="{unit}" PhysicalSizeY="5000" '
+               f'PhysicalSizeYUnit="{unit}"><Channel ID="Channel:0:0" SamplesPerPixel="1"/><TiffData/></Pixels></Image>'
+               '</OME>')
+        path = tmp_path / f"{unit.encode().hex()}.ome.tif"
+        tifffile.imwrite(path, microscopy((40, 50)), description=xml.encode("utf-8"), metadata=None)
+        return path
+
+    info = inspect_image(ome("Å"))
+    assert info.pixel_size_um == pytest.approx((0.5, 0.5)) and info.calibration == "OME"
+    info = inspect_image(ome("furlong"))
+    with pytest.raises(CalibrationMissing, match=r"\(its OME metadata gives it in 'furlong', a unit this program does "
+                                                 r"not know\)"):
+        plan_image(info, Settings())

@@ -16,6 +16,7 @@ _UM_PER_UNIT = {
     "mm": 1e3,
     "cm": 1e4,
     "dm": 1e5,
+    "angstrom": 1e-4,  # in files only (electron microscopy's OME-TIFFs), not offered to type
 }
 _ALIASES = {
     "µm": "um",  # micro sign U+00B5
@@ -36,6 +37,11 @@ _ALIASES = {
     "centimetre": "cm",
     "meter": "m",
     "metre": "m",
+    "Å": "angstrom",  # U+00C5, as OME writes it
+    "Å": "angstrom",  # the angstrom sign U+212B
+    "å": "angstrom",
+    "ångström": "angstrom",
+    "angstroms": "angstrom",
 }
 
 #: Units offered to users, canonical spelling first.

@@ -547,7 +547,7 @@ def _file_pixel_sizes(name: str, value: Any) -> tuple[tuple[str, float, float], 
 
 def _unit(name: str, value: Any) -> str:
     canon = canonical_unit(str(value))
-    if canon is None:
+    if canon not in UNITS:  # ångström is read from files, not offered to type
         raise SettingsError(name, f"{{name}} {value!r} is not a length unit; use one of {', '.join(UNITS)} (or µm).")
     return canon
 

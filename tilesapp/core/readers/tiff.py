@@ -379,9 +379,13 @@ class _FileMetadata:
         pixels = self._ome_pixels(number)
         if pixels is None or "PhysicalSizeX" not in pixels.attrib:
             return ""
+        keys = [key for key in ("PhysicalSizeX", "PhysicalSizeY") if key in pixels.attrib]
+        units = {pixels.attrib.get(key + "Unit", "µm") for key in keys}
+        unknown = sorted(u for u in units if _um_per(u) is None)
+        if unknown:
+            return f"its OME metadata gives it in {', '.join(map(repr, unknown))}, a unit this program does not know"
         given = ", ".join(f"{key} {pixels.attrib[key]!r}" + (f" {pixels.attrib[key + 'Unit']}" if key + "Unit" in
-                                                                  pixels.attrib else "")
-                          for key in ("PhysicalSizeX", "PhysicalSizeY") if key in pixels.attrib)
+                                                                  pixels.attrib else "") for key in keys)
         return f"its OME metadata gives {given}, which is not a pixel size"
 
     def pixel_size(self, number: int) -> tuple[tuple[float, float] | None, str | None]:
