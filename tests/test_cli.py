@@ -333,3 +333,14 @@ def test_output_the_terminal_cannot_encode_is_escaped_not_a_crash(tmp_path, enco
     cut = command("cut", folder, tmp_path / "out", "--no-calibration", "--patch-size", 32, "--overlap", 0)
     assert cut.returncode == 1 and b"Traceback" not in cut.stderr, cut.stderr
     assert rb"\u7ec6\u80de \U0001f600.tif" in cut.stderr, cut.stderr
+
+
+def test_info_keeps_one_line_per_image_whatever_its_name(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("line\nbreak.tif", "tab\there.tif"):
+        tifffile.imwrite(folder / name, microscopy((40, 50), seed=1))
+    result = run("info", folder, "--no-calibration")
+    assert result.returncode == 0, result.stderr
+    rows = result.stdout.splitlines()[2:4]  # after the title and the header
+    assert [row.split()[0] for row in rows] == ["line\\nbreak.tif", "tab\\there.tif"], result.stdout

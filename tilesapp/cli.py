@@ -619,19 +619,29 @@ def _info_rows(path: Path, name: str, settings: Settings) -> list[dict[str, Any]
     return rows
 
 
+def _one_line(text: str) -> str:
+    """``text`` with control characters (a newline in a file name) shown as escapes, so that a
+    table row stays one line.
+
+    >>> _one_line("a\\nb ü.tif")
+    'a\\\\nb ü.tif'
+    """
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _print_info_table(root: Path, rows: list[dict], skipped: list[str], total: int, settings: Settings) -> None:
     headers = ("file", "scene", "shape", "axes", "Z×T", "dtype", "channels", "pixel size", "from", "after rescale", "tiles")
     table = []
     for r in rows:
         if "shape" not in r:
-            table.append((r["file"], "", "", "", "", "", "", "", "", "", "error"))
+            table.append((_one_line(r["file"]), "", "", "", "", "", "", "", "", "", "error"))
             continue
         size = format_pixel_size(tuple(r["pixel_size_um"])) if r["pixel_size_um"] else "none"
         scaled = " × ".join(map(str, r["scaled_shape"])) if "scaled_shape" in r else "—"
         scene = str(r["scene"]) + (f" {r['scene_name']}" if r.get("scene_name") else "")
         planes = f"{r['z']}×{r['t']}" if r["z"] * r["t"] > 1 else ""
         channels = ", ".join(r["channel_names"]) or str(r["channels"])
-        table.append((r["file"], scene, " × ".join(map(str, r["shape"])), r["axes"], planes, r["dtype"], channels, size,
+        table.append((_one_line(r["file"]), scene, " × ".join(map(str, r["shape"])), r["axes"], planes, r["dtype"], channels, size,
                       r["calibration"] or "", scaled, str(r.get("tiles", "—"))))
     widths = [max(len(h), *(len(t[i]) for t in table)) if table else len(h) for i, h in enumerate(headers)]
     files = len({r["file"] for r in rows})
