@@ -276,6 +276,12 @@ def test_a_file_where_a_folder_belongs_is_said_for_what_it_is(folder, tmp_path):
         result = run(*args)
         assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
         assert result.stderr.strip() == f"tilesapp: error: {a_file} is a file, not a folder; {said}", result.stderr
+    (tmp_path / "merged").mkdir()
+    (tmp_path / "merged" / "keep.txt").write_text("mine")
+    result = run("merge", tiles, tmp_path / "merged")  # a merge's folder is its output folder, not an export's
+    assert result.returncode == 2 and f"The output folder {tmp_path / 'merged'} is not empty (1 item)" in result.stderr
+    (tmp_path / "merged" / "keep.txt").unlink()
+    (tmp_path / "merged").rmdir()
     result = run("cut", a_file, tmp_path / "out")  # a file that is not an image, as the input
     assert result.returncode == 2 and "notes.md is not an image this program reads (.tif" in result.stderr, result.stderr
     assert a_file.read_text() == "notes" and not (tmp_path / "merged").exists() and not (tmp_path / "out").exists()

@@ -64,9 +64,9 @@ def check_output_place(output: str | Path, inputs: Sequence[str | Path], holds: 
         raise OutputError(f"{out} is a file, not a folder; choose a folder for {holds}.")
 
 
-def check_output_contents(output: str | Path, overwrite: bool = False) -> ExportContents | None:
+def check_output_contents(output: str | Path, overwrite: bool = False, kind: str = "export folder") -> ExportContents | None:
     """The export folder is empty, or ``overwrite`` is set and it holds only what earlier
-    exports wrote (returned, to be cleared before writing)."""
+    exports wrote (returned, to be cleared before writing). ``kind``: how a refusal names it."""
     out = Path(output).expanduser()
     if not out.is_dir():
         return None
@@ -75,7 +75,7 @@ def check_output_contents(output: str | Path, overwrite: bool = False) -> Export
         return None
     if not overwrite:
         raise OutputError(
-            f"The export folder {out} is not empty ({entries} item{'s' * (entries != 1)}); "
+            f"The {kind} {out} is not empty ({entries} item{'s' * (entries != 1)}); "
             f"empty it, choose another folder, or allow overwriting (--overwrite)."
         )
     contents = export_contents(out)
@@ -297,7 +297,7 @@ def lock_output(out: Path, overwrite: bool) -> ExportLock:
     try:
         lock.acquire()
         if not overwrite:
-            check_output_contents(out, False)
+            check_output_contents(out, False, "output folder")
     except BaseException:
         lock.release()
         if created:

@@ -210,7 +210,7 @@ def run_merge(
     else:
         predictions = _prediction_files(predictions, manifest, sources)
     if not overwrite:
-        check_output_contents(out, False)
+        check_output_contents(out, False, "output folder")
     cancel = cancel or threading.Event()
     jobs = _SourceJobs(tiles_folder, manifest, out, combine, blend, iou, restore_scale, limit)
     lock = lock_output(out, overwrite)  # two runs writing into one folder at once would mix their images

@@ -340,7 +340,7 @@ class _Prediction:
         self.kind = output_kind(self.model, self.settings.tile_size, channels, self.options.model_output)
         self.summary.kind = self.kind.kind
         if not overwrite:
-            check_output_contents(self.out, False)
+            check_output_contents(self.out, False, "output folder")
         lock = lock_output(self.out, overwrite)  # two runs writing into one folder at once would mix their results
         try:
             yield from self._predict(jobs)
