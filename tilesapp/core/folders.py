@@ -288,9 +288,12 @@ def check_annotation_folders(folders: dict[str, str | Path | None], inputs: Inpu
 
 # --- one run at a time per export folder -------------------------------------------------------------
 def lock_output(out: Path, overwrite: bool) -> ExportLock:
-    """Create ``out`` when missing, lock it for a run (:class:`ExportLock`, held when returned)
-    and check it again under the lock — empty unless ``overwrite``: a run that wrote there since
-    the first check is seen. Refused, a folder it created is removed again."""
+    """Check that ``out`` is empty unless ``overwrite`` (before anything is written in it), create
+    it when missing, lock it for a run (:class:`ExportLock`, held when returned) and check it
+    again under the lock: a run that wrote there since the first check is seen. Refused, a
+    folder it created is removed again."""
+    if not overwrite:
+        check_output_contents(out, False, "output folder")
     created = not out.exists()
     prepare_output(out)
     lock = ExportLock(out)

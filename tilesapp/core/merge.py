@@ -53,7 +53,7 @@ from tilesapp.core.combine import (
 )
 from tilesapp.core.errors import ImageError, SettingsError, TilesError
 from tilesapp.core.executors import Executor, ThreadExecutor, make_executor
-from tilesapp.core.folders import check_output_contents, check_output_place, lock_output, prepare_output
+from tilesapp.core.folders import check_output_place, lock_output
 from tilesapp.core.geometry import TileGrid
 from tilesapp.core.manifest import Manifest, SourceRecord, TileRecord, read_manifest
 from tilesapp.core.memory import default_memory_limit, process_gate
@@ -209,8 +209,6 @@ def run_merge(
         _check_memory(tiles_folder, manifest, sources, limit, combine)
     else:
         predictions = _prediction_files(predictions, manifest, sources)
-    if not overwrite:
-        check_output_contents(out, False, "output folder")
     cancel = cancel or threading.Event()
     jobs = _SourceJobs(tiles_folder, manifest, out, combine, blend, iou, restore_scale, limit)
     lock = lock_output(out, overwrite)  # two runs writing into one folder at once would mix their images
@@ -283,7 +281,6 @@ def _merge_on(executor: Executor | str, jobs: _SourceJobs, sources: list[SourceR
         check_shared = getattr(executor, "check_shared", None)
         if check_shared is not None:
             check_shared([jobs.folder], summary.output)
-        prepare_output(summary.output)
         flag = executor.shared_cancel() if hasattr(executor, "shared_cancel") else cancel
         local = getattr(executor, "local", True)
         counter = TileCounter()

@@ -46,7 +46,7 @@ from tilesapp.core.combine import BLENDS, DEFAULT_IOU, Weights
 from tilesapp.core.cut import CutRun, ImageJob, ImageResult, cut_image
 from tilesapp.core.errors import ImageError, SettingsError, TilesError
 from tilesapp.core.executors import ThreadExecutor
-from tilesapp.core.folders import Inputs, check_output_contents, check_output_place, collect_inputs, lock_output
+from tilesapp.core.folders import Inputs, check_output_place, collect_inputs, lock_output
 from tilesapp.core.memory import MemoryGate, default_memory_limit
 from tilesapp.core.merge import COCO_NAME, ImageMerge, MergeSummary, MergeTarget, as_tile, make_combiner
 from tilesapp.core.plan import ImagePlan, plan_image
@@ -339,8 +339,6 @@ class _Prediction:
         channels = jobs[0].plan.info.channels if jobs else 1
         self.kind = output_kind(self.model, self.settings.tile_size, channels, self.options.model_output)
         self.summary.kind = self.kind.kind
-        if not overwrite:
-            check_output_contents(self.out, False, "output folder")
         lock = lock_output(self.out, overwrite)  # two runs writing into one folder at once would mix their results
         try:
             yield from self._predict(jobs)
