@@ -350,3 +350,34 @@ def test_info_keeps_one_line_per_image_whatever_its_name(tmp_path):
     assert result.returncode == 0, result.stderr
     rows = result.stdout.splitlines()[2:4]  # after the title and the header
     assert [row.split()[0] for row in rows] == ["line\\nbreak.tif", "tab\\there.tif"], result.stdout
+
+
+def test_empty_truncated_and_misnamed_files_are_named_for_what_they_are(tmp_path):
+    """Files a failed copy or a wrong name leaves behind each fail alone, in plain words (not a
+    library's header bytes or the file's full path), and the good image is still cut."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    tifffile.imwrite(folder / "good.tif", microscopy((300, 300)), imagej=True, resolution=(2.0, 2.0),
+                     metadata={"unit": "um"})
+    (folder / "empty.tif").write_bytes(b"")
+    (folder / "empty.czi").write_bytes(b"")
+    (folder / "short.czi").write_bytes(b"ZISRAWFILE" + bytes(90))  # a CZI header needs 112 bytes
+    (folder / "photo.nd2").write_bytes(np.random.default_rng(3).integers(0, 256, 5000, np.uint8).tobytes())
+    out = tmp_path / "tiles"
+    result = run("cut", folder, out, "--preset", "unet", "--target-pixel-size", "0.5")
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.splitlines()
+    assert "  empty.tif: the file is empty (0 bytes); it was not copied or saved completely." in lines
+    assert "  empty.czi: the file is empty (0 bytes); it was not copied or saved completely." in lines
+    assert ("  short.czi: the file is truncated (100 bytes, less than a CZI file's header); copy it again."
+            in lines)
+    assert "  photo.nd2: this is not an ND2 file (it does not start as Nikon's ND2 files do)." in lines
+    assert "Traceback" not in result.stderr and str(folder) not in result.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    status = {s["file"]: (s["status"], s.get("error")) for s in manifest["sources"]}
+    assert status["good.tif"] == ("ok", None)
+    assert status["empty.czi"] == ("failed", "empty.czi: the file is empty (0 bytes); it was not copied or saved "
+                                             "completely.")
+    assert {name: state for name, (state, _) in status.items()} == {
+        "good.tif": "ok", "empty.tif": "failed", "empty.czi": "failed", "short.czi": "failed", "photo.nd2": "failed"}
+    assert len(manifest["tiles"]) == 1 and (out / manifest["tiles"][0]["file"]).is_file()

@@ -116,6 +116,12 @@ def open_image(path: str | Path, reader: str | None = None) -> ImageFile:
     with a readable sentence when it cannot be read. ``reader``: the name of the reader that
     opened it before (its bytes are not looked at again)."""
     path = Path(path)
+    try:
+        empty = path.stat().st_size == 0 and not path.is_dir()
+    except OSError:
+        empty = False  # the reader says what is wrong
+    if empty:  # no reader can tell more, and each would word it in its own jargon
+        raise ImageError(f"{path.name}: the file is empty (0 bytes); it was not copied or saved completely.")
     reader = next((r for r in readers() if r.name == reader), None) if reader else None
     reader = reader or reader_for(path)
     try:

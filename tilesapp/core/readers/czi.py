@@ -72,8 +72,11 @@ def _check_layout(path: Path) -> None:
     size = path.stat().st_size
     with open(path, "rb") as fh:
         head = fh.read(112)
-        if len(head) < 112 or head[:10] != b"ZISRAWFILE":
+        if head[:10] != b"ZISRAWFILE":
             raise ImageError(f"{path.name}: this is not a CZI file (no ZISRAWFILE header).")
+        if len(head) < 112:
+            raise ImageError(f"{path.name}: the file is truncated ({size} bytes, less than a CZI file's header); copy it "
+                             f"again.")
         file_part = struct.unpack_from("<i", head, 80)[0]
         dir_pos, meta_pos = struct.unpack_from("<qq", head, 84)
         att_pos = struct.unpack_from("<q", head, 104)[0]
