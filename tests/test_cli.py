@@ -362,7 +362,9 @@ def test_empty_truncated_and_misnamed_files_are_named_for_what_they_are(tmp_path
     (folder / "empty.tif").write_bytes(b"")
     (folder / "empty.czi").write_bytes(b"")
     (folder / "short.czi").write_bytes(b"ZISRAWFILE" + bytes(90))  # a CZI header needs 112 bytes
-    (folder / "photo.nd2").write_bytes(np.random.default_rng(3).integers(0, 256, 5000, np.uint8).tobytes())
+    noise = np.random.default_rng(3).integers(0, 256, 5000, np.uint8).tobytes()
+    for name in ("photo.nd2", "scan.tif", "stack.lif"):
+        (folder / name).write_bytes(noise)
     out = tmp_path / "tiles"
     result = run("cut", folder, out, "--preset", "unet", "--target-pixel-size", "0.5")
     assert result.returncode == 1, result.stderr
@@ -371,7 +373,10 @@ def test_empty_truncated_and_misnamed_files_are_named_for_what_they_are(tmp_path
     assert "  empty.czi: the file is empty (0 bytes); it was not copied or saved completely." in lines
     assert ("  short.czi: the file is truncated (100 bytes, less than a CZI file's header); copy it again."
             in lines)
-    assert "  photo.nd2: this is not an ND2 file (it does not start as Nikon's ND2 files do)." in lines
+    for name, what, header in [("photo.nd2", "an ND2 file", "an ND2 header"), ("scan.tif", "a TIFF file", "a TIFF header"),
+                               ("stack.lif", "a Leica LIF file", "a LIF header")]:
+        assert (f"  {name}: this is not {what} (its first bytes are not {header}); it is damaged, or another format "
+                f"named {Path(name).suffix}.") in lines
     assert "Traceback" not in result.stderr and str(folder) not in result.stderr
     manifest = json.loads((out / "manifest.json").read_text())
     status = {s["file"]: (s["status"], s.get("error")) for s in manifest["sources"]}
@@ -379,5 +384,6 @@ def test_empty_truncated_and_misnamed_files_are_named_for_what_they_are(tmp_path
     assert status["empty.czi"] == ("failed", "empty.czi: the file is empty (0 bytes); it was not copied or saved "
                                              "completely.")
     assert {name: state for name, (state, _) in status.items()} == {
-        "good.tif": "ok", "empty.tif": "failed", "empty.czi": "failed", "short.czi": "failed", "photo.nd2": "failed"}
+        "good.tif": "ok", "empty.tif": "failed", "empty.czi": "failed", "short.czi": "failed", "photo.nd2": "failed",
+        "scan.tif": "failed", "stack.lif": "failed"}
     assert len(manifest["tiles"]) == 1 and (out / manifest["tiles"][0]["file"]).is_file()

@@ -188,6 +188,22 @@ def reason(exc: BaseException) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
+def not_format(path: Path, sniff, what: str, header: str) -> ImageError | None:
+    """The error for a file that ``sniff`` says is not of its format (a damaged file, or another
+    format under this name), or None when its first bytes are the format's or cannot be read
+    (the reader's own error then says more)."""
+    try:
+        with open(path, "rb", buffering=0) as fh:
+            head = read_upto(fh, 64)
+    except OSError:
+        return None
+    if sniff(head):
+        return None
+    suffix = "".join(path.suffixes[-2:]) if path.name.lower().endswith(".ome.tif") else path.suffix
+    return ImageError(f"{path.name}: this is not {what} (its first bytes are not {header}); it is damaged, or another "
+                      f"format named {suffix}.")
+
+
 def read_upto(fh, n: int) -> bytes:
     """Up to ``n`` bytes from a binary file opened unbuffered (``buffering=0``): fewer only at its
     end. An unbuffered open saves a buffered one's terminal check and seek (system calls a folder

@@ -28,7 +28,7 @@ from typing import NamedTuple
 import numpy as np
 
 from tilesapp.core.errors import ImageError
-from tilesapp.core.readers.base import Closing, SceneInfo, SliceScene, closed_on_error, reason
+from tilesapp.core.readers.base import Closing, SceneInfo, SliceScene, closed_on_error, not_format, reason
 
 _INSTALL = 'reading LIF files needs the package liffile (pip install "tilesapp[formats]").'
 _UNIT_UM = {"m": 1e6, "mm": 1e3, "um": 1.0, "µm": 1.0, "\u03bcm": 1.0, "nm": 1e-3}
@@ -303,6 +303,9 @@ class LifReader:
         try:
             lif = liffile.LifFile(str(path))
         except Exception as exc:
+            not_lif = not_format(path, self.sniff, "a Leica LIF file", "a LIF header")
+            if not_lif is not None:
+                raise not_lif from exc
             raise ImageError(f"{path.name}: cannot open this LIF file, it may be damaged or truncated ({reason(exc)}).") from exc
         handle = LifFileHandle(path, lif)
         with closed_on_error(handle, path, "cannot read this LIF file, it may be damaged or truncated"):

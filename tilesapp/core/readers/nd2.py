@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from tilesapp.core.errors import ImageError
-from tilesapp.core.readers.base import Closing, SceneInfo, SliceScene, closed_on_error, read_upto, reason
+from tilesapp.core.readers.base import Closing, SceneInfo, SliceScene, closed_on_error, not_format, reason
 
 _INSTALL = 'reading ND2 files needs the package nd2 (pip install "tilesapp[formats]").'
 _MAGIC = (b"\xda\xce\xbe\x0a", b"\x00\x00\x00\x0c\x6a\x50\x20\x20")  # modern chunk header / legacy JPEG 2000
@@ -130,10 +130,9 @@ class Nd2Reader:
 
     def open(self, path: Path) -> Nd2File:
         path = Path(path)
-        with open(path, "rb", buffering=0) as fh:
-            head = read_upto(fh, 8)
-        if not self.sniff(head):  # the library would say so with the path and the bytes it found
-            raise ImageError(f"{path.name}: this is not an ND2 file (it does not start as Nikon's ND2 files do).")
+        not_nd2 = not_format(path, self.sniff, "an ND2 file", "an ND2 header")
+        if not_nd2 is not None:  # the library would say so with the file's path and the bytes it found
+            raise not_nd2
         try:
             import nd2
         except ImportError as exc:

@@ -27,8 +27,8 @@ import tifffile
 
 from tilesapp.core.calibration import canonical_unit, to_um
 from tilesapp.core.errors import ImageError
-from tilesapp.core.readers.base import (BaseFile, SceneInfo, check_region, closed_on_error, pixel_type_error, reason,
-                                         thin_overview, to_yxc)
+from tilesapp.core.readers.base import (BaseFile, SceneInfo, check_region, closed_on_error, not_format, pixel_type_error,
+                                         reason, thin_overview, to_yxc)
 
 _UM_PER_INCH = 25400.0
 # Resolutions that software writes by default (screen/print dpi): not a calibration.
@@ -58,6 +58,9 @@ class TiffReader:
         try:
             tif = tifffile.TiffFile(path)
         except Exception as exc:
+            not_tiff = not_format(path, self.sniff, "a TIFF file", "a TIFF header")
+            if not_tiff is not None:
+                raise not_tiff from exc
             raise ImageError(f"{path.name}: cannot be read as an image ({reason(exc)}).") from exc
         with closed_on_error(tif, path, "cannot be read as an image"):
             tif.filehandle.set_lock(True)  # scenes and bands read through one file handle from many threads
