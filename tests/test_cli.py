@@ -387,3 +387,16 @@ def test_empty_truncated_and_misnamed_files_are_named_for_what_they_are(tmp_path
         "good.tif": "ok", "empty.tif": "failed", "empty.czi": "failed", "short.czi": "failed", "photo.nd2": "failed",
         "scan.tif": "failed", "stack.lif": "failed"}
     assert len(manifest["tiles"]) == 1 and (out / manifest["tiles"][0]["file"]).is_file()
+
+
+def test_a_bad_settings_file_is_named_with_its_own_words(folder, tmp_path):
+    """A value in --config is named as the file writes it (its key, the file), not as the option
+    that would override it; an image given as --config is called what it is."""
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({"patch_size": 1e12}))
+    result = run("cut", folder, tmp_path / "out", "--config", old)
+    assert result.returncode == 2 and not (tmp_path / "out").exists()
+    assert result.stderr.strip() == "tilesapp: error: old.json: patch_size must be between 1 and 65536; got 1000000000000."
+    result = run("cut", folder, tmp_path / "out", "--config", folder / "a.tif")
+    assert result.returncode == 2 and "Traceback" not in result.stderr and "codec" not in result.stderr
+    assert "a.tif is not a text file, so not a settings file" in result.stderr

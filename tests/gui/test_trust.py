@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 import pytest
+import tifffile
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QAbstractItemView, QLabel
 
@@ -80,6 +81,26 @@ def test_settings_round_trip_through_the_file_menu(window, qtbot, tmp_path, dial
     next(a for a in window.recentMenu.actions() if a.text() == f"Settings: {saved}").trigger()
     assert window.settings.tile_size == 384
 
+
+
+def test_loading_a_bad_settings_file_says_where_and_changes_nothing(window, qtbot, tmp_path, dialogs):
+    """File ▸ Load settings with an image, or a file whose values break a rule: one sentence
+    naming the file and the setting as written in it; every field keeps its value."""
+    type_in(qtbot, window, "patchSizeSpin", "384")
+    picture = tmp_path / "cells.tif"
+    tifffile.imwrite(picture, np.arange(4096, dtype=np.uint16).reshape(64, 64))
+    dialogs.file = picture
+    menu(window, "loadSettingsAction")
+    assert dialogs.texts[-1] == (f"{picture} is not a text file, so not a settings file; choose the .json file the "
+                                 f"window saved (File > Save settings) or one written by hand.")
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({"patch_size": "big", "dtype": "int7"}))
+    dialogs.file = old
+    menu(window, "loadSettingsAction")
+    text = dialogs.texts[-1]
+    assert text.startswith("old.json: patch_size must be a whole number; got 'big'.") and "int7" in text
+    assert "--" not in text and "Unexpected" not in text
+    assert find(window, "patchSizeSpin").value() == 384 and window.settings.tile_size == 384
 
 def test_every_menu_entry_runs_without_an_unexpected_error(window, qtbot, make_folder, load, dialogs):
     load(window, make_folder("menus", [((64, 64), 0.325)] * 2))

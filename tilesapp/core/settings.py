@@ -387,8 +387,11 @@ def load_settings(path: str | Path, base: Settings | None = None) -> tuple[Setti
         raise SettingsError("config", f"settings file {path} does not exist; check the path.") from None
     except IsADirectoryError:
         raise SettingsError("config", f"{path} is a folder, not a settings file; check the path.") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SettingsError("config", f"cannot read settings file {path}: {exc}.") from None
+    except UnicodeDecodeError:
+        raise SettingsError("config", f"{path} is not a text file, so not a settings file; choose the .json file the "
+                                      f"window saved (File > Save settings) or one written by hand.") from None
+    except OSError as exc:
+        raise SettingsError("config", f"cannot read settings file {path}: {exc.strerror or exc}.") from None
     except json.JSONDecodeError as exc:
         raise SettingsError(
             "config", f"settings file {path} is not valid JSON (line {exc.lineno}: {exc.msg}); fix or re-save it."
@@ -398,7 +401,13 @@ def load_settings(path: str | Path, base: Settings | None = None) -> tuple[Setti
                                       f"fix or re-save it.") from None
     if isinstance(data, dict):
         data = {k: v for k, v in data.items() if k != "tilesapp_settings"}
-    return Settings.from_dict(data, base)
+    try:
+        return Settings.from_dict(data, base)
+    except SettingsError as exc:
+        # named as in the file (not as a command-line option or a window's field), and where
+        keys = {canonical: alias for alias, canonical in _KEY_ALIASES.items() if isinstance(data, dict) and alias in data}
+        raise SettingsError.collect([SettingsError(e.field, (f"{path.name}: " if n == 0 else "") + e.describe(keys))
+                                     for n, e in enumerate(exc.errors)]) from None
 
 
 _SIZE_UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
