@@ -94,6 +94,10 @@ def test_missing_input_and_bad_arguments(tmp_path):
     assert result.returncode == 2 and "does not exist" in result.stderr
     result = run("cut", tmp_path, tmp_path / "out", "--norm", "median")
     assert result.returncode == 2 and "invalid choice" in result.stderr
+    # a mistyped tile folder is not called a folder without a manifest
+    result = run("merge", tmp_path / "tilse", tmp_path / "merged")
+    assert result.returncode == 2 and not (tmp_path / "merged").exists()
+    assert result.stderr.strip() == f"tilesapp: error: The tile folder {tmp_path / 'tilse'} does not exist; check the path."
 
 
 def test_config_file_and_flags_override(folder, tmp_path):

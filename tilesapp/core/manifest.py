@@ -272,6 +272,8 @@ def read_manifest(folder: str | Path) -> Manifest:
     try:
         data = json.loads(read_text(path))  # as a person's editor may have saved it
     except FileNotFoundError:
+        if not folder.exists():
+            raise TilesError(f"The tile folder {folder} does not exist; check the path.") from None
         raise TilesError(f"{folder} has no {MANIFEST_NAME}; merge needs the folder written by 'tilesapp cut'.") from None
     except NotADirectoryError:
         raise TilesError(f"{folder} is a file, not a folder; merge needs the folder written by 'tilesapp cut'.") from None
