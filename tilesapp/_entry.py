@@ -3,15 +3,10 @@ no traceback — even while the program is still starting or already ending."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import sys
 import threading
-
-from tilesapp._process import tune
-
-tune()  # before anything imports numpy
 
 
 def _quit(*_args) -> None:
@@ -32,6 +27,12 @@ def _quit(*_args) -> None:
 _PREVIOUS = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else None
 if _PREVIOUS not in (None, signal.SIG_IGN):
     signal.signal(signal.SIGINT, _quit)
+
+import contextlib  # noqa: E402 - after the handler: an interrupt while these load quits quietly too
+
+from tilesapp._process import tune  # noqa: E402
+
+tune()  # before anything imports numpy
 
 
 @contextlib.contextmanager
