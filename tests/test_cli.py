@@ -404,3 +404,19 @@ def test_a_bad_settings_file_is_named_with_its_own_words(folder, tmp_path):
     result = run("cut", folder, tmp_path / "out", "--config", folder / "a.tif")
     assert result.returncode == 2 and "Traceback" not in result.stderr and "codec" not in result.stderr
     assert "a.tif is not a text file, so not a settings file" in result.stderr
+
+
+def test_float64_images_beyond_float32_are_cut_not_called_infinite(tmp_path):
+    """Finite float64 values that float32 cannot hold (1e300) are measured and stretched as they
+    are: no 'pixels are NaN or infinite' warning, and tiles that span the bounds (they were all 0)."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    image = np.random.default_rng(5).random((150, 150)) * 1e300
+    tifffile.imwrite(folder / "model.tif", image)
+    out = tmp_path / "tiles"
+    result = run("cut", folder, out, "--no-calibration", "--preset", "unet", "--patch-size", 150, "--overlap", 0)
+    assert result.returncode == 0, result.stderr
+    assert "infinite" not in result.stderr and json.loads((out / "manifest.json").read_text())["warnings"] == []
+    tile = tifffile.imread(out / "model_000.tif")
+    want = ((image - image.min()) / (image.max() - image.min())).astype(np.float32)
+    np.testing.assert_array_equal(tile.reshape(want.shape), want)

@@ -123,3 +123,33 @@ def test_stretch_cast_in_blocks_gives_the_bytes_of_stretch_then_cast(monkeypatch
     assert out[..., 0].max() == 255 and out[..., 0].min() == 0
     if not in_place or given.dtype != np.float32:
         assert np.array_equal(given, img, equal_nan=True)  # the caller's values are left alone
+
+
+@pytest.mark.parametrize("offset, spread", [(1000.0, 1e-4), (0.0, 1e300)])
+@pytest.mark.parametrize("dtype", ["float32", "uint16", "uint8"])
+def test_float64_values_are_stretched_from_their_own_values(offset, spread, dtype):
+    """A float64 image is shifted and scaled in float64, then stored: cast to float32 first,
+    1000.0001–1000.0002 became a handful of grey levels and 1e300 became infinite (all tiles 0)."""
+    from tilesapp.core.bands import ChannelStats
+
+    rng = np.random.default_rng(1)
+    image = (offset + rng.random((300, 200, 1)) * spread).astype(np.float64)
+    stats = ChannelStats(1)
+    stats.add(image)
+    assert stats.nonfinite == 0
+    assert (stats.low[0], stats.high[0]) == (image.min(), image.max())
+    low, high = np.array([image.min()]), np.array([image.max()])
+    bounds = (0, 1) if dtype == "float32" else (0, np.iinfo(dtype).max)
+    unit = (image - image.min()) / (image.max() - image.min())
+    want = cast(np.clip(unit.astype(np.float32) * np.float32(bounds[1]), *bounds), dtype, in_range=True)
+    assert len(np.unique(want)) > min(250, np.iinfo(dtype).max if dtype != "float32" else 250)
+    one_block = stretch_cast(image, low, high, bounds, dtype)
+    normalize_blocks = normalize.BLOCK_BYTES
+    try:
+        normalize.BLOCK_BYTES = 200 * 4 * 7  # 7 rows a block: the block path
+        in_blocks = stretch_cast(image, low, high, bounds, dtype)
+    finally:
+        normalize.BLOCK_BYTES = normalize_blocks
+    for got in (one_block, in_blocks, cast(stretch(image, low, high, bounds), dtype, in_range=True)):
+        assert got.dtype == np.dtype(dtype)
+        np.testing.assert_array_equal(got, want)

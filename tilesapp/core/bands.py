@@ -185,9 +185,12 @@ class ChannelStats:
         """Add a (rows, cols, channels) block whose first row is image row ``first_row``; with
         ``sample_step``, also keep every step-th row and column of the image, as
         :func:`tilesapp.core.selection.auto_threshold` takes them from a whole image."""
+        # float64 values (float64 sources, 32-bit integers) are measured as they are: in float32,
+        # 1e300 would count as infinite and 1000.0001 as 1000
+        dtype = np.float64 if band.dtype.itemsize > 4 else np.float32
         if self.step is not None:
             start = -first_row % self.step
-            sample = np.array(band[start :: self.step, :: self.step], dtype=np.float32)
+            sample = np.array(band[start :: self.step, :: self.step], dtype=dtype)
             with self._lock:
                 self._samples.append(sample)
         if self.exact:
@@ -195,7 +198,7 @@ class ChannelStats:
             if band.dtype.kind not in "fc":
                 return  # its percentiles come from the band itself, and integers are all finite
         for c in range(band.shape[2]):
-            values = np.ascontiguousarray(band[..., c], dtype=np.float32)
+            values = np.ascontiguousarray(band[..., c], dtype=dtype)
             if values.size == 0:
                 continue
             finite = values

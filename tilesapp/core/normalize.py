@@ -71,11 +71,16 @@ def stretch(
     span = np.asarray(high, dtype=np.float64) - low
     # Division (not multiplication by 1/span) so that v == high gives exactly 1, and the
     # upper bound is reached exactly; an infinite span sends a constant channel to t_low.
-    span = np.where(span > 0, span, np.inf).astype(np.float32)
-    # float32: exact enough for every output type, half the memory traffic of float64
-    out = image if (in_place and image.dtype == np.float32) else image.astype(np.float32)
-    out -= low.astype(np.float32)
-    out /= span
+    span = np.where(span > 0, span, np.inf)
+    if image.dtype.itemsize > 4:
+        # float64 values are shifted and scaled as they are, then stored as float32: cast first,
+        # 1e300 would be infinite and 1000.0001–1000.0002 two grey levels
+        out = ((image - low) / span).astype(np.float32)
+    else:
+        # float32: exact enough for every output type, half the memory traffic of float64
+        out = image if (in_place and image.dtype == np.float32) else image.astype(np.float32)
+        out -= low.astype(np.float32)
+        out /= span.astype(np.float32)
     if t_low == 0.0:
         out *= np.float32(t_high)
     else:
@@ -128,10 +133,15 @@ def stretch_cast(
         block = image[y0 : y0 + rows]
         if scratch_given:
             values = block
+            stretch(values, low, high, bounds, in_place=True, may_have_nan=may_have_nan)
+        elif block.dtype.itemsize > 4:  # float64: stretched from its own values (see stretch)
+            values = stretch(block, low, high, bounds, may_have_nan=may_have_nan)
+            if into_out:
+                out[y0 : y0 + rows] = values
         else:
             values = out[y0 : y0 + rows] if into_out else scratch[: len(block)]
             np.copyto(values, block, casting="unsafe")  # as astype(float32)
-        stretch(values, low, high, bounds, in_place=True, may_have_nan=may_have_nan)
+            stretch(values, low, high, bounds, in_place=True, may_have_nan=may_have_nan)
         if not into_out:
             if target.kind in "iu":
                 np.rint(values, out=values)
