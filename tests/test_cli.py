@@ -420,3 +420,32 @@ def test_float64_images_beyond_float32_are_cut_not_called_infinite(tmp_path):
     tile = tifffile.imread(out / "model_000.tif")
     want = ((image - image.min()) / (image.max() - image.min())).astype(np.float32)
     np.testing.assert_array_equal(tile.reshape(want.shape), want)
+
+
+def test_a_stretch_that_sends_every_pixel_to_the_lower_bound_is_said(tmp_path):
+    """A sparse image whose 1 % and 99 % percentiles are both its background lost its cells
+    without a word (every tile 0); a blank image is said to be blank. Others are not warned."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    sparse = np.zeros((256, 256), np.uint16)
+    sparse[100:104, 100:104] = 3000
+    tifffile.imwrite(folder / "sparse.tif", sparse)
+    tifffile.imwrite(folder / "blank.tif", np.full((256, 256), 7, np.uint16))
+    tifffile.imwrite(folder / "cells.tif", microscopy((256, 256)))
+    out = tmp_path / "tiles"
+    result = run("cut", folder, out, "--no-calibration", "--preset", "unet", "--percentiles", 1, 99,
+                 "--patch-size", 256, "--overlap", 0)
+    assert result.returncode == 0, result.stderr
+    sparse_warning = ("sparse.tif: its 1 % and 99 % percentiles are both 0 (most pixels hold that value), so every tile "
+                      "holds the lower bound (0) and the pixels above it (up to 3000) are lost; widen the percentiles "
+                      "(0–100 keeps every value).")
+    blank_warning = "blank.tif: every pixel holds 7, so its tiles hold the lower bound (0)."
+    assert result.stderr.splitlines() == [f"Warning: {blank_warning}", f"Warning: {sparse_warning}"]
+    warnings = {s["file"]: s.get("warnings", []) for s in json.loads((out / "manifest.json").read_text())["sources"]}
+    assert warnings == {"sparse.tif": [sparse_warning], "blank.tif": [blank_warning], "cells.tif": []}
+    assert tifffile.imread(out / "sparse_000.tif").max() == 0  # what the warning says
+    # with every value kept, the cells are there and nothing is said
+    result = run("cut", folder, tmp_path / "all", "--no-calibration", "--preset", "unet", "--patch-size", 256,
+                 "--overlap", 0)
+    assert result.returncode == 0 and "sparse" not in result.stderr
+    assert tifffile.imread(tmp_path / "all" / "sparse_000.tif").max() == 1.0

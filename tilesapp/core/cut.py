@@ -181,6 +181,7 @@ class _Image:
     keep: np.ndarray | None = None
     mask_format: str | None = None
     nonfinite: int = 0
+    flat: str | None = None  # why the stretch leaves every tile at the lower bound, when it does
     thresholds: np.ndarray | None = None
     single: bool = False  # one band: the whole image, held for all passes
     failed: threading.Event = field(default_factory=threading.Event)
@@ -268,6 +269,8 @@ def _cut(job: ImageJob, run: CutRun, executor: Executor, pixels: SourcePixels, r
         raise error
     if any(part.cancelled for part in bands_written):
         raise Cancelled()
+    if image.flat is not None:
+        result.warnings.append(image.flat)
     if image.nonfinite:
         result.warnings.append(f"{image.nonfinite} pixels are NaN or infinite: they were left out of the statistics "
                                f"and written as the bounds (NaN and -Inf as the lower, +Inf as the upper).")
@@ -334,9 +337,34 @@ def _statistics(image: _Image, bands: list[Band], executor: Executor) -> None:
         stats.merge(part)
     if image.norm.needs_stats:
         image.nonfinite = stats.nonfinite
-        image.norm = image.norm.with_stats(*stats.percentiles(*settings.percentiles, joint=image.norm.joint))
+        low, high = stats.percentiles(*settings.percentiles, joint=image.norm.joint)
+        image.norm = image.norm.with_stats(low, high)
+        if (low == high).any():
+            image.flat = _flat_stretch(image, stats, low, high)
     if need_otsu:
         image.thresholds = auto_threshold(stats.sample(), step=1)
+
+
+def _flat_stretch(image: _Image, stats: ChannelStats, low: np.ndarray, high: np.ndarray) -> str | None:
+    """The warning for channels whose low and high are one value: the stretch sends every pixel
+    of them to the lower bound — a blank channel, or percentiles that a sparse image's background
+    fills (its bright pixels are then lost)."""
+    settings = image.run.settings
+    vmin, vmax = stats.percentiles(0.0, 100.0, joint=image.norm.joint)
+    # a channel with no finite value at all is told by the NaN warning
+    channels = [0] if image.norm.joint else range(len(low))
+    flat = [c for c in channels if low[c] == high[c] and not (image.nonfinite and not np.isfinite(stats.low).any())]
+    if not flat:
+        return None
+    bound = f"{settings.output_bounds[0]:g}"
+    which = "" if len(low) == 1 or image.norm.joint else f"channel {', '.join(str(c + 1) for c in flat)}: "
+    lost = [c for c in flat if vmax[c] > vmin[c]]
+    if not lost:
+        return (f"{which}every pixel holds {float(low[flat[0]]):g}, so its tiles hold the lower bound ({bound}).")
+    p_low, p_high = settings.percentiles
+    return (f"{which}its {p_low:g} % and {p_high:g} % percentiles are both {float(low[lost[0]]):g} (most pixels hold "
+            f"that value), so every tile holds the lower bound ({bound}) and the pixels above it "
+            f"(up to {float(vmax[lost[0]]):g}) are lost; widen the percentiles (0–100 keeps every value).")
 
 
 def _measure_band(image: _Image, value_range: tuple[float, float] | None, step: int | None, single: bool,
