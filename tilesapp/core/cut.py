@@ -349,13 +349,14 @@ def _flat_stretch(image: _Image, stats: ChannelStats, low: np.ndarray, high: np.
     """The warning for channels whose low and high are one value: the stretch sends every pixel
     of them to the lower bound — a blank channel, or percentiles that a sparse image's background
     fills (its bright pixels are then lost)."""
-    settings = image.run.settings
-    vmin, vmax = stats.percentiles(0.0, 100.0, joint=image.norm.joint)
-    # a channel with no finite value at all is told by the NaN warning
+    if image.nonfinite and not np.isfinite(stats.low).any():
+        return None  # no finite value at all: the NaN warning tells it
     channels = [0] if image.norm.joint else range(len(low))
-    flat = [c for c in channels if low[c] == high[c] and not (image.nonfinite and not np.isfinite(stats.low).any())]
+    flat = [c for c in channels if low[c] == high[c]]
     if not flat:
         return None
+    settings = image.run.settings
+    vmin, vmax = stats.percentiles(0.0, 100.0, joint=image.norm.joint)
     bound = f"{settings.output_bounds[0]:g}"
     which = "" if len(low) == 1 or image.norm.joint else f"channel {', '.join(str(c + 1) for c in flat)}: "
     lost = [c for c in flat if vmax[c] > vmin[c]]

@@ -130,9 +130,6 @@ class Nd2Reader:
 
     def open(self, path: Path) -> Nd2File:
         path = Path(path)
-        not_nd2 = not_format(path, self.sniff, "an ND2 file", "an ND2 header")
-        if not_nd2 is not None:  # the library would say so with the file's path and the bytes it found
-            raise not_nd2
         try:
             import nd2
         except ImportError as exc:
@@ -140,6 +137,9 @@ class Nd2Reader:
         try:
             handle = nd2.ND2File(str(path))
         except Exception as exc:
+            not_nd2 = not_format(path, self.sniff, "an ND2 file", "an ND2 header")
+            if not_nd2 is not None:  # the library says so with the file's path and the bytes it found
+                raise not_nd2 from exc
             raise ImageError(f"{path.name}: cannot open this ND2 file, it may be damaged or truncated ({reason(exc)}).") from exc
         f = Nd2File(path, handle)
         with closed_on_error(f, path, "cannot read this ND2 file, it may be damaged or truncated"):
